@@ -1,0 +1,115 @@
+//! PostgreSQL: the connection pool, creating the database and running the embedded
+//! migrations under an advisory lock so that replicas starting together do not race.
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ConnectionManager, Pool};
+use diesel::Connection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::config::DatabaseSettings;
+
+/// The migrations of `migrations/`, compiled into the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// An arbitrary constant naming hookgate's migration lock among the server's advisory locks.
+const MIGRATION_LOCK: i64 = 0x686f_6f6b_6761_7465; // "hookgate"
+
+/// A pool of PostgreSQL connections.
+pub type PgPool = Pool<ConnectionManager<PgConnection>>;
+
+/// Why the database could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot connect to PostgreSQL: {0}")]
+    Connect(#[from] diesel::ConnectionError),
+    #[error("PostgreSQL query failed: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("migrations failed: {0}")]
+    Migration(String),
+    #[error("invalid database URL: {0}")]
+    Url(String),
+}
+
+/// Builds the pool without connecting, so the gateway starts while PostgreSQL is down.
+pub fn pool(settings: &DatabaseSettings) -> PgPool {
+    Pool::builder()
+        .max_size(settings.pool_size)
+        .min_idle(Some(0))
+        .connection_timeout(Duration::from_secs(2))
+        .build_unchecked(ConnectionManager::new(&settings.url))
+}
+
+/// Splits a PostgreSQL URL into (URL of the `postgres` maintenance database, database name).
+fn split_database(url: &str) -> Result<(String, String), DbError> {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let slash = base[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .ok_or_else(|| DbError::Url("no database name in the URL".into()))?;
+    let name = &base[slash + 1..];
+    if name.is_empty() {
+        return Err(DbError::Url("no database name in the URL".into()));
+    }
+    let mut admin = format!("{}/postgres", &base[..slash]);
+    if let Some(q) = query {
+        admin.push('?');
+        admin.push_str(q);
+    }
+    Ok((admin, name.to_string()))
+}
+
+/// Creates the database of `url` when it does not exist yet.
+pub fn ensure_database(url: &str) -> Result<(), DbError> {
+    match PgConnection::establish(url) {
+        Ok(_) => Ok(()),
+        Err(diesel::ConnectionError::BadConnection(msg)) if msg.contains("does not exist") => {
+            let (admin_url, name) = split_database(url)?;
+            let mut admin = PgConnection::establish(&admin_url)?;
+            let quoted = name.replace('"', "\"\"");
+            match admin.batch_execute(&format!("CREATE DATABASE \"{quoted}\"")) {
+                Ok(()) => {
+                    log::info!("created database {name}");
+                    Ok(())
+                }
+                // Another replica created it a moment ago.
+                Err(e) if e.to_string().contains("already exists") => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates the database if missing and runs pending migrations under an advisory lock.
+pub fn prepare(url: &str) -> Result<usize, DbError> {
+    ensure_database(url)?;
+    let mut conn = PgConnection::establish(url)?;
+    conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+    let result = conn
+        .run_pending_migrations(MIGRATIONS)
+        .map(|done| done.len())
+        .map_err(|e| DbError::Migration(e.to_string()));
+    // The lock is also released when the connection closes, so a failed unlock is harmless.
+    let _ = conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"));
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_database_name() {
+        let (admin, name) = split_database("postgres://u@h:5432/hookgate?sslmode=disable").unwrap();
+        assert_eq!(admin, "postgres://u@h:5432/postgres?sslmode=disable");
+        assert_eq!(name, "hookgate");
+        assert!(split_database("postgres://u@h:5432").is_err());
+    }
+}

@@ -1,0 +1,34 @@
+//! Diesel table definitions of the audit trail (see `migrations/`).
+
+diesel::table! {
+    webhook_events (id) {
+        id -> Uuid,
+        source -> Text,
+        event_type -> Nullable<Text>,
+        idempotency_key -> Text,
+        stream_id -> Text,
+        status -> Text,
+        attempts -> Int4,
+        last_error -> Nullable<Text>,
+        received_at -> Timestamptz,
+        delivered_at -> Nullable<Timestamptz>,
+        content_type -> Nullable<Text>,
+        headers -> Jsonb,
+        payload -> Bytea,
+    }
+}
+
+diesel::table! {
+    delivery_attempts (id) {
+        id -> Int8,
+        event_id -> Uuid,
+        destination -> Text,
+        attempt -> Int4,
+        status_code -> Nullable<Int4>,
+        duration_ms -> Int4,
+        error -> Nullable<Text>,
+        attempted_at -> Timestamptz,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(webhook_events, delivery_attempts);

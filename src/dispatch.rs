@@ -1,0 +1,125 @@
+//! The Dispatcher actor: takes verified webhooks from the ingest handlers and de-duplicates
+//! and persists each in its source's Redis stream in one atomic step.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::audit::{AuditWriter, NewEventRecord};
+use crate::queue::{RedisPool, ENQUEUE_LUA};
+use crate::source::Source;
+
+/// A verified webhook, ready to be queued.
+pub struct NewEvent {
+    pub id: Uuid,
+    pub key: String,
+    pub event_type: Option<String>,
+    pub received_at_ms: i64,
+    pub content_type: Option<String>,
+    /// The stored request headers (secrets removed), as a JSON object.
+    pub headers: serde_json::Value,
+    pub body: Bytes,
+}
+
+/// Asks the Dispatcher to de-duplicate and enqueue an event.
+#[derive(Message)]
+#[rtype(result = "Result<Enqueued, DispatchError>")]
+pub struct Enqueue {
+    pub source: Arc<Source>,
+    pub event: NewEvent,
+}
+
+/// The outcome of an [`Enqueue`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    /// New: appended to the stream.
+    Queued { id: String, stream_id: String },
+    /// Seen before: the id the first one was given.
+    Duplicate { id: String },
+}
+
+/// Why an event could not be enqueued (the sender gets a 503 and retries).
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("no Redis connection: {0}")]
+    Connection(String),
+    #[error("Redis command failed: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Routes verified webhooks into Redis; one runs on each HTTP worker thread, so handing a
+/// webhook over never crosses threads.
+pub struct Dispatcher {
+    redis: RedisPool,
+    script: Arc<redis::Script>,
+    audit: Addr<AuditWriter>,
+}
+
+impl Dispatcher {
+    /// A dispatcher writing to `redis` and recording accepted events with `audit`.
+    pub fn new(redis: RedisPool, audit: Addr<AuditWriter>) -> Self {
+        Dispatcher {
+            redis,
+            script: Arc::new(redis::Script::new(ENQUEUE_LUA)),
+            audit,
+        }
+    }
+}
+
+impl Actor for Dispatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Room for every connection a worker serves at once; beyond it senders wait (backpressure).
+        ctx.set_mailbox_capacity(4096);
+    }
+}
+
+impl Handler<Enqueue> for Dispatcher {
+    type Result = ResponseFuture<Result<Enqueued, DispatchError>>;
+
+    fn handle(&mut self, msg: Enqueue, _ctx: &mut Self::Context) -> Self::Result {
+        let pool = self.redis.clone();
+        let script = self.script.clone();
+        let audit = self.audit.clone();
+        Box::pin(async move {
+            let Enqueue { source, event } = msg;
+            let id = event.id.to_string();
+            let headers = event.headers.to_string();
+            let (new, value): (i64, String) = {
+                let mut conn = pool
+                    .get()
+                    .await
+                    .map_err(|e| DispatchError::Connection(e.to_string()))?;
+                script
+                    .key(source.keys.dedup(&event.key))
+                    .key(&source.keys.stream)
+                    .arg(&id)
+                    .arg(source.config.dedup_ttl_seconds)
+                    .arg(&event.key)
+                    .arg(event.event_type.as_deref().unwrap_or(""))
+                    .arg(event.received_at_ms)
+                    .arg(event.content_type.as_deref().unwrap_or(""))
+                    .arg(&headers)
+                    .arg(event.body.as_ref())
+                    .invoke_async(&mut *conn)
+                    .await?
+            };
+            if new == 1 {
+                audit.do_send(NewEventRecord::new(
+                    &source.config.name,
+                    event,
+                    value.clone(),
+                ));
+                Ok(Enqueued::Queued {
+                    id,
+                    stream_id: value,
+                })
+            } else {
+                Ok(Enqueued::Duplicate { id: value })
+            }
+        })
+    }
+}

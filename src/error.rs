@@ -1,0 +1,79 @@
+//! Errors of the HTTP contract, mapped to status codes and JSON bodies in one place.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::verify::VerifyError;
+
+/// Every way an HTTP request can be refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("unknown source {0:?}")]
+    UnknownSource(String),
+    #[error("no such route")]
+    NotFound,
+    #[error("{0}")]
+    Unauthorized(#[from] VerifyError),
+    #[error("body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("body is larger than the source's limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the queue is unavailable, retry later: {0}")]
+    Unavailable(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+}
+
+impl ApiError {
+    /// The stable error code of the JSON answer.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::UnknownSource(_) => "unknown_source",
+            ApiError::NotFound => "not_found",
+            ApiError::Unauthorized(e) => e.code(),
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::UnknownSource(_) | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::InvalidJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        if let ApiError::Unavailable(_) = self {
+            // Senders that honour it come back after a short pause instead of hammering.
+            res.insert_header(("Retry-After", "5"));
+        }
+        res.json(ErrorBody {
+            error: self.code(),
+            message: self.to_string(),
+        })
+    }
+}

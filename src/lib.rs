@@ -1,0 +1,18 @@
+//! hookgate: a self-hosted webhook gateway. Senders post to `/webhooks/{source}`; each webhook
+//! is verified (`verify`), keyed (`idempotency`), de-duplicated and persisted in a Redis stream
+//! in one atomic step (`ingest` → `dispatch` → `queue`) and recorded in PostgreSQL (`audit`).
+
+pub mod audit;
+pub mod config;
+pub mod dispatch;
+pub mod error;
+pub mod health;
+pub mod idempotency;
+pub mod ingest;
+pub mod loadgen;
+pub mod queue;
+pub mod send;
+pub mod source;
+pub mod startup;
+pub mod telemetry;
+pub mod verify;

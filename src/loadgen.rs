@@ -1,0 +1,277 @@
+//! A load generator for the ingest path: pre-signs every request, then replays them over raw
+//! keep-alive HTTP/1.1 connections so that the generator itself costs little CPU.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::config::SourceConfig;
+use crate::send::{sample_body, sign, unix_now};
+
+/// Figures of one load run.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    pub sent: usize,
+    pub ok: usize,
+    pub non_2xx: usize,
+    pub errors: usize,
+    pub elapsed: Duration,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+impl LoadReport {
+    /// Completed requests per second.
+    pub fn per_second(&self) -> f64 {
+        self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// One human line.
+    pub fn line(&self) -> String {
+        format!(
+            "{:.0} req/s, {} sent, {} 2xx, {} non-2xx, {} errors, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            self.per_second(),
+            self.sent,
+            self.ok,
+            self.non_2xx,
+            self.errors,
+            self.p50_us as f64 / 1000.0,
+            self.p99_us as f64 / 1000.0,
+            self.max_us as f64 / 1000.0
+        )
+    }
+}
+
+/// Builds `count` signed raw requests for `source`; `duplicate_percent` of them repeat an
+/// earlier request byte for byte (a sender's retry).
+pub fn signed_requests(
+    source: &SourceConfig,
+    host: &str,
+    count: usize,
+    duplicate_percent: u8,
+) -> Result<Vec<Bytes>, String> {
+    let now = unix_now();
+    let run = uuid::Uuid::now_v7().simple().to_string();
+    let mut out: Vec<Bytes> = Vec::with_capacity(count);
+    for i in 0..count {
+        // Deterministic spread of duplicates: every (100 / percent)-th request repeats one.
+        let dup = duplicate_percent > 0
+            && i > 0
+            && (i * duplicate_percent as usize) % 100 < duplicate_percent as usize;
+        if dup {
+            let earlier = out[(i * 7919) % out.len()].clone();
+            out.push(earlier);
+            continue;
+        }
+        let mut body = sample_body(i as u64);
+        // Unique across runs too, so repeated benchmarks never hit old dedup keys.
+        body.splice(1..1, format!("\"run\":\"{run}\",").into_bytes());
+        let signed = sign(source, &body, now)?;
+        out.push(raw_request(host, &signed.path, &signed.headers, &body));
+    }
+    Ok(out)
+}
+
+/// An HTTP/1.1 POST as bytes.
+pub fn raw_request(host: &str, path: &str, headers: &[(String, String)], body: &[u8]) -> Bytes {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(k);
+        req.push_str(": ");
+        req.push_str(v);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    Bytes::from(bytes)
+}
+
+/// Sends every request over `connections` keep-alive connections and reports the figures.
+pub async fn run(addr: SocketAddr, requests: Arc<Vec<Bytes>>, connections: usize) -> LoadReport {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(connections);
+    for _ in 0..connections.max(1) {
+        let requests = requests.clone();
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            connection(addr, requests, next).await
+        }));
+    }
+    let mut hist = Histogram::<u64>::new(3).expect("3 significant figures is valid");
+    let (mut ok, mut non_2xx, mut errors) = (0, 0, 0);
+    for t in tasks {
+        if let Ok(part) = t.await {
+            hist.add(&part.hist).ok();
+            ok += part.ok;
+            non_2xx += part.non_2xx;
+            errors += part.errors;
+        }
+    }
+    LoadReport {
+        sent: ok + non_2xx + errors,
+        ok,
+        non_2xx,
+        errors,
+        elapsed: started.elapsed(),
+        p50_us: hist.value_at_quantile(0.5),
+        p99_us: hist.value_at_quantile(0.99),
+        max_us: hist.max(),
+    }
+}
+
+struct Part {
+    hist: Histogram<u64>,
+    ok: usize,
+    non_2xx: usize,
+    errors: usize,
+}
+
+async fn connection(addr: SocketAddr, requests: Arc<Vec<Bytes>>, next: Arc<AtomicUsize>) -> Part {
+    let mut part = Part {
+        hist: Histogram::new(3).expect("3 significant figures is valid"),
+        ok: 0,
+        non_2xx: 0,
+        errors: 0,
+    };
+    let mut stream: Option<TcpStream> = None;
+    let mut buf = BytesMut::with_capacity(8192);
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(req) = requests.get(i) else { break };
+        let t = Instant::now();
+        if stream.is_none() {
+            match TcpStream::connect(addr).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    stream = Some(s);
+                    buf.clear();
+                }
+                Err(_) => {
+                    part.errors += 1;
+                    continue;
+                }
+            }
+        }
+        let Some(s) = stream.as_mut() else { continue };
+        let answer = async {
+            s.write_all(req).await?;
+            read_response(s, &mut buf).await
+        }
+        .await;
+        part.hist.saturating_record(t.elapsed().as_micros() as u64);
+        match answer {
+            Ok((status, close)) => {
+                if (200..300).contains(&status) {
+                    part.ok += 1;
+                } else {
+                    part.non_2xx += 1;
+                }
+                if close {
+                    stream = None;
+                }
+            }
+            Err(_) => {
+                part.errors += 1;
+                stream = None;
+            }
+        }
+    }
+    part
+}
+
+/// Reads one response; returns its status and whether the server closes the connection.
+async fn read_response(s: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<(u16, bool)> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    let head_end = loop {
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos + 4;
+        }
+        if s.read_buf(buf).await? == 0 {
+            return Err(bad("connection closed"));
+        }
+    };
+    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| bad("head is not text"))?;
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| bad("no status"))?;
+    let mut length = 0usize;
+    let mut close = false;
+    for line in head.lines().skip(1) {
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().map_err(|_| bad("content-length"))?;
+            } else if k.eq_ignore_ascii_case("connection") && v.trim().eq_ignore_ascii_case("close")
+            {
+                close = true;
+            }
+        }
+    }
+    while buf.len() < head_end + length {
+        if s.read_buf(buf).await? == 0 {
+            return Err(bad("connection closed in body"));
+        }
+    }
+    buf.advance(head_end + length);
+    Ok((status, close))
+}
+
+/// The baseline of `scripts/bench-ingest.sh`: a minimal actix handler doing one Redis EVAL
+/// (SET NX EX + XADD) per request, nothing else.
+pub async fn baseline_server(bind: &str, redis_url: &str) -> anyhow::Result<()> {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    const LUA: &str = "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', 60) then \
+        return redis.call('XADD', KEYS[2], '*', 'body', ARGV[2]) end return false";
+    let settings = crate::config::RedisSettings {
+        url: redis_url.to_string(),
+        key_prefix: "hookgate-baseline".into(),
+        pool_size: 16,
+        enqueue_timeout_ms: 2000,
+    };
+    let pool = crate::queue::pool(&settings)?;
+    let script = Arc::new(redis::Script::new(LUA));
+    HttpServer::new(move || {
+        let pool = pool.clone();
+        let script = script.clone();
+        App::new().default_service(web::to(move |body: web::Bytes| {
+            let pool = pool.clone();
+            let script = script.clone();
+            async move {
+                let id = uuid::Uuid::now_v7().to_string();
+                let Ok(mut conn) = pool.get().await else {
+                    return HttpResponse::ServiceUnavailable().finish();
+                };
+                let res: redis::RedisResult<Option<String>> = script
+                    .key(format!("hookgate-baseline:{{b}}:dedup:{id}"))
+                    .key("hookgate-baseline:{b}:stream")
+                    .arg(&id)
+                    .arg(body.as_ref())
+                    .invoke_async(&mut *conn)
+                    .await;
+                match res {
+                    Ok(_) => {
+                        HttpResponse::Ok().json(serde_json::json!({"status": "queued", "id": id}))
+                    }
+                    Err(_) => HttpResponse::ServiceUnavailable().finish(),
+                }
+            }
+        }))
+    })
+    .bind(bind)?
+    .run()
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! A configured source at run time: its settings, its verifier and its Redis keys.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix_web::http::header::HeaderMap;
+use serde_json::Value;
+
+use crate::config::{Settings, SourceConfig};
+use crate::idempotency::{body_hash, from_selectors};
+use crate::verify::{self, Verifier};
+
+/// The Redis keys of one source. All share the `{source}` hash tag so that a Lua script may
+/// touch several of them on Redis Cluster too.
+#[derive(Debug, Clone)]
+pub struct SourceKeys {
+    /// The stream of accepted events awaiting delivery.
+    pub stream: String,
+    /// Prefix of de-duplication keys; the idempotency key is appended.
+    pub dedup_prefix: String,
+}
+
+impl SourceKeys {
+    /// Keys of `source` under `prefix`.
+    pub fn new(prefix: &str, source: &str) -> Self {
+        SourceKeys {
+            stream: format!("{prefix}:{{{source}}}:stream"),
+            dedup_prefix: format!("{prefix}:{{{source}}}:dedup:"),
+        }
+    }
+
+    /// The de-duplication key of an idempotency key; long keys are hashed to bound memory.
+    pub fn dedup(&self, key: &str) -> String {
+        if key.len() <= 200 {
+            format!("{}{key}", self.dedup_prefix)
+        } else {
+            format!("{}{}", self.dedup_prefix, body_hash(key.as_bytes()))
+        }
+    }
+}
+
+/// One source, ready to verify and key webhooks.
+pub struct Source {
+    pub config: SourceConfig,
+    pub verifier: Box<dyn Verifier>,
+    pub keys: SourceKeys,
+    /// Lower-cased names of headers never stored (secrets, credentials).
+    pub redacted_headers: Vec<String>,
+}
+
+impl Source {
+    /// Builds the run-time source from validated config.
+    pub fn new(config: SourceConfig, key_prefix: &str) -> Result<Self, String> {
+        let verifier = verify::build(&config)?;
+        let mut redacted_headers: Vec<String> = ["authorization", "cookie", "proxy-authorization"]
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        redacted_headers.extend(verifier.secret_headers().iter().map(|h| h.to_string()));
+        Ok(Source {
+            keys: SourceKeys::new(key_prefix, &config.name),
+            config,
+            verifier,
+            redacted_headers,
+        })
+    }
+
+    /// Whether the body must parse as JSON for this source.
+    pub fn needs_json(&self) -> bool {
+        self.verifier.needs_json()
+            || self
+                .config
+                .idempotency_key
+                .as_ref()
+                .is_some_and(|sels| sels.iter().any(|s| s.needs_json()))
+    }
+
+    /// The idempotency key: the configured selectors, else the kind's default, else a body hash.
+    pub fn idempotency_key(
+        &self,
+        headers: &HeaderMap,
+        json: Option<&Value>,
+        body: &[u8],
+    ) -> String {
+        let key = match &self.config.idempotency_key {
+            Some(selectors) => from_selectors(selectors, headers, json),
+            None => self.verifier.default_key(headers, json, body),
+        };
+        key.unwrap_or_else(|| body_hash(body))
+    }
+
+    /// The event type: the configured selector, else the kind's default.
+    pub fn event_type(&self, headers: &HeaderMap, json: Option<&Value>) -> Option<String> {
+        match &self.config.event_type {
+            Some(sel) => sel.select(headers, json),
+            None => self.verifier.event_type(headers, json),
+        }
+    }
+}
+
+/// All configured sources by name.
+#[derive(Clone, Default)]
+pub struct Sources(Arc<HashMap<String, Arc<Source>>>);
+
+impl Sources {
+    /// Builds every source of the settings.
+    pub fn from_settings(settings: &Settings) -> Result<Self, String> {
+        let mut map = HashMap::new();
+        for config in &settings.sources {
+            let source = Source::new(config.clone(), &settings.redis.key_prefix)
+                .map_err(|e| format!("source {}: {e}", config.name))?;
+            map.insert(config.name.clone(), Arc::new(source));
+        }
+        Ok(Sources(Arc::new(map)))
+    }
+
+    /// The source with this name.
+    pub fn get(&self, name: &str) -> Option<&Arc<Source>> {
+        self.0.get(name)
+    }
+
+    /// Every source, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Source>> {
+        self.0.values()
+    }
+}

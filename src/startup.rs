@@ -1,0 +1,152 @@
+//! Wiring: builds the pools, actors and HTTP server of one gateway process.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr, Arbiter};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpResponse, HttpServer};
+
+use crate::audit::{db, AuditWriter, Drain};
+use crate::config::Settings;
+use crate::dispatch::Dispatcher;
+use crate::error::ApiError;
+use crate::health::{self, Readiness};
+use crate::ingest::{self, IngestState, WorkerDispatcher};
+use crate::queue;
+use crate::source::Sources;
+use crate::telemetry::{self, IngestStats};
+
+/// A running gateway: its HTTP server and the actors behind it.
+pub struct Application {
+    port: u16,
+    server: Server,
+    audit: Addr<AuditWriter>,
+}
+
+impl Application {
+    /// Builds everything and binds the listener; call [`Application::run_until_stopped`] to serve.
+    /// Bind to port 0 to get a free port (tests).
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let prometheus = telemetry::prometheus();
+        let sources = Sources::from_settings(&settings).map_err(anyhow::Error::msg)?;
+        let redis = queue::pool(&settings.redis)?;
+        let postgres = db::pool(&settings.database);
+
+        // Prepare the schema now when PostgreSQL is up; when it is not, ingest still works and
+        // the audit writer prepares it on its first successful write.
+        let url = settings.database.url.clone();
+        let prepared = match web::block(move || db::prepare(&url)).await {
+            Ok(Ok(applied)) => {
+                if applied > 0 {
+                    log::info!("database: applied {applied} migrations");
+                }
+                true
+            }
+            Ok(Err(e)) => {
+                log::warn!("database not ready ({e}); audit rows are buffered until it is");
+                false
+            }
+            Err(e) => {
+                log::warn!("database preparation did not run: {e}");
+                false
+            }
+        };
+        let audit_settings = settings.audit.clone();
+        let database_url = settings.database.url.clone();
+        let audit_pool = postgres.clone();
+        let audit = AuditWriter::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+            AuditWriter::new(audit_pool, database_url, audit_settings, prepared)
+        });
+
+        let stats = Arc::new(IngestStats::default());
+        let summary_stats = stats.clone();
+        let every = Duration::from_secs(settings.server.summary_interval_seconds);
+        actix_web::rt::spawn(async move {
+            let mut interval = actix_web::rt::time::interval(every);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                if let Some(line) = summary_stats.take_summary() {
+                    log::info!("{line}");
+                }
+            }
+        });
+
+        let listener = TcpListener::bind(&settings.server.bind)?;
+        let port = listener.local_addr()?.port();
+        let ingest_state = web::Data::new(IngestState {
+            sources,
+            stats,
+            enqueue_timeout: Duration::from_millis(settings.redis.enqueue_timeout_ms),
+        });
+        let readiness = web::Data::new(Readiness {
+            redis: redis.clone(),
+            postgres,
+        });
+        let factory_audit = audit.clone();
+        let mut server = HttpServer::new(move || {
+            // One Dispatcher per worker thread: handing a webhook over never crosses threads.
+            let dispatcher = Dispatcher::new(redis.clone(), factory_audit.clone()).start();
+            App::new()
+                .app_data(ingest_state.clone())
+                .app_data(readiness.clone())
+                .app_data(web::Data::new(WorkerDispatcher(dispatcher)))
+                .configure(ingest::routes)
+                .configure(health::routes)
+                .route(
+                    "/metrics",
+                    web::get().to(move || async move {
+                        prometheus.run_upkeep();
+                        HttpResponse::Ok()
+                            .content_type("text/plain; version=0.0.4")
+                            .body(prometheus.render())
+                    }),
+                )
+                .default_service(web::to(|| async {
+                    Err::<HttpResponse, _>(ApiError::NotFound)
+                }))
+        })
+        .shutdown_timeout(10);
+        if let Some(workers) = settings.server.workers {
+            server = server.workers(workers);
+        }
+        let server = server.listen(listener)?.run();
+        log::info!(
+            "hookgate {} listening on {} (replica {}, {} sources, config: {})",
+            env!("CARGO_PKG_VERSION"),
+            settings.server.bind.replace(":0", &format!(":{port}")),
+            settings.server.replica_id,
+            settings.sources.len(),
+            settings.origin
+        );
+        Ok(Application {
+            port,
+            server,
+            audit,
+        })
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the server gracefully.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (SIGTERM/SIGINT or the handle), then writes the buffered audit rows.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        if actix_web::rt::time::timeout(Duration::from_secs(5), self.audit.send(Drain))
+            .await
+            .is_err()
+        {
+            log::warn!("audit: rows still buffered at shutdown were not written");
+        }
+        result
+    }
+}

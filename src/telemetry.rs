@@ -1,0 +1,139 @@
+//! Logging and metrics: per-webhook debug lines, a periodic info summary, Prometheus metrics.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Starts env_logger at `info` unless `RUST_LOG` says otherwise.
+pub fn init_logging() {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .try_init();
+}
+
+/// The process-wide Prometheus recorder, installed once (several apps may share a test process).
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets(&[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ])
+            .expect("static bucket list is not empty");
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Fails only when another recorder is installed; then our handle just renders ours.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// How one ingest request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Queued,
+    Duplicate,
+    Rejected(&'static str),
+}
+
+impl Outcome {
+    /// The label used in metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Queued => "queued",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Rejected(code) => code,
+        }
+    }
+}
+
+/// Ingest figures since the last summary.
+pub struct IngestStats {
+    accepted: AtomicU64,
+    duplicates: AtomicU64,
+    rejected: Mutex<BTreeMap<&'static str, u64>>,
+    latency_us: Mutex<Histogram<u64>>,
+}
+
+impl Default for IngestStats {
+    fn default() -> Self {
+        IngestStats {
+            accepted: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            rejected: Mutex::new(BTreeMap::new()),
+            latency_us: Mutex::new(Histogram::new(3).expect("3 significant figures is valid")),
+        }
+    }
+}
+
+impl IngestStats {
+    /// Counts one request.
+    pub fn record(&self, source: &str, outcome: Outcome, elapsed: Duration) {
+        match outcome {
+            Outcome::Queued => {
+                self.accepted.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Duplicate => {
+                self.duplicates.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("hookgate_dedup_hits_total", "source" => source.to_string())
+                    .increment(1);
+            }
+            Outcome::Rejected(code) => {
+                if let Ok(mut map) = self.rejected.lock() {
+                    *map.entry(code).or_default() += 1;
+                }
+            }
+        }
+        if let Ok(mut h) = self.latency_us.lock() {
+            h.saturating_record(elapsed.as_micros() as u64);
+        }
+        metrics::counter!(
+            "hookgate_ingest_requests_total",
+            "source" => source.to_string(),
+            "outcome" => outcome.label()
+        )
+        .increment(1);
+        metrics::histogram!("hookgate_ingest_duration_seconds", "source" => source.to_string())
+            .record(elapsed.as_secs_f64());
+    }
+
+    /// Takes the figures since the last call, as one log line; `None` when nothing happened.
+    pub fn take_summary(&self) -> Option<String> {
+        let accepted = self.accepted.swap(0, Ordering::Relaxed);
+        let duplicates = self.duplicates.swap(0, Ordering::Relaxed);
+        let rejected = self
+            .rejected
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default();
+        let (p50, p99) = self
+            .latency_us
+            .lock()
+            .map(|mut h| {
+                let r = (h.value_at_quantile(0.5), h.value_at_quantile(0.99));
+                h.reset();
+                r
+            })
+            .unwrap_or((0, 0));
+        let rejected_total: u64 = rejected.values().sum();
+        if accepted + duplicates + rejected_total == 0 {
+            return None;
+        }
+        let reasons = if rejected.is_empty() {
+            String::new()
+        } else {
+            let parts: Vec<String> = rejected.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!(" ({})", parts.join(", "))
+        };
+        Some(format!(
+            "ingest: accepted={accepted} duplicates={duplicates} rejected={rejected_total}{reasons} p50={:.2}ms p99={:.2}ms",
+            p50 as f64 / 1000.0,
+            p99 as f64 / 1000.0
+        ))
+    }
+}
