@@ -2,12 +2,13 @@
 //! and persists each in its source's Redis stream in one atomic step.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use bytes::Bytes;
 use uuid::Uuid;
 
-use crate::audit::{AuditWriter, NewEventRecord};
+use crate::audit::{AuditWriter, NewEventBatch, NewEventRecord};
 use crate::queue::{RedisPool, ENQUEUE_LUA};
 use crate::source::Source;
 
@@ -49,12 +50,18 @@ pub enum DispatchError {
     Redis(#[from] redis::RedisError),
 }
 
+/// Audit rows handed to the AuditWriter at most this often (or sooner when a batch fills).
+const AUDIT_HANDOFF: Duration = Duration::from_millis(20);
+const AUDIT_BATCH: usize = 256;
+
 /// Routes verified webhooks into Redis; one runs on each HTTP worker thread, so handing a
-/// webhook over never crosses threads.
+/// webhook over never crosses threads. Audit rows are collected here and handed to the
+/// AuditWriter in batches: one cross-thread wake-up per batch, not per webhook.
 pub struct Dispatcher {
     redis: RedisPool,
     script: Arc<redis::Script>,
     audit: Addr<AuditWriter>,
+    pending_audit: Vec<NewEventRecord>,
 }
 
 impl Dispatcher {
@@ -64,6 +71,14 @@ impl Dispatcher {
             redis,
             script: Arc::new(redis::Script::new(ENQUEUE_LUA)),
             audit,
+            pending_audit: Vec::new(),
+        }
+    }
+
+    fn hand_off_audit(&mut self) {
+        if !self.pending_audit.is_empty() {
+            let batch = std::mem::take(&mut self.pending_audit);
+            self.audit.do_send(NewEventBatch(batch));
         }
     }
 }
@@ -74,17 +89,22 @@ impl Actor for Dispatcher {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Room for every connection a worker serves at once; beyond it senders wait (backpressure).
         ctx.set_mailbox_capacity(4096);
+        ctx.run_interval(AUDIT_HANDOFF, |act, _| act.hand_off_audit());
+    }
+
+    fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
+        self.hand_off_audit();
+        Running::Stop
     }
 }
 
 impl Handler<Enqueue> for Dispatcher {
-    type Result = ResponseFuture<Result<Enqueued, DispatchError>>;
+    type Result = ResponseActFuture<Self, Result<Enqueued, DispatchError>>;
 
     fn handle(&mut self, msg: Enqueue, _ctx: &mut Self::Context) -> Self::Result {
         let pool = self.redis.clone();
         let script = self.script.clone();
-        let audit = self.audit.clone();
-        Box::pin(async move {
+        let work = async move {
             let Enqueue { source, event } = msg;
             let id = event.id.to_string();
             let headers = event.headers.to_string();
@@ -108,18 +128,29 @@ impl Handler<Enqueue> for Dispatcher {
                     .await?
             };
             if new == 1 {
-                audit.do_send(NewEventRecord::new(
-                    &source.config.name,
-                    event,
-                    value.clone(),
-                ));
-                Ok(Enqueued::Queued {
-                    id,
-                    stream_id: value,
-                })
+                let record = NewEventRecord::new(&source.config.name, event, value.clone());
+                Ok::<_, DispatchError>((
+                    Enqueued::Queued {
+                        id,
+                        stream_id: value,
+                    },
+                    Some(record),
+                ))
             } else {
-                Ok(Enqueued::Duplicate { id: value })
+                Ok::<_, DispatchError>((Enqueued::Duplicate { id: value }, None))
             }
-        })
+        };
+        // The Redis call runs concurrently with other messages; only the bookkeeping after it
+        // touches the actor.
+        Box::pin(work.into_actor(self).map(|result, act, _ctx| {
+            let (done, record) = result?;
+            if let Some(record) = record {
+                act.pending_audit.push(record);
+                if act.pending_audit.len() >= AUDIT_BATCH {
+                    act.hand_off_audit();
+                }
+            }
+            Ok(done)
+        }))
     }
 }

@@ -58,7 +58,8 @@ pub fn signed_requests(
     duplicate_percent: u8,
 ) -> Result<Vec<Bytes>, String> {
     let now = unix_now();
-    let run = uuid::Uuid::now_v7().simple().to_string();
+    // Ids unique across runs, so repeated benchmarks never hit earlier dedup keys.
+    let base = uuid::Uuid::new_v4().as_u64_pair().0 >> 16;
     let mut out: Vec<Bytes> = Vec::with_capacity(count);
     for i in 0..count {
         // Deterministic spread of duplicates: every (100 / percent)-th request repeats one.
@@ -70,9 +71,7 @@ pub fn signed_requests(
             out.push(earlier);
             continue;
         }
-        let mut body = sample_body(i as u64);
-        // Unique across runs too, so repeated benchmarks never hit old dedup keys.
-        body.splice(1..1, format!("\"run\":\"{run}\",").into_bytes());
+        let body = sample_body(base + i as u64);
         let signed = sign(source, &body, now)?;
         out.push(raw_request(host, &signed.path, &signed.headers, &body));
     }
@@ -109,7 +108,7 @@ pub async fn run(addr: SocketAddr, requests: Arc<Vec<Bytes>>, connections: usize
             connection(addr, requests, next).await
         }));
     }
-    let mut hist = Histogram::<u64>::new(3).expect("3 significant figures is valid");
+    let mut hist = crate::telemetry::latency_histogram();
     let (mut ok, mut non_2xx, mut errors) = (0, 0, 0);
     for t in tasks {
         if let Ok(part) = t.await {
@@ -140,7 +139,7 @@ struct Part {
 
 async fn connection(addr: SocketAddr, requests: Arc<Vec<Bytes>>, next: Arc<AtomicUsize>) -> Part {
     let mut part = Part {
-        hist: Histogram::new(3).expect("3 significant figures is valid"),
+        hist: crate::telemetry::latency_histogram(),
         ok: 0,
         non_2xx: 0,
         errors: 0,

@@ -85,10 +85,24 @@ impl Application {
             redis: redis.clone(),
             postgres,
         });
+        let workers_setting = settings.server.workers;
         let factory_audit = audit.clone();
+        let workers = settings.server.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        let mut worker_redis = settings.redis.clone();
+        worker_redis.pool_size = (settings.redis.pool_size / workers as u32).max(2);
         let mut server = HttpServer::new(move || {
-            // One Dispatcher per worker thread: handing a webhook over never crosses threads.
-            let dispatcher = Dispatcher::new(redis.clone(), factory_audit.clone()).start();
+            // One Dispatcher and one Redis pool per worker thread: handing a webhook over never
+            // crosses threads, and each connection is driven by the thread that uses it.
+            let pool = match queue::pool(&worker_redis) {
+                Ok(pool) => pool,
+                // The URL was parsed once already at start; this cannot differ.
+                Err(_) => redis.clone(),
+            };
+            let dispatcher = Dispatcher::new(pool, factory_audit.clone()).start();
             App::new()
                 .app_data(ingest_state.clone())
                 .app_data(readiness.clone())
@@ -109,7 +123,7 @@ impl Application {
                 }))
         })
         .shutdown_timeout(10);
-        if let Some(workers) = settings.server.workers {
+        if workers_setting.is_some() {
             server = server.workers(workers);
         }
         let server = server.listen(listener)?.run();

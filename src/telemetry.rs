@@ -33,6 +33,12 @@ pub fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
+/// A histogram of microseconds from 1 µs to 10 minutes. Explicit bounds matter:
+/// `saturating_record` clamps at the highest trackable value instead of growing.
+pub fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("static bounds are valid")
+}
+
 /// How one ingest request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -66,7 +72,7 @@ impl Default for IngestStats {
             accepted: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             rejected: Mutex::new(BTreeMap::new()),
-            latency_us: Mutex::new(Histogram::new(3).expect("3 significant figures is valid")),
+            latency_us: Mutex::new(crate::telemetry::latency_histogram()),
         }
     }
 }

@@ -23,14 +23,22 @@ pub type PgPool = Pool<ConnectionManager<PgConnection>>;
 /// Why the database could not be prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("cannot connect to PostgreSQL: {0}")]
+    #[error("cannot connect to PostgreSQL: {}", one_line(.0))]
     Connect(#[from] diesel::ConnectionError),
-    #[error("PostgreSQL query failed: {0}")]
+    #[error("PostgreSQL query failed: {}", one_line(.0))]
     Query(#[from] diesel::result::Error),
     #[error("migrations failed: {0}")]
     Migration(String),
     #[error("invalid database URL: {0}")]
     Url(String),
+}
+
+/// libpq's messages span lines; logs want one.
+fn one_line(e: &dyn std::fmt::Display) -> String {
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Builds the pool without connecting, so the gateway starts while PostgreSQL is down.

@@ -1,0 +1,336 @@
+//! Test harness: every test gets its own Redis key prefix and its own PostgreSQL database,
+//! both removed when the test ends, so tests run in parallel and leave nothing behind.
+
+use std::future::Future;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::ServerHandle;
+use diesel::prelude::*;
+use diesel::sql_query;
+use hookgate::config::{ConfigOrigin, Settings, SourceConfig};
+use hookgate::send::{sign, unix_now};
+use hookgate::source::SourceKeys;
+use hookgate::startup::Application;
+use serde_json::Value;
+
+/// Every sender kind, one source each, plus a few variants.
+pub const ALL_KINDS: &str = r#"
+[[sources]]
+name = "chatwoot"
+kind = "chatwoot"
+secrets = ["cw-secret-old", "cw-secret"]
+
+[[sources]]
+name = "pluggy"
+kind = "pluggy"
+secrets = ["pluggy-secret"]
+
+[[sources]]
+name = "c2s"
+kind = "c2s"
+secrets = ["c2s-secret"]
+
+[[sources]]
+name = "standard-webhooks"
+kind = "standard-webhooks"
+secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+
+[[sources]]
+name = "github"
+kind = "github"
+secrets = ["It's a Secret to Everybody"]
+
+[[sources]]
+name = "stripe"
+kind = "stripe"
+secrets = ["whsec_stripe_test_secret"]
+
+[[sources]]
+name = "shopify"
+kind = "shopify"
+secrets = ["shopify-secret"]
+
+[[sources]]
+name = "slack"
+kind = "slack"
+secrets = ["slack-secret"]
+
+[[sources]]
+name = "hmac"
+kind = "hmac"
+secrets = ["hmac-secret"]
+signature_header = "X-Signature"
+signature_prefix = "sha256="
+signature_encoding = "base64"
+idempotency_key = ["/data/n", "header:X-Tenant"]
+
+[[sources]]
+name = "token"
+kind = "token"
+secrets = ["tok-123"]
+
+[[sources]]
+name = "github-path"
+kind = "github"
+secrets = ["gh-secret"]
+path_token = "pt-123"
+
+[[sources]]
+name = "small"
+kind = "pluggy"
+secrets = ["small-secret"]
+max_body_bytes = 64
+"#;
+
+static INIT: Once = Once::new();
+
+fn init() {
+    INIT.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        if std::env::var("TEST_LOG").is_ok() {
+            hookgate::telemetry::init_logging();
+        }
+    });
+}
+
+fn redis_base() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn postgres_base() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// One test's private Redis prefix and database; both are deleted on drop.
+pub struct TestEnv {
+    pub prefix: String,
+    pub database_url: String,
+    db_name: String,
+}
+
+impl TestEnv {
+    /// A fresh prefix and database name (the gateway creates the database).
+    pub fn new() -> Self {
+        init();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let db_name = format!("hookgate_test_{id}");
+        TestEnv {
+            prefix: format!("hgtest-{id}"),
+            database_url: format!("{}/{db_name}", postgres_base()),
+            db_name,
+        }
+    }
+
+    /// Settings from a TOML document, pointed at this environment.
+    pub fn settings(&self, toml: &str) -> Settings {
+        let mut s = Settings::from_toml(toml, ConfigOrigin::Inline, &|_| None)
+            .expect("test config is valid");
+        s.server.bind = "127.0.0.1:0".into();
+        s.server.workers = Some(2);
+        s.redis.url = redis_base();
+        s.redis.key_prefix = self.prefix.clone();
+        s.database.url = self.database_url.clone();
+        s.audit.flush_interval_ms = 20;
+        s
+    }
+
+    /// The stream key of a source.
+    pub fn stream(&self, source: &str) -> String {
+        SourceKeys::new(&self.prefix, source).stream
+    }
+
+    /// A Redis connection for assertions.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(redis_base())
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("test Redis is reachable")
+    }
+
+    /// Entries in a source's stream.
+    pub async fn stream_len(&self, source: &str) -> usize {
+        let mut r = self.redis().await;
+        redis::cmd("XLEN")
+            .arg(self.stream(source))
+            .query_async(&mut r)
+            .await
+            .expect("XLEN")
+    }
+
+    /// A PostgreSQL connection to this test's database (None until the gateway created it).
+    pub fn pg(&self) -> Option<PgConnection> {
+        PgConnection::establish(&self.database_url).ok()
+    }
+
+    /// Rows of `webhook_events` matching a SQL condition.
+    pub fn count_events(&self, condition: &str) -> i64 {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let q = format!("SELECT count(*) AS n FROM webhook_events WHERE {condition}");
+        let Some(mut conn) = self.pg() else { return 0 };
+        sql_query(q)
+            .get_result::<Count>(&mut conn)
+            .map(|c| c.n)
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if let Ok(client) = redis::Client::open(redis_base()) {
+            if let Ok(mut conn) = client.get_connection() {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{}:*", self.prefix))
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+                }
+            }
+        }
+        if let Ok(mut conn) = PgConnection::establish(&format!("{}/postgres", postgres_base())) {
+            let _ = sql_query(format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.db_name
+            ))
+            .execute(&mut conn);
+        }
+    }
+}
+
+/// A gateway running inside the test, on a free port.
+pub struct TestApp {
+    pub address: String,
+    pub settings: Settings,
+    #[allow(dead_code)] // used by tests that stop a replica
+    pub handle: ServerHandle,
+    client: awc::Client,
+}
+
+/// Builds and starts a gateway with these settings.
+pub async fn spawn_app(settings: Settings) -> TestApp {
+    init();
+    let app = Application::build(settings.clone())
+        .await
+        .expect("application builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    actix_web::rt::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        settings,
+        handle,
+        client: awc::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .finish(),
+    }
+}
+
+/// An answer: status and JSON body (Null when the body is not JSON).
+pub type Answer = (u16, Value);
+
+impl TestApp {
+    /// The configuration of a source.
+    pub fn source(&self, name: &str) -> SourceConfig {
+        self.settings
+            .source(name)
+            .expect("source is configured")
+            .clone()
+    }
+
+    /// POSTs a body signed now with the source's first secret.
+    pub async fn post_signed(&self, source: &str, body: &[u8]) -> Answer {
+        let req = Signed::new(&self.source(source), body, unix_now());
+        self.post(&req.path, &req.headers, body).await
+    }
+
+    /// POSTs raw bytes with these headers.
+    pub async fn post(&self, path: &str, headers: &[(String, String)], body: &[u8]) -> Answer {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .insert_header(("content-type", "application/json"));
+        for (k, v) in headers {
+            req = req.insert_header((k.as_str(), v.as_str()));
+        }
+        let mut res = req
+            .send_body(body.to_vec())
+            .await
+            .expect("request completes");
+        let bytes = res.body().limit(1 << 20).await.expect("body is read");
+        (
+            res.status().as_u16(),
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// GETs a path.
+    pub async fn get(&self, path: &str) -> Answer {
+        let mut res = self
+            .client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request completes");
+        let bytes = res.body().limit(1 << 22).await.expect("body is read");
+        (
+            res.status().as_u16(),
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// GETs a path as text.
+    pub async fn get_text(&self, path: &str) -> (u16, String) {
+        let mut res = self
+            .client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request completes");
+        let bytes = res.body().limit(1 << 22).await.expect("body is read");
+        (
+            res.status().as_u16(),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
+    }
+}
+
+/// A request signed as a sender would sign it.
+#[derive(Clone)]
+pub struct Signed {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Signed {
+    /// Signs `body` for `source` at `now`.
+    pub fn new(source: &SourceConfig, body: &[u8], now: i64) -> Self {
+        let s = sign(source, body, now).expect("source signs");
+        Signed {
+            path: s.path,
+            headers: s.headers,
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests against the real Redis and PostgreSQL.
+
+mod helpers;
+mod ingest;
+mod ingest_errors;
+mod resilience;

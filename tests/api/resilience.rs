@@ -1,0 +1,200 @@
+//! What happens when Redis or PostgreSQL misbehave, and with several replicas at once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use hookgate::send::{sample_body, unix_now};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::helpers::{eventually, spawn_app, Signed, TestEnv, ALL_KINDS};
+
+#[actix_web::test]
+async fn redis_unreachable_is_503_quickly() {
+    let env = TestEnv::new();
+    let mut settings = env.settings(ALL_KINDS);
+    // Nothing listens on port 1.
+    settings.redis.url = "redis://127.0.0.1:1".into();
+    let app = spawn_app(settings).await;
+    let started = Instant::now();
+    let (status, err) = app.post_signed("pluggy", &sample_body(1)).await;
+    assert_eq!(status, 503, "{err}");
+    assert_eq!(err["error"], "unavailable");
+    // The contract: never hold a sender past its 5 s timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    let (status, ready) = app.get("/ready").await;
+    assert_eq!(status, 503, "{ready}");
+}
+
+#[actix_web::test]
+async fn redis_that_never_answers_is_503_within_the_bound() {
+    let env = TestEnv::new();
+    // A listener that accepts connections and never says a word.
+    let hole = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = hole.local_addr().expect("addr").port();
+    actix_web::rt::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = hole.accept().await {
+            held.push(sock);
+        }
+    });
+    let mut settings = env.settings(ALL_KINDS);
+    settings.redis.url = format!("redis://127.0.0.1:{port}");
+    settings.redis.enqueue_timeout_ms = 1000;
+    let app = spawn_app(settings).await;
+    let started = Instant::now();
+    let (status, err) = app.post_signed("pluggy", &sample_body(2)).await;
+    assert_eq!(status, 503, "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[actix_web::test]
+async fn failed_enqueue_leaves_no_dedup_key() {
+    let env = TestEnv::new();
+    let app = spawn_app(env.settings(ALL_KINDS)).await;
+    let mut r = env.redis().await;
+    // Make the XADD fail: the stream key holds a string.
+    let _: () = redis::cmd("SET")
+        .arg(env.stream("pluggy"))
+        .arg("not a stream")
+        .query_async(&mut r)
+        .await
+        .expect("SET");
+    let body = sample_body(unix_now() as u64);
+    let req = Signed::new(&app.source("pluggy"), &body, unix_now());
+    let (status, _) = app.post(&req.path, &req.headers, &body).await;
+    assert_eq!(status, 503);
+    let _: () = redis::cmd("DEL")
+        .arg(env.stream("pluggy"))
+        .query_async(&mut r)
+        .await
+        .expect("DEL");
+    // The sender's retry must be accepted, not answered "duplicate".
+    let (status, answer) = app.post(&req.path, &req.headers, &body).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("queued")),
+        "{answer}"
+    );
+    assert_eq!(env.stream_len("pluggy").await, 1);
+}
+
+#[actix_web::test]
+async fn one_key_posted_50_times_to_three_replicas_is_enqueued_once() {
+    let env = TestEnv::new();
+    let settings = env.settings(ALL_KINDS);
+    let apps = [
+        spawn_app(settings.clone()).await,
+        spawn_app(settings.clone()).await,
+        spawn_app(settings).await,
+    ];
+    let body = sample_body(unix_now() as u64);
+    let req = Signed::new(&apps[0].source("chatwoot"), &body, unix_now());
+    let answers = join_all((0..50).map(|i| {
+        let app = &apps[i % 3];
+        let req = req.clone();
+        let body = body.clone();
+        async move { app.post(&req.path, &req.headers, &body).await }
+    }))
+    .await;
+    let queued: Vec<_> = answers
+        .iter()
+        .filter(|(_, a)| a["status"] == "queued")
+        .collect();
+    let duplicates = answers
+        .iter()
+        .filter(|(_, a)| a["status"] == "duplicate")
+        .count();
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    assert_eq!(queued.len(), 1, "{answers:?}");
+    assert_eq!(duplicates, 49);
+    let id = &queued[0].1["id"];
+    assert!(
+        answers.iter().all(|(_, a)| &a["id"] == id),
+        "every answer names the first event"
+    );
+    assert_eq!(env.stream_len("chatwoot").await, 1);
+    let cond = format!("id = '{}'", id.as_str().expect("id"));
+    eventually(Duration::from_secs(10), "one audit row", || async {
+        (env.count_events(&cond) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(env.count_events("source = 'chatwoot'"), 1);
+}
+
+/// A TCP proxy to PostgreSQL that can be switched off (connections refused) and on.
+struct Switch {
+    up: Arc<AtomicBool>,
+    port: u16,
+}
+
+async fn pg_proxy() -> Switch {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let up = Arc::new(AtomicBool::new(false));
+    let flag = up.clone();
+    actix_web::rt::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            if !flag.load(Ordering::SeqCst) {
+                drop(client);
+                continue;
+            }
+            actix_web::rt::spawn(async move {
+                if let Ok(mut server) = TcpStream::connect("127.0.0.1:5432").await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    Switch { up, port }
+}
+
+#[actix_web::test]
+async fn postgres_down_does_not_fail_ingest_and_rows_arrive_when_it_is_back() {
+    let env = TestEnv::new();
+    let proxy = pg_proxy().await;
+    let mut settings = env.settings(ALL_KINDS);
+    let db_name = env
+        .database_url
+        .rsplit('/')
+        .next()
+        .expect("db name")
+        .to_string();
+    settings.database.url = format!("postgres://postgres@127.0.0.1:{}/{db_name}", proxy.port);
+    let app = spawn_app(settings).await;
+
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (status, answer) = app.post_signed("pluggy", &sample_body(1_000 + i)).await;
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (200, Some("queued")),
+            "{answer}"
+        );
+        ids.push(answer["id"].as_str().expect("id").to_string());
+    }
+    assert_eq!(env.stream_len("pluggy").await, 20);
+
+    proxy.up.store(true, Ordering::SeqCst);
+    let list = ids
+        .iter()
+        .map(|id| format!("'{id}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let cond = format!("id IN ({list})");
+    eventually(
+        Duration::from_secs(30),
+        "buffered audit rows after PostgreSQL is back",
+        || async { (env.count_events(&cond) == 20).then_some(()) },
+    )
+    .await;
+}
