@@ -90,6 +90,7 @@ async fn handle(
             .record("unknown", Outcome::Rejected(err.code()), started.elapsed());
         return Err(err);
     };
+    let mut event_type = None;
     let result = accept(
         &req,
         &source,
@@ -97,6 +98,7 @@ async fn handle(
         payload,
         &state,
         &dispatcher,
+        &mut event_type,
     )
     .await;
     let outcome = match &result {
@@ -108,8 +110,9 @@ async fn handle(
     let elapsed = started.elapsed();
     state.stats.record(&source.config.name, outcome, elapsed);
     log::debug!(
-        "webhook source={} outcome={} ms={:.2}{}",
+        "webhook source={} type={} outcome={} ms={:.2}{}",
         source.config.name,
+        event_type.as_deref().unwrap_or("-"),
         outcome.label(),
         elapsed.as_secs_f64() * 1000.0,
         match &result {
@@ -145,6 +148,7 @@ async fn accept(
     payload: web::Payload,
     state: &IngestState,
     dispatcher: &WorkerDispatcher,
+    event_type: &mut Option<String>,
 ) -> Result<Reply, ApiError> {
     let config = &source.config;
     // A token in the path is checked before the body is read: a wrong one costs us nothing.
@@ -184,10 +188,11 @@ async fn accept(
         }
     }
     let headers = req.headers();
+    event_type.clone_from(&source.event_type(headers, json.as_ref()));
     let event = NewEvent {
         id: Uuid::now_v7(),
         key: source.idempotency_key(headers, json.as_ref(), &body),
-        event_type: source.event_type(headers, json.as_ref()),
+        event_type: event_type.clone(),
         received_at_ms: now_ms,
         content_type: headers
             .get(CONTENT_TYPE)

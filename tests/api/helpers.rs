@@ -270,19 +270,10 @@ impl TestApp {
         )
     }
 
-    /// GETs a path.
+    /// GETs a path; the body as JSON (Null when it is not JSON).
     pub async fn get(&self, path: &str) -> Answer {
-        let mut res = self
-            .client
-            .get(format!("{}{path}", self.address))
-            .send()
-            .await
-            .expect("request completes");
-        let bytes = res.body().limit(1 << 22).await.expect("body is read");
-        (
-            res.status().as_u16(),
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        let (status, text) = self.get_text(path).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     /// GETs a path as text.
