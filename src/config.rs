@@ -78,6 +78,7 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub database: DatabaseSettings,
     pub audit: AuditSettings,
+    pub delivery: DeliverySettings,
     pub admin_token: Option<Secret>,
     pub sources: Vec<SourceConfig>,
 }
@@ -117,6 +118,22 @@ pub struct AuditSettings {
     pub flush_interval_ms: u64,
     /// Rows held in memory while PostgreSQL is unreachable, counted in payload bytes.
     pub max_buffer_bytes: usize,
+}
+
+/// Delivery workers' settings.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    /// Run delivery workers in this process (an ingest-only replica sets false).
+    pub enabled: bool,
+    /// Added to a destination's timeout to get the visibility timeout after which another
+    /// replica may claim a pending delivery.
+    pub claim_margin_ms: u64,
+    /// How often an idle worker looks for work that was not announced in process.
+    pub poll_interval_ms: u64,
+    /// Consumers (replicas) idle this long with nothing pending are removed from the groups.
+    pub consumer_idle_seconds: u64,
+    /// How long SIGTERM waits for in-flight deliveries.
+    pub shutdown_grace_seconds: u64,
 }
 
 /// One webhook sender, reachable at `POST /webhooks/{name}`.
@@ -196,6 +213,7 @@ struct RawConfig {
     redis: RawRedis,
     database: RawDatabase,
     audit: RawAudit,
+    delivery: RawDelivery,
     admin: RawAdmin,
     sources: Vec<RawSource>,
 }
@@ -231,6 +249,16 @@ struct RawAudit {
     batch_size: Option<usize>,
     flush_interval_ms: Option<u64>,
     max_buffer_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDelivery {
+    enabled: Option<bool>,
+    claim_margin_ms: Option<u64>,
+    poll_interval_ms: Option<u64>,
+    consumer_idle_seconds: Option<u64>,
+    shutdown_grace_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -448,6 +476,17 @@ impl Settings {
                 batch_size: raw.audit.batch_size.unwrap_or(1_000).clamp(1, 5_000),
                 flush_interval_ms: raw.audit.flush_interval_ms.unwrap_or(100).max(10),
                 max_buffer_bytes: raw.audit.max_buffer_bytes.unwrap_or(64 * 1024 * 1024),
+            },
+            delivery: DeliverySettings {
+                enabled: raw.delivery.enabled.unwrap_or(true),
+                claim_margin_ms: raw.delivery.claim_margin_ms.unwrap_or(10_000).max(100),
+                poll_interval_ms: raw
+                    .delivery
+                    .poll_interval_ms
+                    .unwrap_or(250)
+                    .clamp(10, 10_000),
+                consumer_idle_seconds: raw.delivery.consumer_idle_seconds.unwrap_or(3_600).max(60),
+                shutdown_grace_seconds: raw.delivery.shutdown_grace_seconds.unwrap_or(10),
             },
             admin_token: admin_token.map(Secret::new),
             sources,

@@ -128,13 +128,18 @@ impl Handler<Enqueue> for Dispatcher {
                     .await?
             };
             if new == 1 {
-                let record = NewEventRecord::new(&source.config.name, event, value.clone());
+                let record = NewEventRecord::new(
+                    &source.config.name,
+                    source.config.destinations.len(),
+                    event,
+                    value.clone(),
+                );
                 Ok::<_, DispatchError>((
                     Enqueued::Queued {
                         id,
                         stream_id: value,
                     },
-                    Some(record),
+                    Some((record, source)),
                 ))
             } else {
                 Ok::<_, DispatchError>((Enqueued::Duplicate { id: value }, None))
@@ -144,7 +149,8 @@ impl Handler<Enqueue> for Dispatcher {
         // touches the actor.
         Box::pin(work.into_actor(self).map(|result, act, _ctx| {
             let (done, record) = result?;
-            if let Some(record) = record {
+            if let Some((record, source)) = record {
+                source.wake();
                 act.pending_audit.push(record);
                 if act.pending_audit.len() >= AUDIT_BATCH {
                     act.hand_off_audit();

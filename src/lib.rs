@@ -1,9 +1,13 @@
 //! hookgate: a self-hosted webhook gateway. Senders post to `/webhooks/{source}`; each webhook
 //! is verified (`verify`), keyed (`idempotency`), de-duplicated and persisted in a Redis stream
 //! in one atomic step (`ingest` → `dispatch` → `queue`) and recorded in PostgreSQL (`audit`).
+//! Per-source supervisors deliver it to the operator's services (`delivery`), with backoff
+//! (`retry`), a shared breaker per destination (`circuit`) and a dead-letter stream.
 
 pub mod audit;
+pub mod circuit;
 pub mod config;
+pub mod delivery;
 pub mod dispatch;
 pub mod error;
 pub mod health;
@@ -11,6 +15,7 @@ pub mod idempotency;
 pub mod ingest;
 pub mod loadgen;
 pub mod queue;
+pub mod retry;
 pub mod send;
 pub mod source;
 pub mod startup;

@@ -18,14 +18,53 @@ pub struct SourceKeys {
     pub stream: String,
     /// Prefix of de-duplication keys; the idempotency key is appended.
     pub dedup_prefix: String,
+    /// The dead-letter stream of every destination of the source.
+    pub dead: String,
+    base: String,
+}
+
+/// The Redis keys of one destination of a source.
+#[derive(Debug, Clone)]
+pub struct DestinationKeys {
+    /// The consumer group of this destination, on the source stream and its retry stream.
+    pub group: String,
+    /// Retries due now, moved here from `retry_schedule`; read through `group`.
+    pub retry_stream: String,
+    /// Parked deliveries by due time (ms): members are tokens of `parked_prefix` hashes.
+    pub retry_schedule: String,
+    /// Prefix of the hashes holding parked deliveries.
+    pub parked_prefix: String,
+    /// The shared circuit breaker state.
+    pub circuit: String,
+    /// Count of deliveries that reached the destination.
+    pub delivered: String,
+    /// Fixed-window counters of the outbound rate limit.
+    pub rate_prefix: String,
 }
 
 impl SourceKeys {
     /// Keys of `source` under `prefix`.
     pub fn new(prefix: &str, source: &str) -> Self {
+        let base = format!("{prefix}:{{{source}}}");
         SourceKeys {
-            stream: format!("{prefix}:{{{source}}}:stream"),
-            dedup_prefix: format!("{prefix}:{{{source}}}:dedup:"),
+            stream: format!("{base}:stream"),
+            dedup_prefix: format!("{base}:dedup:"),
+            dead: format!("{base}:dead"),
+            base,
+        }
+    }
+
+    /// Keys of one destination.
+    pub fn destination(&self, name: &str) -> DestinationKeys {
+        let d = format!("{}:dest:{name}", self.base);
+        DestinationKeys {
+            group: format!("dest:{name}"),
+            retry_stream: format!("{d}:retry"),
+            retry_schedule: format!("{d}:schedule"),
+            parked_prefix: format!("{d}:parked:"),
+            circuit: format!("{d}:circuit"),
+            delivered: format!("{d}:delivered"),
+            rate_prefix: format!("{d}:rate:"),
         }
     }
 
@@ -46,6 +85,9 @@ pub struct Source {
     pub keys: SourceKeys,
     /// Lower-cased names of headers never stored (secrets, credentials).
     pub redacted_headers: Vec<String>,
+    /// One per destination: the Dispatcher wakes the destination's worker in process when it
+    /// queued an event, so an idle gateway delivers at once.
+    pub wakers: Vec<Arc<tokio::sync::Notify>>,
 }
 
 impl Source {
@@ -59,10 +101,22 @@ impl Source {
         redacted_headers.extend(verifier.secret_headers().iter().map(|h| h.to_string()));
         Ok(Source {
             keys: SourceKeys::new(key_prefix, &config.name),
+            wakers: config
+                .destinations
+                .iter()
+                .map(|_| Arc::new(tokio::sync::Notify::new()))
+                .collect(),
             config,
             verifier,
             redacted_headers,
         })
+    }
+
+    /// Wakes every destination worker of the source.
+    pub fn wake(&self) {
+        for w in &self.wakers {
+            w.notify_one();
+        }
     }
 
     /// Whether the body must parse as JSON for this source.

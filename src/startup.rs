@@ -10,6 +10,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 
 use crate::audit::{db, AuditWriter, Drain};
 use crate::config::Settings;
+use crate::delivery::{Shutdown, SourceSupervisor};
 use crate::dispatch::Dispatcher;
 use crate::error::ApiError;
 use crate::health::{self, Readiness};
@@ -23,12 +24,16 @@ pub struct Application {
     port: u16,
     server: Server,
     audit: Addr<AuditWriter>,
+    supervisors: Vec<Addr<SourceSupervisor>>,
+    grace: Duration,
 }
 
 impl Application {
     /// Builds everything and binds the listener; call [`Application::run_until_stopped`] to serve.
     /// Bind to port 0 to get a free port (tests).
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        // awc's rustls needs a process-wide crypto provider before the first client is built.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let prometheus = telemetry::prometheus();
         let sources = Sources::from_settings(&settings).map_err(anyhow::Error::msg)?;
         let redis = queue::pool(&settings.redis)?;
@@ -59,6 +64,25 @@ impl Application {
         let audit = AuditWriter::start_in_arbiter(&Arbiter::new().handle(), move |_| {
             AuditWriter::new(audit_pool, database_url, audit_settings, prepared)
         });
+
+        // One supervisor per source with destinations, each on its own arbiter (thread): a
+        // busy or stuck source cannot take another's thread.
+        let mut supervisors = Vec::new();
+        if settings.delivery.enabled {
+            for source in sources.iter().filter(|s| !s.config.destinations.is_empty()) {
+                let source = source.clone();
+                let redis_settings = settings.redis.clone();
+                let delivery = settings.delivery.clone();
+                let consumer = settings.server.replica_id.clone();
+                let audit = audit.clone();
+                supervisors.push(actix::Supervisor::start_in_arbiter(
+                    &Arbiter::new().handle(),
+                    move |_| {
+                        SourceSupervisor::new(source, redis_settings, delivery, consumer, audit)
+                    },
+                ));
+            }
+        }
 
         let stats = Arc::new(IngestStats::default());
         let summary_stats = stats.clone();
@@ -122,7 +146,10 @@ impl Application {
                     Err::<HttpResponse, _>(ApiError::NotFound)
                 }))
         })
-        .shutdown_timeout(10);
+        .shutdown_timeout(10)
+        // Signals are the binary's to handle: actix-server would stop the whole System right
+        // after the HTTP server, before deliveries in flight could finish.
+        .disable_signals();
         if workers_setting.is_some() {
             server = server.workers(workers);
         }
@@ -139,6 +166,8 @@ impl Application {
             port,
             server,
             audit,
+            supervisors,
+            grace: Duration::from_secs(settings.delivery.shutdown_grace_seconds + 1),
         })
     }
 
@@ -152,9 +181,18 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped (SIGTERM/SIGINT or the handle), then writes the buffered audit rows.
+    /// Serves until stopped (SIGTERM/SIGINT or the handle), then lets in-flight deliveries
+    /// finish (the rest stays pending for other replicas) and writes the buffered audit rows.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        let stops =
+            futures_util::future::join_all(self.supervisors.iter().map(|s| s.send(Shutdown)));
+        if actix_web::rt::time::timeout(self.grace, stops)
+            .await
+            .is_err()
+        {
+            log::warn!("delivery: shutdown grace period over");
+        }
         if actix_web::rt::time::timeout(Duration::from_secs(5), self.audit.send(Drain))
             .await
             .is_err()

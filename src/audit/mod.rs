@@ -5,4 +5,4 @@ pub mod schema;
 mod writer;
 
 pub use db::{PgPool, MIGRATIONS};
-pub use writer::{AuditWriter, Drain, NewEventBatch, NewEventRecord};
+pub use writer::{AttemptBatch, AttemptRecord, AuditWriter, Drain, NewEventBatch, NewEventRecord};

@@ -15,6 +15,7 @@ diesel::table! {
         content_type -> Nullable<Text>,
         headers -> Jsonb,
         payload -> Bytea,
+        destinations -> Int4,
     }
 }
 
@@ -31,4 +32,17 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(webhook_events, delivery_attempts);
+diesel::table! {
+    deliveries (event_id, destination) {
+        event_id -> Uuid,
+        destination -> Text,
+        status -> Text,
+        attempts -> Int4,
+        last_error -> Nullable<Text>,
+        last_status_code -> Nullable<Int4>,
+        updated_at -> Timestamptz,
+        delivered_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(webhook_events, delivery_attempts, deliveries);

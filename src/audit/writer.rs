@@ -2,17 +2,18 @@
 //! down rows wait in memory, up to a byte bound; past it new rows are dropped and counted
 //! (the Redis stream, not the table, is the source of truth for pending work).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use diesel::prelude::*;
+use diesel::upsert::excluded;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::db::{self, PgPool};
-use super::schema::webhook_events;
+use super::schema::{deliveries, delivery_attempts, webhook_events};
 use crate::config::AuditSettings;
 use crate::dispatch::NewEvent;
 
@@ -29,6 +30,7 @@ pub struct NewEventRow {
     content_type: Option<String>,
     headers: serde_json::Value,
     payload: Vec<u8>,
+    destinations: i32,
 }
 
 /// Records a newly accepted event.
@@ -37,8 +39,9 @@ pub struct NewEventRow {
 pub struct NewEventRecord(NewEventRow);
 
 impl NewEventRecord {
-    /// The record of `event`, appended to its source's stream as `stream_id`.
-    pub fn new(source: &str, event: NewEvent, stream_id: String) -> Self {
+    /// The record of `event`, appended to its source's stream as `stream_id`, to be
+    /// delivered to `destinations` destinations.
+    pub fn new(source: &str, destinations: usize, event: NewEvent, stream_id: String) -> Self {
         let received_at =
             OffsetDateTime::from_unix_timestamp_nanos(event.received_at_ms as i128 * 1_000_000)
                 .unwrap_or_else(|_| OffsetDateTime::now_utc());
@@ -52,6 +55,7 @@ impl NewEventRecord {
             content_type: event.content_type,
             headers: event.headers,
             payload: event.body.to_vec(),
+            destinations: destinations as i32,
         })
     }
 
@@ -66,6 +70,71 @@ impl NewEventRecord {
 #[rtype(result = "()")]
 pub struct NewEventBatch(pub Vec<NewEventRecord>);
 
+/// One delivery attempt and the delivery's status after it.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub event_id: Uuid,
+    pub destination: String,
+    pub attempt: i32,
+    pub status_code: Option<i32>,
+    pub duration_ms: i32,
+    pub error: Option<String>,
+    pub attempted_at: OffsetDateTime,
+    /// `delivered`, `retrying` or `dead`.
+    pub delivery_status: &'static str,
+}
+
+/// Records delivery attempts.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttemptBatch(pub Vec<AttemptRecord>);
+
+#[derive(Insertable)]
+#[diesel(table_name = delivery_attempts, treat_none_as_default_value = false)]
+struct AttemptRow<'a> {
+    event_id: Uuid,
+    destination: &'a str,
+    attempt: i32,
+    status_code: Option<i32>,
+    duration_ms: i32,
+    error: Option<&'a str>,
+    attempted_at: OffsetDateTime,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = deliveries, treat_none_as_default_value = false)]
+struct DeliveryRow<'a> {
+    event_id: Uuid,
+    destination: &'a str,
+    status: &'a str,
+    attempts: i32,
+    last_error: Option<&'a str>,
+    last_status_code: Option<i32>,
+    updated_at: OffsetDateTime,
+    delivered_at: Option<OffsetDateTime>,
+}
+
+/// Rolls the deliveries of the given events up into their `webhook_events` row: the status
+/// is the least advanced delivery's (a destination not attempted yet counts as `queued`).
+const ROLL_UP_SQL: &str = r#"
+UPDATE webhook_events e SET
+  status = CASE WHEN d.n < e.destinations THEN 'queued' ELSE d.status END,
+  attempts = d.attempts,
+  last_error = d.last_error,
+  delivered_at = CASE WHEN d.n >= e.destinations AND d.status = 'delivered' THEN d.delivered_at END
+FROM (
+  SELECT event_id, count(*) AS n,
+    (ARRAY['delivering', 'retrying', 'dead', 'delivered'])[min(
+      CASE status WHEN 'delivering' THEN 1 WHEN 'retrying' THEN 2 WHEN 'dead' THEN 3 ELSE 4 END
+    )] AS status,
+    max(attempts) AS attempts,
+    (array_agg(last_error ORDER BY updated_at DESC) FILTER (WHERE last_error IS NOT NULL))[1] AS last_error,
+    max(delivered_at) AS delivered_at
+  FROM deliveries WHERE event_id = ANY($1) GROUP BY event_id
+) d
+WHERE e.id = d.event_id
+"#;
+
 /// Resolves once every row buffered so far is written (used at shutdown and by tests).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -76,7 +145,8 @@ pub struct AuditWriter {
     pool: PgPool,
     database_url: String,
     settings: AuditSettings,
-    buffer: VecDeque<(usize, NewEventRow)>,
+    events: VecDeque<(usize, NewEventRow)>,
+    attempts: VecDeque<AttemptRecord>,
     buffered_bytes: usize,
     flushing: bool,
     prepared: bool,
@@ -87,8 +157,12 @@ pub struct AuditWriter {
     drain_waiters: Vec<oneshot::Sender<()>>,
 }
 
+/// Flat allowance for an attempt record's memory.
+const ATTEMPT_SIZE: usize = 256;
+
 impl AuditWriter {
-    /// A writer using `pool`; it creates the database and runs migrations before its first write.
+    /// A writer using `pool`; it creates the database and runs migrations before its first
+    /// write unless `prepared`.
     pub fn new(
         pool: PgPool,
         database_url: String,
@@ -99,7 +173,8 @@ impl AuditWriter {
             pool,
             database_url,
             settings,
-            buffer: VecDeque::new(),
+            events: VecDeque::new(),
+            attempts: VecDeque::new(),
             buffered_bytes: 0,
             flushing: false,
             prepared,
@@ -111,37 +186,69 @@ impl AuditWriter {
         }
     }
 
+    fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.attempts.is_empty()
+    }
+
+    fn full_batch(&self) -> bool {
+        self.events.len() >= self.settings.batch_size
+            || self.attempts.len() >= self.settings.batch_size
+    }
+
+    /// Whether `size` more bytes fit; counts and reports a drop when they do not.
+    fn admit(&mut self, size: usize) -> bool {
+        if self.buffered_bytes + size <= self.settings.max_buffer_bytes {
+            self.buffered_bytes += size;
+            return true;
+        }
+        self.dropped += 1;
+        metrics::counter!("hookgate_audit_dropped_total").increment(1);
+        if self.dropped == 1 || self.dropped.is_power_of_two() {
+            log::error!(
+                "audit: buffer full ({} bytes); {} audit rows dropped so far (events are still queued in Redis)",
+                self.buffered_bytes,
+                self.dropped
+            );
+        }
+        false
+    }
+
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.flushing || self.buffer.is_empty() {
+        if self.flushing || self.is_empty() {
             return;
         }
         if self.retry_at.is_some_and(|t| Instant::now() < t) {
             return;
         }
-        let n = self.buffer.len().min(self.settings.batch_size);
-        let (sizes, rows): (Vec<usize>, Vec<NewEventRow>) = self.buffer.drain(..n).unzip();
+        let n = self.events.len().min(self.settings.batch_size);
+        let (sizes, events): (Vec<usize>, Vec<NewEventRow>) = self.events.drain(..n).unzip();
+        let m = self.attempts.len().min(self.settings.batch_size);
+        let attempts: Vec<AttemptRecord> = self.attempts.drain(..m).collect();
         self.flushing = true;
         let pool = self.pool.clone();
         let url = self.database_url.clone();
         let prepared = self.prepared;
         let work = actix_web::rt::task::spawn_blocking(move || {
-            let result = write_batch(&pool, &url, prepared, &rows);
-            (sizes.into_iter().zip(rows).collect::<Vec<_>>(), result)
+            let result = write_batch(&pool, &url, prepared, &events, &attempts);
+            (sizes, events, attempts, result)
         });
         ctx.spawn(work.into_actor(self).map(|joined, act, ctx| {
             act.flushing = false;
             match joined {
-                Ok((batch, Ok(()))) => {
+                Ok((sizes, _, attempts, Ok(()))) => {
                     act.prepared = true;
-                    act.buffered_bytes -= batch.iter().map(|(s, _)| s).sum::<usize>();
+                    act.buffered_bytes -= sizes.iter().sum::<usize>() + attempts.len() * ATTEMPT_SIZE;
                     if !act.healthy {
-                        log::info!("audit: PostgreSQL is back; writing {} buffered rows", act.buffer.len());
+                        log::info!(
+                            "audit: PostgreSQL is back; writing {} buffered rows",
+                            act.events.len() + act.attempts.len()
+                        );
                     }
                     act.healthy = true;
                     act.retry_at = None;
                     act.backoff = Duration::from_millis(500);
                 }
-                Ok((batch, Err(e))) => {
+                Ok((sizes, events, attempts, Err(e))) => {
                     if act.healthy {
                         log::warn!(
                             "audit: cannot write to PostgreSQL ({e}); buffering rows in memory (up to {} bytes)",
@@ -150,20 +257,23 @@ impl AuditWriter {
                     }
                     act.healthy = false;
                     // Back to the front, in order: the rows are written once PostgreSQL is back.
-                    for row in batch.into_iter().rev() {
-                        act.buffer.push_front(row);
+                    for row in sizes.into_iter().zip(events).rev() {
+                        act.events.push_front(row);
+                    }
+                    for a in attempts.into_iter().rev() {
+                        act.attempts.push_front(a);
                     }
                     act.retry_at = Some(Instant::now() + act.backoff);
                     act.backoff = (act.backoff * 2).min(Duration::from_secs(10));
                 }
                 Err(e) => log::error!("audit: writer task failed: {e}"),
             }
-            metrics::gauge!("hookgate_audit_buffered_rows").set(act.buffer.len() as f64);
-            if act.buffer.is_empty() {
+            metrics::gauge!("hookgate_audit_buffered_rows").set((act.events.len() + act.attempts.len()) as f64);
+            if act.is_empty() {
                 for waiter in act.drain_waiters.drain(..) {
                     let _ = waiter.send(());
                 }
-            } else if act.buffer.len() >= act.settings.batch_size || act.retry_at.is_none() {
+            } else if act.full_batch() || act.retry_at.is_none() {
                 act.flush(ctx);
             }
         }));
@@ -174,31 +284,117 @@ fn write_batch(
     pool: &PgPool,
     url: &str,
     prepared: bool,
-    rows: &Vec<NewEventRow>,
+    events: &Vec<NewEventRow>,
+    attempts: &[AttemptRecord],
 ) -> Result<(), String> {
     if !prepared {
         db::prepare(url).map_err(|e| e.to_string())?;
     }
     let mut conn = pool.get().map_err(|e| e.to_string())?;
+    conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        if !events.is_empty() {
+            insert_events(conn, events)?;
+        }
+        if !attempts.is_empty() {
+            insert_attempts(conn, attempts)?;
+        }
+        let mut touched: Vec<Uuid> = attempts.iter().map(|a| a.event_id).collect();
+        if !attempts.is_empty() {
+            // Deliveries may be written before their event row: roll up the new events too.
+            touched.extend(events.iter().map(|e| e.id));
+            touched.sort_unstable();
+            touched.dedup();
+            diesel::sql_query(ROLL_UP_SQL)
+                .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&touched)
+                .execute(conn)?;
+        } else if !events.is_empty() {
+            // Attempts written in earlier batches may precede these event rows.
+            let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+            diesel::sql_query(ROLL_UP_SQL)
+                .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&ids)
+                .execute(conn)?;
+        }
+        Ok(())
+    })
+    .map_err(|e| e.to_string())
+}
+
+fn insert_events(conn: &mut PgConnection, events: &Vec<NewEventRow>) -> QueryResult<()> {
     // COPY costs PostgreSQL a fraction of a multi-row INSERT, but cannot skip rows that exist.
-    // They exist only when an earlier write committed and its answer was lost: then the
-    // batch goes again as INSERT ... ON CONFLICT DO NOTHING.
-    match diesel::copy_from(webhook_events::table)
-        .from_insertable(rows)
-        .execute(&mut conn)
-    {
+    // They exist only when an earlier write committed and its answer was lost: then the batch
+    // goes again as INSERT ... ON CONFLICT DO NOTHING, inside a savepoint.
+    let copied = conn.transaction(|conn| {
+        diesel::copy_from(webhook_events::table)
+            .from_insertable(events)
+            .execute(conn)
+    });
+    match copied {
         Ok(_) => Ok(()),
         Err(diesel::result::Error::DatabaseError(
             diesel::result::DatabaseErrorKind::UniqueViolation,
             _,
         )) => diesel::insert_into(webhook_events::table)
-            .values(rows)
+            .values(events)
             .on_conflict_do_nothing()
-            .execute(&mut conn)
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
+            .execute(conn)
+            .map(|_| ()),
+        Err(e) => Err(e),
     }
+}
+
+fn insert_attempts(conn: &mut PgConnection, attempts: &[AttemptRecord]) -> QueryResult<()> {
+    let rows: Vec<AttemptRow<'_>> = attempts
+        .iter()
+        .map(|a| AttemptRow {
+            event_id: a.event_id,
+            destination: &a.destination,
+            attempt: a.attempt,
+            status_code: a.status_code,
+            duration_ms: a.duration_ms,
+            error: a.error.as_deref(),
+            attempted_at: a.attempted_at,
+        })
+        .collect();
+    diesel::copy_from(delivery_attempts::table)
+        .from_insertable(&rows)
+        .execute(conn)?;
+    // One row per (event, destination): its latest attempt (ON CONFLICT cannot touch a row twice).
+    let mut latest: HashMap<(Uuid, &str), &AttemptRecord> = HashMap::new();
+    for a in attempts {
+        let slot = latest
+            .entry((a.event_id, a.destination.as_str()))
+            .or_insert(a);
+        if a.attempt >= slot.attempt {
+            *slot = a;
+        }
+    }
+    let deliveries: Vec<DeliveryRow<'_>> = latest
+        .values()
+        .map(|a| DeliveryRow {
+            event_id: a.event_id,
+            destination: &a.destination,
+            status: a.delivery_status,
+            attempts: a.attempt,
+            last_error: a.error.as_deref(),
+            last_status_code: a.status_code,
+            updated_at: a.attempted_at,
+            delivered_at: (a.delivery_status == "delivered").then_some(a.attempted_at),
+        })
+        .collect();
+    diesel::insert_into(deliveries::table)
+        .values(&deliveries)
+        .on_conflict((deliveries::event_id, deliveries::destination))
+        .do_update()
+        .set((
+            deliveries::status.eq(excluded(deliveries::status)),
+            deliveries::attempts.eq(excluded(deliveries::attempts)),
+            deliveries::last_error.eq(excluded(deliveries::last_error)),
+            deliveries::last_status_code.eq(excluded(deliveries::last_status_code)),
+            deliveries::updated_at.eq(excluded(deliveries::updated_at)),
+            deliveries::delivered_at.eq(excluded(deliveries::delivered_at)),
+        ))
+        .execute(conn)?;
+    Ok(())
 }
 
 impl Actor for AuditWriter {
@@ -210,44 +406,42 @@ impl Actor for AuditWriter {
     }
 }
 
+impl Handler<NewEventRecord> for AuditWriter {
+    type Result = ();
+
+    fn handle(&mut self, msg: NewEventRecord, ctx: &mut Self::Context) {
+        self.handle(NewEventBatch(vec![msg]), ctx);
+    }
+}
+
 impl Handler<NewEventBatch> for AuditWriter {
     type Result = ();
 
     fn handle(&mut self, msg: NewEventBatch, ctx: &mut Self::Context) {
         for record in msg.0 {
-            self.buffer_row(record, ctx);
-        }
-    }
-}
-
-impl AuditWriter {
-    fn buffer_row(&mut self, msg: NewEventRecord, ctx: &mut Context<Self>) {
-        let size = msg.size();
-        if self.buffered_bytes + size > self.settings.max_buffer_bytes {
-            self.dropped += 1;
-            metrics::counter!("hookgate_audit_dropped_total").increment(1);
-            if self.dropped == 1 || self.dropped.is_power_of_two() {
-                log::error!(
-                    "audit: buffer full ({} bytes); {} audit rows dropped so far (events are still queued in Redis)",
-                    self.buffered_bytes,
-                    self.dropped
-                );
+            let size = record.size();
+            if self.admit(size) {
+                self.events.push_back((size, record.0));
             }
-            return;
         }
-        self.buffered_bytes += size;
-        self.buffer.push_back((size, msg.0));
-        if self.buffer.len() >= self.settings.batch_size {
+        if self.full_batch() {
             self.flush(ctx);
         }
     }
 }
 
-impl Handler<NewEventRecord> for AuditWriter {
+impl Handler<AttemptBatch> for AuditWriter {
     type Result = ();
 
-    fn handle(&mut self, msg: NewEventRecord, ctx: &mut Self::Context) {
-        self.buffer_row(msg, ctx);
+    fn handle(&mut self, msg: AttemptBatch, ctx: &mut Self::Context) {
+        for record in msg.0 {
+            if self.admit(ATTEMPT_SIZE) {
+                self.attempts.push_back(record);
+            }
+        }
+        if self.full_batch() {
+            self.flush(ctx);
+        }
     }
 }
 
@@ -255,7 +449,7 @@ impl Handler<Drain> for AuditWriter {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _msg: Drain, ctx: &mut Self::Context) -> Self::Result {
-        if self.buffer.is_empty() && !self.flushing {
+        if self.is_empty() && !self.flushing {
             return Box::pin(async {});
         }
         let (tx, rx) = oneshot::channel();

@@ -167,12 +167,17 @@ impl TestEnv {
 
     /// Rows of `webhook_events` matching a SQL condition.
     pub fn count_events(&self, condition: &str) -> i64 {
+        self.count("webhook_events", condition)
+    }
+
+    /// Rows of a table matching a SQL condition (0 while the database does not exist yet).
+    pub fn count(&self, table: &str, condition: &str) -> i64 {
         #[derive(QueryableByName)]
         struct Count {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
             n: i64,
         }
-        let q = format!("SELECT count(*) AS n FROM webhook_events WHERE {condition}");
+        let q = format!("SELECT count(*) AS n FROM {table} WHERE {condition}");
         let Some(mut conn) = self.pg() else { return 0 };
         sql_query(q)
             .get_result::<Count>(&mut conn)

@@ -1,6 +1,9 @@
 //! Integration tests against the real Redis and PostgreSQL.
 
+mod delivery;
 mod helpers;
 mod ingest;
 mod ingest_errors;
 mod resilience;
+mod sink;
+mod takeover;

@@ -1,0 +1,2 @@
+DROP TABLE deliveries;
+ALTER TABLE webhook_events DROP COLUMN destinations;

@@ -1,0 +1,251 @@
+//! Circuit breaker per destination, its state in Redis so every replica shares it.
+//!
+//! closed → (`failure_threshold` consecutive failures) → open for `open_seconds` → one
+//! half-open probe → closed on success, open again on failure. Each worker keeps a local view
+//! refreshed every [`REFRESH`], so a healthy destination costs no Redis calls, and a reset or
+//! a trip on another replica is seen within that interval.
+
+use std::cell::RefCell;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::config::CircuitPolicy;
+
+/// How stale a worker's view of the shared state may get.
+pub const REFRESH: Duration = Duration::from_millis(200);
+
+/// Grants passage: closed passes, an expired open state becomes half-open and grants one
+/// probe (leased for ARGV[2] ms), anything else answers how long to wait.
+/// KEYS[1] the state hash; ARGV[1] now (ms). Returns {1,0} pass, {2,0} probe, {0,wait_ms}.
+const ACQUIRE_LUA: &str = r#"
+local st = redis.call('HMGET', KEYS[1], 'state', 'open_until', 'probe_until')
+local state = st[1] or 'closed'
+local now = tonumber(ARGV[1])
+if state == 'closed' then return {1, 0} end
+if state == 'open' then
+  local until_ms = tonumber(st[2] or '0')
+  if now < until_ms then return {0, until_ms - now} end
+  redis.call('HSET', KEYS[1], 'state', 'half_open', 'probe_until', now + tonumber(ARGV[2]))
+  return {2, 0}
+end
+local probe_until = tonumber(st[3] or '0')
+if now >= probe_until then
+  redis.call('HSET', KEYS[1], 'probe_until', now + tonumber(ARGV[2]))
+  return {2, 0}
+end
+return {0, probe_until - now}
+"#;
+
+/// Records an outcome. KEYS[1] the state hash; ARGV[1] now (ms), ARGV[2] '1' success,
+/// ARGV[3] threshold, ARGV[4] open ms. Returns {state, failures, open_until}.
+const RECORD_LUA: &str = r#"
+local now = tonumber(ARGV[1])
+if ARGV[2] == '1' then
+  redis.call('HSET', KEYS[1], 'state', 'closed', 'failures', 0)
+  return {'closed', 0, 0}
+end
+local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
+local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
+if state ~= 'closed' or failures >= tonumber(ARGV[3]) then
+  local until_ms = now + tonumber(ARGV[4])
+  redis.call('HSET', KEYS[1], 'state', 'open', 'open_until', until_ms, 'opened_at', now)
+  return {'open', failures, until_ms}
+end
+return {state, failures, 0}
+"#;
+
+/// The state of a circuit as stored in Redis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CircuitState {
+    pub state: String,
+    pub failures: u64,
+    /// Unix ms until which an open circuit stays open.
+    pub open_until_ms: u64,
+}
+
+impl Default for CircuitState {
+    fn default() -> Self {
+        CircuitState {
+            state: "closed".into(),
+            failures: 0,
+            open_until_ms: 0,
+        }
+    }
+}
+
+/// Reads a circuit's state.
+pub async fn read(
+    conn: &mut impl redis::aio::ConnectionLike,
+    key: &str,
+) -> redis::RedisResult<CircuitState> {
+    let (state, failures, open_until): (Option<String>, Option<u64>, Option<u64>) =
+        redis::cmd("HMGET")
+            .arg(key)
+            .arg("state")
+            .arg("failures")
+            .arg("open_until")
+            .query_async(conn)
+            .await?;
+    Ok(CircuitState {
+        state: state.unwrap_or_else(|| "closed".into()),
+        failures: failures.unwrap_or(0),
+        open_until_ms: open_until.unwrap_or(0),
+    })
+}
+
+/// Closes a circuit and makes the deliveries it parked due now; every replica sees it within
+/// [`REFRESH`].
+pub async fn reset(
+    conn: &mut impl redis::aio::ConnectionLike,
+    circuit_key: &str,
+    schedule_key: &str,
+) -> redis::RedisResult<()> {
+    redis::pipe()
+        .atomic()
+        .cmd("HSET")
+        .arg(circuit_key)
+        .arg("state")
+        .arg("closed")
+        .arg("failures")
+        .arg(0)
+        .arg("open_until")
+        .arg(0)
+        .ignore()
+        // Scores to 0: everything parked becomes due at once.
+        .cmd("ZUNIONSTORE")
+        .arg(schedule_key)
+        .arg(1)
+        .arg(schedule_key)
+        .arg("WEIGHTS")
+        .arg(0)
+        .ignore()
+        .query_async(conn)
+        .await
+}
+
+/// What the breaker allows right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Closed: deliver.
+    Pass,
+    /// Half-open: deliver exactly one, as the probe.
+    Probe,
+    /// Open: wait this long.
+    Wait(Duration),
+}
+
+struct View {
+    state: CircuitState,
+    refreshed: Option<Instant>,
+}
+
+/// One worker's handle on a destination's shared breaker.
+pub struct Circuit {
+    key: String,
+    policy: CircuitPolicy,
+    probe_lease_ms: u64,
+    acquire: redis::Script,
+    record: redis::Script,
+    view: RefCell<View>,
+}
+
+/// Unix time in ms.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+impl Circuit {
+    /// The breaker at `key`; a probe's lease lasts the destination timeout plus a margin.
+    pub fn new(key: String, policy: CircuitPolicy, probe_lease: Duration) -> Self {
+        Circuit {
+            key,
+            policy,
+            probe_lease_ms: probe_lease.as_millis() as u64,
+            acquire: redis::Script::new(ACQUIRE_LUA),
+            record: redis::Script::new(RECORD_LUA),
+            view: RefCell::new(View {
+                state: CircuitState::default(),
+                refreshed: None,
+            }),
+        }
+    }
+
+    /// Decides whether the worker may read work now, refreshing the shared view when stale.
+    pub async fn gate(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+    ) -> redis::RedisResult<Gate> {
+        let stale = self
+            .view
+            .borrow()
+            .refreshed
+            .is_none_or(|t| t.elapsed() >= REFRESH);
+        if stale {
+            let state = read(conn, &self.key).await?;
+            let mut view = self.view.borrow_mut();
+            view.state = state;
+            view.refreshed = Some(Instant::now());
+        }
+        if self.view.borrow().state.state == "closed" {
+            return Ok(Gate::Pass);
+        }
+        let (verdict, wait): (i64, i64) = self
+            .acquire
+            .key(&self.key)
+            .arg(now_ms())
+            .arg(self.probe_lease_ms)
+            .invoke_async(conn)
+            .await?;
+        Ok(match verdict {
+            1 => {
+                self.view.borrow_mut().state = CircuitState::default();
+                Gate::Pass
+            }
+            2 => Gate::Probe,
+            _ => Gate::Wait(Duration::from_millis(wait.max(1) as u64)),
+        })
+    }
+
+    /// When the local view says the circuit is open: until when (unix ms).
+    pub fn open_until(&self) -> Option<u64> {
+        let view = self.view.borrow();
+        (view.state.state != "closed").then(|| view.state.open_until_ms.max(now_ms()))
+    }
+
+    /// Records an attempt's outcome; only failures and recoveries touch Redis.
+    pub async fn record(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+        success: bool,
+    ) -> redis::RedisResult<()> {
+        {
+            let view = self.view.borrow();
+            if success && view.state.state == "closed" && view.state.failures == 0 {
+                return Ok(());
+            }
+        }
+        let (state, failures, open_until): (String, u64, u64) = self
+            .record
+            .key(&self.key)
+            .arg(now_ms())
+            .arg(if success { "1" } else { "0" })
+            .arg(self.policy.failure_threshold)
+            .arg(self.policy.open_seconds * 1000)
+            .invoke_async(conn)
+            .await?;
+        if state == "open" {
+            log::warn!("circuit {} opened after {failures} failures", self.key);
+        }
+        let mut view = self.view.borrow_mut();
+        view.state = CircuitState {
+            state,
+            failures,
+            open_until_ms: open_until,
+        };
+        Ok(())
+    }
+}

@@ -1,0 +1,172 @@
+//! The per-source supervisor actor: owns the source's destination workers on its own arbiter,
+//! restarted by `actix::Supervisor` if a worker loop dies, drained on shutdown.
+
+use std::cell::{Cell, RefCell};
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures_util::FutureExt;
+
+use super::worker::Worker;
+use crate::audit::{AttemptBatch, AttemptRecord, AuditWriter};
+use crate::config::{DeliverySettings, RedisSettings};
+use crate::queue;
+use crate::source::Source;
+
+/// Attempt records are handed to the AuditWriter at most this often.
+const AUDIT_HANDOFF: Duration = Duration::from_millis(20);
+
+/// Stops reading and claiming, waits for in-flight deliveries (up to the grace period) and
+/// leaves everything else pending for the other replicas.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Runs the delivery of one source.
+pub struct SourceSupervisor {
+    source: Arc<Source>,
+    redis: RedisSettings,
+    settings: DeliverySettings,
+    consumer: String,
+    audit: Addr<AuditWriter>,
+    stopping: Rc<Cell<bool>>,
+    workers: Vec<Rc<Worker>>,
+    pending_audit: Rc<RefCell<Vec<AttemptRecord>>>,
+}
+
+impl SourceSupervisor {
+    /// A supervisor for `source`, consuming as `consumer` (the replica id).
+    pub fn new(
+        source: Arc<Source>,
+        redis: RedisSettings,
+        settings: DeliverySettings,
+        consumer: String,
+        audit: Addr<AuditWriter>,
+    ) -> Self {
+        SourceSupervisor {
+            source,
+            redis,
+            settings,
+            consumer,
+            audit,
+            stopping: Rc::new(Cell::new(false)),
+            workers: Vec::new(),
+            pending_audit: Rc::new(RefCell::new(Vec::new())),
+        }
+    }
+
+    fn hand_off_audit(&mut self) {
+        let batch = std::mem::take(&mut *self.pending_audit.borrow_mut());
+        if !batch.is_empty() {
+            self.audit.do_send(AttemptBatch(batch));
+        }
+    }
+
+    /// Runs a worker loop inside the actor; if it ever ends while not stopping (a panic),
+    /// the actor stops and the Supervisor restarts it with fresh loops.
+    fn supervise(
+        &self,
+        ctx: &mut Context<Self>,
+        what: &'static str,
+        work: impl std::future::Future<Output = ()> + 'static,
+    ) {
+        let name = self.source.config.name.clone();
+        let guarded = AssertUnwindSafe(work).catch_unwind();
+        ctx.spawn(guarded.into_actor(self).map(move |result, act, ctx| {
+            if act.stopping.get() {
+                return;
+            }
+            match result {
+                Err(_) => log::error!("delivery {what} loop of source {name} panicked; restarting"),
+                Ok(()) => log::error!("delivery {what} loop of source {name} ended; restarting"),
+            }
+            ctx.stop();
+        }));
+    }
+}
+
+impl Actor for SourceSupervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.stopping.set(false);
+        // Built here so its connections are driven by this arbiter, the one that uses them.
+        let mut redis = self.redis.clone();
+        redis.pool_size = (self.source.config.destinations.len() as u32 * 2).clamp(2, 16);
+        let pool = match queue::pool(&redis) {
+            Ok(p) => p,
+            Err(e) => {
+                log::error!(
+                    "delivery of source {}: bad Redis settings: {e}",
+                    self.source.config.name
+                );
+                return;
+            }
+        };
+        self.workers = (0..self.source.config.destinations.len())
+            .map(|i| {
+                Rc::new(Worker::new(
+                    self.source.clone(),
+                    i,
+                    self.consumer.clone(),
+                    pool.clone(),
+                    self.settings.clone(),
+                    self.stopping.clone(),
+                    self.pending_audit.clone(),
+                ))
+            })
+            .collect();
+        for w in self.workers.clone() {
+            self.supervise(ctx, "reader", w.clone().run_reader());
+            self.supervise(ctx, "promoter", w.clone().run_promoter());
+            self.supervise(ctx, "claimer", w.run_claimer());
+        }
+        ctx.run_interval(AUDIT_HANDOFF, |act, _| act.hand_off_audit());
+        log::info!(
+            "delivery of source {} started: {} destination(s), consumer {}",
+            self.source.config.name,
+            self.workers.len(),
+            self.consumer
+        );
+    }
+
+    fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
+        self.hand_off_audit();
+        Running::Stop
+    }
+}
+
+impl Supervised for SourceSupervisor {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        self.hand_off_audit();
+        self.workers.clear();
+    }
+}
+
+impl Handler<Shutdown> for SourceSupervisor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, _msg: Shutdown, _ctx: &mut Self::Context) -> Self::Result {
+        self.stopping.set(true);
+        let workers = self.workers.clone();
+        for w in &workers {
+            w.wake();
+        }
+        let grace = Duration::from_secs(self.settings.shutdown_grace_seconds);
+        let name = self.source.config.name.clone();
+        let drained = async move {
+            let all = futures_util::future::join_all(workers.iter().map(|w| w.idle()));
+            if actix_web::rt::time::timeout(grace, all).await.is_err() {
+                log::warn!("delivery of source {name}: in-flight deliveries outlived the grace period; they stay pending for other replicas");
+            }
+        };
+        Box::pin(
+            drained
+                .into_actor(self)
+                .map(|_, act, _| act.hand_off_audit()),
+        )
+    }
+}
