@@ -3,6 +3,7 @@
 //! dead replica left pending.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -99,6 +100,9 @@ pub struct Worker {
     stopping: Rc<Cell<bool>>,
     audit: Rc<RefCell<Vec<AttemptRecord>>>,
     metrics: Metrics,
+    /// Entries this worker is delivering right now: a slow one of our own that outlives the
+    /// visibility timeout is claimed back by XAUTOCLAIM, but must not be started twice.
+    in_flight: RefCell<HashSet<String>>,
 }
 
 impl Worker {
@@ -148,6 +152,7 @@ impl Worker {
             signing_key,
             stopping,
             audit,
+            in_flight: RefCell::new(HashSet::new()),
         }
     }
 
@@ -306,6 +311,9 @@ impl Worker {
     }
 
     fn spawn_delivery(self: &Rc<Self>, entry: StreamId, from_retry: bool, probe: bool) {
+        if !self.in_flight.borrow_mut().insert(entry.id.clone()) {
+            return;
+        }
         let this = self.clone();
         actix_web::rt::spawn(async move {
             let Ok(_permit) = this.permits.clone().acquire_owned().await else {
@@ -314,7 +322,9 @@ impl Worker {
             let entry_id = entry.id.clone();
             let work =
                 AssertUnwindSafe(this.clone().process(entry, from_retry, probe)).catch_unwind();
-            if work.await.is_err() {
+            let panicked = work.await.is_err();
+            this.in_flight.borrow_mut().remove(&entry_id);
+            if panicked {
                 log::error!(
                     "{}/{}: delivery of entry {entry_id} panicked; it stays pending and will be claimed again",
                     this.source.config.name,

@@ -94,12 +94,16 @@ async fn a_thousand_events_arrive_exactly_once_and_signed() {
         "1000 delivered audit rows",
         || async {
             (env.count_events("status = 'delivered' AND attempts = 1 AND delivered_at IS NOT NULL")
+                .await
                 == 1000)
                 .then_some(())
         },
     )
     .await;
-    assert_eq!(env.count("delivery_attempts", "status_code = 200"), 1000);
+    assert_eq!(
+        env.count("delivery_attempts", "status_code = 200").await,
+        1000
+    );
 }
 
 #[actix_web::test]
@@ -130,11 +134,20 @@ async fn failing_twice_arrives_on_attempt_three() {
         );
     }
     eventually(Duration::from_secs(30), "the audit trail", || async {
-        (env.count_events("status = 'delivered' AND attempts = 3") == 20).then_some(())
+        (env.count_events("status = 'delivered' AND attempts = 3")
+            .await
+            == 20)
+            .then_some(())
     })
     .await;
-    assert_eq!(env.count("delivery_attempts", "status_code = 500"), 40);
-    assert_eq!(env.count("delivery_attempts", "status_code = 200"), 20);
+    assert_eq!(
+        env.count("delivery_attempts", "status_code = 500").await,
+        40
+    );
+    assert_eq!(
+        env.count("delivery_attempts", "status_code = 200").await,
+        20
+    );
 }
 
 #[actix_web::test]
@@ -181,7 +194,9 @@ async fn failing_forever_ends_dead_after_max_attempts() {
         );
     }
     eventually(Duration::from_secs(30), "dead audit rows", || async {
-        (env.count_events("status = 'dead' AND attempts = 3 AND last_error LIKE 'gave up%'") == 10)
+        (env.count_events("status = 'dead' AND attempts = 3 AND last_error LIKE 'gave up%'")
+            .await
+            == 10)
             .then_some(())
     })
     .await;
@@ -199,7 +214,9 @@ async fn gone_410_is_dead_after_one_attempt() {
         Duration::from_secs(30),
         "dead after one attempt",
         || async {
-            (env.count_events("status = 'dead' AND attempts = 1 AND last_error = '410 gone'") == 5)
+            (env.count_events("status = 'dead' AND attempts = 1 AND last_error = '410 gone'")
+                .await
+                == 5)
                 .then_some(())
         },
     )
@@ -285,7 +302,7 @@ async fn circuit_opens_waits_probes_and_closes() {
     eventually(
         Duration::from_secs(30),
         "all delivered in the audit",
-        || async { (env.count_events("status = 'delivered'") == 10).then_some(()) },
+        || async { (env.count_events("status = 'delivered'").await == 10).then_some(()) },
     )
     .await;
     let mut r = env.redis().await;
@@ -297,7 +314,7 @@ async fn circuit_opens_waits_probes_and_closes() {
         "closed"
     );
     // Waiting did not spend attempts: 3 failures in all before the probe.
-    assert_eq!(env.count("delivery_attempts", "status_code = 500"), 3);
+    assert_eq!(env.count("delivery_attempts", "status_code = 500").await, 3);
 }
 
 #[actix_web::test]
@@ -424,12 +441,12 @@ async fn fan_out_reports_the_least_advanced_delivery() {
     })
     .await;
     eventually(Duration::from_secs(30), "rolled-up statuses", || async {
-        (env.count_events("status = 'dead'") == 5
-            && env.count("deliveries", "status = 'delivered'") == 5)
+        (env.count_events("status = 'dead'").await == 5
+            && env.count("deliveries", "status = 'delivered'").await == 5)
             .then_some(())
     })
     .await;
-    assert_eq!(env.count("deliveries", "status = 'dead'"), 5);
+    assert_eq!(env.count("deliveries", "status = 'dead'").await, 5);
     assert_eq!(sent.len(), 5);
 }
 

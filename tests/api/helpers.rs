@@ -160,29 +160,32 @@ impl TestEnv {
             .expect("XLEN")
     }
 
-    /// A PostgreSQL connection to this test's database (None until the gateway created it).
-    pub fn pg(&self) -> Option<PgConnection> {
-        PgConnection::establish(&self.database_url).ok()
-    }
-
     /// Rows of `webhook_events` matching a SQL condition.
-    pub fn count_events(&self, condition: &str) -> i64 {
-        self.count("webhook_events", condition)
+    pub async fn count_events(&self, condition: &str) -> i64 {
+        self.count("webhook_events", condition).await
     }
 
     /// Rows of a table matching a SQL condition (0 while the database does not exist yet).
-    pub fn count(&self, table: &str, condition: &str) -> i64 {
+    /// Runs on the blocking pool: the test's own runtime may be serving the gateway's traffic.
+    pub async fn count(&self, table: &str, condition: &str) -> i64 {
         #[derive(QueryableByName)]
         struct Count {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
             n: i64,
         }
         let q = format!("SELECT count(*) AS n FROM {table} WHERE {condition}");
-        let Some(mut conn) = self.pg() else { return 0 };
-        sql_query(q)
-            .get_result::<Count>(&mut conn)
-            .map(|c| c.n)
-            .unwrap_or(0)
+        let url = self.database_url.clone();
+        actix_web::rt::task::spawn_blocking(move || {
+            let mut conn = PgConnection::establish(&url).ok()?;
+            sql_query(q)
+                .get_result::<Count>(&mut conn)
+                .map(|c| c.n)
+                .ok()
+        })
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0)
     }
 }
 

@@ -122,7 +122,7 @@ async fn check_kind(case: Case) {
     assert_eq!(env.stream_len(src).await, 1);
     let cond = format!("id = '{id}' AND source = '{src}' AND status = 'queued'");
     eventually(Duration::from_secs(10), "the audit row", || async {
-        (env.count_events(&cond) == 1).then_some(())
+        (env.count_events(&cond).await == 1).then_some(())
     })
     .await;
 }
@@ -325,7 +325,7 @@ async fn configured_idempotency_key_overrides_the_default() {
     assert_eq!(send(two, "b").await, "queued");
     let cond = format!("source = 'hmac' AND idempotency_key = '{n}:a'");
     eventually(Duration::from_secs(10), "the keyed audit row", || async {
-        (env.count_events(&cond) == 1).then_some(())
+        (env.count_events(&cond).await == 1).then_some(())
     })
     .await;
 }
@@ -355,7 +355,7 @@ async fn stored_headers_leave_out_secrets() {
     eventually(
         Duration::from_secs(10),
         "the audit row without the secret header",
-        || async { (env.count_events(&cond) == 1).then_some(()) },
+        || async { (env.count_events(&cond).await == 1).then_some(()) },
     )
     .await;
     let mut r = env.redis().await;

@@ -125,10 +125,10 @@ async fn one_key_posted_50_times_to_three_replicas_is_enqueued_once() {
     assert_eq!(env.stream_len("chatwoot").await, 1);
     let cond = format!("id = '{}'", id.as_str().expect("id"));
     eventually(Duration::from_secs(10), "one audit row", || async {
-        (env.count_events(&cond) == 1).then_some(())
+        (env.count_events(&cond).await == 1).then_some(())
     })
     .await;
-    assert_eq!(env.count_events("source = 'chatwoot'"), 1);
+    assert_eq!(env.count_events("source = 'chatwoot'").await, 1);
 }
 
 /// A TCP proxy to PostgreSQL that can be switched off (connections refused) and on.
@@ -137,23 +137,33 @@ struct Switch {
     port: u16,
 }
 
-async fn pg_proxy() -> Switch {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+/// Runs on its own thread and runtime: the test's runtime blocks on assertions at times, and
+/// the gateway's database traffic must never wait for it.
+fn pg_proxy() -> Switch {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
     let port = listener.local_addr().expect("addr").port();
     let up = Arc::new(AtomicBool::new(false));
     let flag = up.clone();
-    actix_web::rt::spawn(async move {
-        while let Ok((mut client, _)) = listener.accept().await {
-            if !flag.load(Ordering::SeqCst) {
-                drop(client);
-                continue;
-            }
-            actix_web::rt::spawn(async move {
-                if let Ok(mut server) = TcpStream::connect("127.0.0.1:5432").await {
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = TcpListener::from_std(listener).expect("tokio listener");
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !flag.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
                 }
-            });
-        }
+                tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect("127.0.0.1:5432").await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
     });
     Switch { up, port }
 }
@@ -161,7 +171,7 @@ async fn pg_proxy() -> Switch {
 #[actix_web::test]
 async fn postgres_down_does_not_fail_ingest_and_rows_arrive_when_it_is_back() {
     let env = TestEnv::new();
-    let proxy = pg_proxy().await;
+    let proxy = pg_proxy();
     let mut settings = env.settings(ALL_KINDS);
     let db_name = env
         .database_url
@@ -194,7 +204,7 @@ async fn postgres_down_does_not_fail_ingest_and_rows_arrive_when_it_is_back() {
     eventually(
         Duration::from_secs(30),
         "buffered audit rows after PostgreSQL is back",
-        || async { (env.count_events(&cond) == 20).then_some(()) },
+        || async { (env.count_events(&cond).await == 20).then_some(()) },
     )
     .await;
 }

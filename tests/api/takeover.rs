@@ -82,7 +82,7 @@ key_prefix = "{prefix}"
 [database]
 url = "{db}"
 [delivery]
-claim_margin_ms = 500
+claim_margin_ms = 2000
 poll_interval_ms = 100
 shutdown_grace_seconds = 10
 [[sources]]
