@@ -274,3 +274,193 @@ pub async fn baseline_server(bind: &str, redis_url: &str) -> anyhow::Result<()> 
     .await?;
     Ok(())
 }
+
+/// Sends webhooks at a fixed rate for `duration`, signing each at send time with the send
+/// instant in its body (`sent_at_us`, unix µs), so a sink can measure ingest-to-delivery
+/// latency. Returns how many were accepted.
+pub async fn run_rate(
+    addr: SocketAddr,
+    source: &SourceConfig,
+    host: &str,
+    rate: u32,
+    duration: Duration,
+    connections: usize,
+) -> LoadReport {
+    let per_conn = (rate as f64 / connections.max(1) as f64).max(0.001);
+    let period = Duration::from_secs_f64(1.0 / per_conn);
+    let started = Instant::now();
+    let base = uuid::Uuid::new_v4().as_u64_pair().0 >> 16;
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for c in 0..connections.max(1) {
+        let source = source.clone();
+        let host = host.to_string();
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut part = Part {
+                hist: crate::telemetry::latency_histogram(),
+                ok: 0,
+                non_2xx: 0,
+                errors: 0,
+            };
+            // Spread the connections' ticks over one period.
+            tokio::time::sleep(period.mul_f64(c as f64 / connections.max(1) as f64)).await;
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut stream: Option<TcpStream> = None;
+            let mut buf = BytesMut::with_capacity(8192);
+            while started.elapsed() < duration {
+                tick.tick().await;
+                let n = base + next.fetch_add(1, Ordering::Relaxed) as u64;
+                let sent_at = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_micros() as u64)
+                    .unwrap_or_default();
+                let mut body = sample_body(n);
+                body.splice(1..1, format!("\"sent_at_us\":{sent_at},").into_bytes());
+                let Ok(signed) = sign(&source, &body, unix_now()) else {
+                    break;
+                };
+                let req = raw_request(&host, &signed.path, &signed.headers, &body);
+                if stream.is_none() {
+                    match TcpStream::connect(addr).await {
+                        Ok(s) => {
+                            let _ = s.set_nodelay(true);
+                            stream = Some(s);
+                            buf.clear();
+                        }
+                        Err(_) => {
+                            part.errors += 1;
+                            continue;
+                        }
+                    }
+                }
+                let Some(s) = stream.as_mut() else { continue };
+                let t = Instant::now();
+                let answer = async {
+                    s.write_all(&req).await?;
+                    read_response(s, &mut buf).await
+                }
+                .await;
+                part.hist.saturating_record(t.elapsed().as_micros() as u64);
+                match answer {
+                    Ok((status, close)) => {
+                        if (200..300).contains(&status) {
+                            part.ok += 1;
+                        } else {
+                            part.non_2xx += 1;
+                        }
+                        if close {
+                            stream = None;
+                        }
+                    }
+                    Err(_) => {
+                        part.errors += 1;
+                        stream = None;
+                    }
+                }
+            }
+            part
+        }));
+    }
+    let mut hist = crate::telemetry::latency_histogram();
+    let (mut ok, mut non_2xx, mut errors) = (0, 0, 0);
+    for t in tasks {
+        if let Ok(part) = t.await {
+            hist.add(&part.hist).ok();
+            ok += part.ok;
+            non_2xx += part.non_2xx;
+            errors += part.errors;
+        }
+    }
+    LoadReport {
+        sent: ok + non_2xx + errors,
+        ok,
+        non_2xx,
+        errors,
+        elapsed: started.elapsed(),
+        p50_us: hist.value_at_quantile(0.5),
+        p99_us: hist.value_at_quantile(0.99),
+        max_us: hist.max(),
+    }
+}
+
+/// The destination of `scripts/bench-delivery.sh`: answers 200, counts deliveries and, for
+/// bodies carrying `sent_at_us`, records ingest-to-delivery latency. `GET /stats` reports,
+/// `POST /reset` starts over.
+pub async fn bench_sink(bind: &str) -> anyhow::Result<()> {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Mutex;
+
+    struct Stats {
+        count: AtomicU64,
+        latency: Mutex<Histogram<u64>>,
+    }
+    let stats = web::Data::new(Stats {
+        count: AtomicU64::new(0),
+        latency: Mutex::new(crate::telemetry::latency_histogram()),
+    });
+    HttpServer::new(move || {
+        App::new()
+            .app_data(stats.clone())
+            .route(
+                "/stats",
+                web::get().to(|s: web::Data<Stats>| async move {
+                    let h = s
+                        .latency
+                        .lock()
+                        .map(|h| h.clone())
+                        .unwrap_or_else(|_| crate::telemetry::latency_histogram());
+                    HttpResponse::Ok().json(serde_json::json!({
+                        "count": s.count.load(Ordering::Relaxed),
+                        "timed": h.len(),
+                        "p50_us": h.value_at_quantile(0.5),
+                        "p99_us": h.value_at_quantile(0.99),
+                        "max_us": h.max(),
+                    }))
+                }),
+            )
+            .route(
+                "/reset",
+                web::post().to(|s: web::Data<Stats>| async move {
+                    s.count.store(0, Ordering::Relaxed);
+                    if let Ok(mut h) = s.latency.lock() {
+                        h.reset();
+                    }
+                    HttpResponse::Ok().finish()
+                }),
+            )
+            .default_service(web::to(
+                |body: web::Bytes, s: web::Data<Stats>| async move {
+                    s.count.fetch_add(1, Ordering::Relaxed);
+                    if let Some(sent) = sent_at_us(&body) {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_micros() as u64)
+                            .unwrap_or_default();
+                        if let Ok(mut h) = s.latency.lock() {
+                            h.saturating_record(now.saturating_sub(sent));
+                        }
+                    }
+                    HttpResponse::Ok().finish()
+                },
+            ))
+    })
+    .bind(bind)?
+    .run()
+    .await?;
+    Ok(())
+}
+
+/// The `sent_at_us` number of a body, found without parsing the whole document.
+fn sent_at_us(body: &[u8]) -> Option<u64> {
+    const KEY: &[u8] = b"\"sent_at_us\":";
+    let start = body.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let digits: String = body[start..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .map(|b| *b as char)
+        .collect();
+    digits.parse().ok()
+}

@@ -69,6 +69,19 @@ enum Command {
         /// Share of requests that repeat an earlier one byte for byte.
         #[arg(long, default_value_t = 0)]
         duplicate_percent: u8,
+        /// Send at this fixed rate (events/s) for --seconds instead of as fast as possible;
+        /// bodies carry their send time so a sink can measure end-to-end latency.
+        #[arg(long)]
+        rate: Option<u32>,
+        /// With --rate: how long to send.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+    /// Benchmark destination: answers 200 and measures ingest-to-delivery latency.
+    #[command(hide = true)]
+    BenchSink {
+        #[arg(long, default_value = "127.0.0.1:8098")]
+        bind: String,
     },
     /// Benchmark baseline: a minimal actix handler doing one Redis EVAL per request.
     #[command(hide = true)]
@@ -123,14 +136,23 @@ fn main() -> ExitCode {
             requests,
             connections,
             duplicate_percent,
+            rate,
+            seconds,
         } => run_loadgen(
             &settings,
             &source,
             &url,
-            requests,
-            connections,
-            duplicate_percent,
+            Load {
+                requests,
+                connections,
+                duplicate_percent,
+                rate,
+                seconds,
+            },
         ),
+        Command::BenchSink { bind } => {
+            actix_web::rt::System::new().block_on(loadgen::bench_sink(&bind))
+        }
         Command::BaselineServer { bind } => {
             let redis_url = settings.redis.url.clone();
             actix_web::rt::System::new().block_on(loadgen::baseline_server(&bind, &redis_url))
@@ -300,14 +322,15 @@ fn send_one(
     }
 }
 
-fn run_loadgen(
-    settings: &Settings,
-    source: &str,
-    url: &str,
+struct Load {
     requests: usize,
     connections: usize,
     duplicate_percent: u8,
-) -> anyhow::Result<()> {
+    rate: Option<u32>,
+    seconds: u64,
+}
+
+fn run_loadgen(settings: &Settings, source: &str, url: &str, load: Load) -> anyhow::Result<()> {
     let config = settings
         .source(source)
         .ok_or_else(|| anyhow::anyhow!("no source named {source:?} in {}", settings.origin))?;
@@ -321,13 +344,26 @@ fn run_loadgen(
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| anyhow::anyhow!("cannot resolve {authority}"))?;
-    eprintln!("signing {requests} requests for source {source}...");
-    let reqs = loadgen::signed_requests(config, &authority, requests, duplicate_percent)
-        .map_err(anyhow::Error::msg)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let report = rt.block_on(loadgen::run(addr, Arc::new(reqs), connections));
+    let report = match load.rate {
+        Some(rate) => rt.block_on(loadgen::run_rate(
+            addr,
+            config,
+            &authority,
+            rate,
+            std::time::Duration::from_secs(load.seconds),
+            load.connections,
+        )),
+        None => {
+            eprintln!("signing {} requests for source {source}...", load.requests);
+            let reqs =
+                loadgen::signed_requests(config, &authority, load.requests, load.duplicate_percent)
+                    .map_err(anyhow::Error::msg)?;
+            rt.block_on(loadgen::run(addr, Arc::new(reqs), load.connections))
+        }
+    };
     println!("{}", report.line());
     println!(
         "figures: rps={:.0} p50_ms={:.3} p99_ms={:.3} ok={} non_2xx={} errors={}",

@@ -14,4 +14,3 @@ CREATE TABLE deliveries (
     delivered_at     TIMESTAMPTZ,
     PRIMARY KEY (event_id, destination)
 );
-CREATE INDEX deliveries_status ON deliveries (status, updated_at DESC);

@@ -31,6 +31,10 @@ pub struct NewEventRow {
     headers: serde_json::Value,
     payload: Vec<u8>,
     destinations: i32,
+    status: &'static str,
+    attempts: i32,
+    last_error: Option<String>,
+    delivered_at: Option<OffsetDateTime>,
 }
 
 /// Records a newly accepted event.
@@ -56,6 +60,10 @@ impl NewEventRecord {
             headers: event.headers,
             payload: event.body.to_vec(),
             destinations: destinations as i32,
+            status: "queued",
+            attempts: 0,
+            last_error: None,
+            delivered_at: None,
         })
     }
 
@@ -229,7 +237,8 @@ impl AuditWriter {
         let url = self.database_url.clone();
         let prepared = self.prepared;
         let work = actix_web::rt::task::spawn_blocking(move || {
-            let result = write_batch(&pool, &url, prepared, &events, &attempts);
+            let mut events = events;
+            let result = write_batch(&pool, &url, prepared, &mut events, &attempts);
             (sizes, events, attempts, result)
         });
         ctx.spawn(work.into_actor(self).map(|joined, act, ctx| {
@@ -284,12 +293,13 @@ fn write_batch(
     pool: &PgPool,
     url: &str,
     prepared: bool,
-    events: &Vec<NewEventRow>,
+    events: &mut Vec<NewEventRow>,
     attempts: &[AttemptRecord],
 ) -> Result<(), String> {
     if !prepared {
         db::prepare(url).map_err(|e| e.to_string())?;
     }
+    let roll_up = fold_outcomes(events, attempts);
     let mut conn = pool.get().map_err(|e| e.to_string())?;
     conn.transaction::<_, diesel::result::Error, _>(|conn| {
         if !events.is_empty() {
@@ -298,25 +308,47 @@ fn write_batch(
         if !attempts.is_empty() {
             insert_attempts(conn, attempts)?;
         }
-        let mut touched: Vec<Uuid> = attempts.iter().map(|a| a.event_id).collect();
-        if !attempts.is_empty() {
-            // Deliveries may be written before their event row: roll up the new events too.
-            touched.extend(events.iter().map(|e| e.id));
-            touched.sort_unstable();
-            touched.dedup();
+        if !roll_up.is_empty() {
             diesel::sql_query(ROLL_UP_SQL)
-                .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&touched)
-                .execute(conn)?;
-        } else if !events.is_empty() {
-            // Attempts written in earlier batches may precede these event rows.
-            let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-            diesel::sql_query(ROLL_UP_SQL)
-                .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&ids)
+                .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&roll_up)
                 .execute(conn)?;
         }
         Ok(())
     })
     .map_err(|e| e.to_string())
+}
+
+/// Writes the outcome of single-destination events whose attempts are in the same batch
+/// straight into their new rows (under load, nearly all), and returns the events whose
+/// status must be rolled up from `deliveries` instead: attempts of events written earlier,
+/// events with several destinations, and new events whose attempts may have been written
+/// in an earlier batch.
+fn fold_outcomes(events: &mut [NewEventRow], attempts: &[AttemptRecord]) -> Vec<Uuid> {
+    let mut latest: HashMap<Uuid, &AttemptRecord> = HashMap::new();
+    for a in attempts {
+        let slot = latest.entry(a.event_id).or_insert(a);
+        if a.attempt >= slot.attempt {
+            *slot = a;
+        }
+    }
+    let mut folded = std::collections::HashSet::new();
+    let mut roll_up = Vec::new();
+    for e in events.iter_mut() {
+        match latest.get(&e.id) {
+            Some(a) if e.destinations == 1 => {
+                e.status = a.delivery_status;
+                e.attempts = a.attempt;
+                e.last_error.clone_from(&a.error);
+                e.delivered_at = (a.delivery_status == "delivered").then_some(a.attempted_at);
+                folded.insert(e.id);
+            }
+            _ => roll_up.push(e.id),
+        }
+    }
+    roll_up.extend(latest.keys().filter(|id| !folded.contains(*id)));
+    roll_up.sort_unstable();
+    roll_up.dedup();
+    roll_up
 }
 
 fn insert_events(conn: &mut PgConnection, events: &Vec<NewEventRow>) -> QueryResult<()> {

@@ -95,7 +95,16 @@ impl Actor for SourceSupervisor {
         self.stopping.set(false);
         // Built here so its connections are driven by this arbiter, the one that uses them.
         let mut redis = self.redis.clone();
-        redis.pool_size = (self.source.config.destinations.len() as u32 * 2).clamp(2, 16);
+        // A checked-out connection serves one command at a time: enough of them that settling
+        // in-flight deliveries does not queue behind each other.
+        let in_flight: usize = self
+            .source
+            .config
+            .destinations
+            .iter()
+            .map(|d| d.max_in_flight)
+            .sum();
+        redis.pool_size = (in_flight as u32 / 4).clamp(4, 32);
         let pool = match queue::pool(&redis) {
             Ok(p) => p,
             Err(e) => {

@@ -26,6 +26,8 @@ use crate::verify::standard_webhooks;
 
 /// Most entries read at once.
 const READ_BATCH: usize = 128;
+/// How long a busy reader waits for more free slots before reading.
+const GATHER: Duration = Duration::from_millis(2);
 /// How often due retries are moved back into work.
 const PROMOTE_EVERY: Duration = Duration::from_millis(100);
 
@@ -249,10 +251,13 @@ impl Worker {
         };
         if want == 0 {
             drop(conn);
-            // Every slot is busy: wait for one to free up.
+            // Every slot is busy: wait for one to free up, then briefly for a few more, so the
+            // next read fetches a batch rather than one entry per round trip.
             if let Ok(p) = self.permits.acquire().await {
                 drop(p);
             }
+            let some = (self.dest.max_in_flight / 4).max(1) as u32;
+            let _ = actix_web::rt::time::timeout(GATHER, self.permits.acquire_many(some)).await;
             return Ok(true);
         }
         let want = match self.dest.rate_limit_per_second {
