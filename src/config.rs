@@ -134,6 +134,9 @@ pub struct DeliverySettings {
     pub consumer_idle_seconds: u64,
     /// How long SIGTERM waits for in-flight deliveries.
     pub shutdown_grace_seconds: u64,
+    /// Deliveries in flight in this process across all sources; a source of priority `p`
+    /// starts new ones only while the total is under `(p + 1) / (highest priority + 1)` of it.
+    pub max_in_flight: usize,
 }
 
 /// One webhook sender, reachable at `POST /webhooks/{name}`.
@@ -259,6 +262,7 @@ struct RawDelivery {
     poll_interval_ms: Option<u64>,
     consumer_idle_seconds: Option<u64>,
     shutdown_grace_seconds: Option<u64>,
+    max_in_flight: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -485,8 +489,9 @@ impl Settings {
                     .poll_interval_ms
                     .unwrap_or(250)
                     .clamp(10, 10_000),
-                consumer_idle_seconds: raw.delivery.consumer_idle_seconds.unwrap_or(3_600).max(60),
+                consumer_idle_seconds: raw.delivery.consumer_idle_seconds.unwrap_or(3_600).max(1),
                 shutdown_grace_seconds: raw.delivery.shutdown_grace_seconds.unwrap_or(10),
+                max_in_flight: raw.delivery.max_in_flight.unwrap_or(1_024).max(1),
             },
             admin_token: admin_token.map(Secret::new),
             sources,
@@ -608,6 +613,12 @@ fn validate_source(s: RawSource, field: &str) -> Result<SourceConfig, ConfigErro
         .transpose()
         .map_err(|e| ConfigError::at(format!("{field}.signature_encoding"), e))?;
 
+    if s.priority > 9 {
+        return Err(ConfigError::at(
+            format!("{field}.priority"),
+            "must be 0 (default) to 9 (most important)",
+        ));
+    }
     if s.retry.max_attempts == 0 {
         return Err(ConfigError::at(
             format!("{field}.retry.max_attempts"),

@@ -10,7 +10,7 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 
 use crate::audit::{db, AuditWriter, Drain};
 use crate::config::Settings;
-use crate::delivery::{Shutdown, SourceSupervisor};
+use crate::delivery::{Budget, Shutdown, SourceSupervisor};
 use crate::dispatch::Dispatcher;
 use crate::error::ApiError;
 use crate::health::{self, Readiness};
@@ -69,7 +69,20 @@ impl Application {
         // busy or stuck source cannot take another's thread.
         let mut supervisors = Vec::new();
         if settings.delivery.enabled {
+            let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let highest = settings
+                .sources
+                .iter()
+                .map(|s| s.priority)
+                .max()
+                .unwrap_or(0);
             for source in sources.iter().filter(|s| !s.config.destinations.is_empty()) {
+                let budget = Budget::new(
+                    in_flight.clone(),
+                    settings.delivery.max_in_flight,
+                    source.config.priority,
+                    highest,
+                );
                 let source = source.clone();
                 let redis_settings = settings.redis.clone();
                 let delivery = settings.delivery.clone();
@@ -78,7 +91,14 @@ impl Application {
                 supervisors.push(actix::Supervisor::start_in_arbiter(
                     &Arbiter::new().handle(),
                     move |_| {
-                        SourceSupervisor::new(source, redis_settings, delivery, consumer, audit)
+                        SourceSupervisor::new(
+                            source,
+                            budget,
+                            redis_settings,
+                            delivery,
+                            consumer,
+                            audit,
+                        )
                     },
                 ));
             }

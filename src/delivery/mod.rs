@@ -8,4 +8,4 @@ mod supervisor;
 mod worker;
 
 pub use event::QueuedEvent;
-pub use supervisor::{Shutdown, SourceSupervisor};
+pub use supervisor::{Budget, Shutdown, SourceSupervisor};

@@ -4,6 +4,7 @@
 use std::cell::{Cell, RefCell};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +20,33 @@ use crate::source::Source;
 /// Attempt records are handed to the AuditWriter at most this often.
 const AUDIT_HANDOFF: Duration = Duration::from_millis(20);
 
+/// The process-wide delivery budget as one source sees it: the shared in-flight count and
+/// the part of the total this source may fill. Sources of the highest priority may fill all
+/// of it; lower ones leave the rest to them, so a busy low-priority source cannot starve a
+/// high-priority one.
+#[derive(Clone)]
+pub struct Budget {
+    pub in_flight: Arc<AtomicUsize>,
+    pub limit: usize,
+}
+
+impl Budget {
+    /// The budget of a source of `priority` when the highest configured is `highest`.
+    pub fn new(in_flight: Arc<AtomicUsize>, total: usize, priority: u8, highest: u8) -> Self {
+        let limit = total * (priority as usize + 1) / (highest as usize + 1);
+        Budget {
+            in_flight,
+            limit: limit.max(1),
+        }
+    }
+
+    /// How many more deliveries this source may start now.
+    pub fn room(&self) -> usize {
+        self.limit
+            .saturating_sub(self.in_flight.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
 /// Stops reading and claiming, waits for in-flight deliveries (up to the grace period) and
 /// leaves everything else pending for the other replicas.
 #[derive(Message)]
@@ -28,6 +56,7 @@ pub struct Shutdown;
 /// Runs the delivery of one source.
 pub struct SourceSupervisor {
     source: Arc<Source>,
+    budget: Budget,
     redis: RedisSettings,
     settings: DeliverySettings,
     consumer: String,
@@ -41,6 +70,7 @@ impl SourceSupervisor {
     /// A supervisor for `source`, consuming as `consumer` (the replica id).
     pub fn new(
         source: Arc<Source>,
+        budget: Budget,
         redis: RedisSettings,
         settings: DeliverySettings,
         consumer: String,
@@ -48,6 +78,7 @@ impl SourceSupervisor {
     ) -> Self {
         SourceSupervisor {
             source,
+            budget,
             redis,
             settings,
             consumer,
@@ -125,6 +156,7 @@ impl Actor for SourceSupervisor {
                     self.settings.clone(),
                     self.stopping.clone(),
                     self.pending_audit.clone(),
+                    self.budget.clone(),
                 ))
             })
             .collect();

@@ -16,6 +16,7 @@ use tokio::sync::{Notify, Semaphore};
 
 use super::event::QueuedEvent;
 use super::http::{self, Attempt, Verdict};
+use super::supervisor::Budget;
 use crate::audit::AttemptRecord;
 use crate::circuit::{now_ms, Circuit, Gate};
 use crate::config::{DeliverySettings, DestinationConfig};
@@ -28,6 +29,8 @@ use crate::verify::standard_webhooks;
 const READ_BATCH: usize = 128;
 /// How long a busy reader waits for more free slots before reading.
 const GATHER: Duration = Duration::from_millis(2);
+/// How long a reader waits when the process budget has no room for its source.
+const BUDGET_WAIT: Duration = Duration::from_millis(10);
 /// How often due retries are moved back into work.
 const PROMOTE_EVERY: Duration = Duration::from_millis(100);
 
@@ -105,6 +108,7 @@ pub struct Worker {
     /// Entries this worker is delivering right now: a slow one of our own that outlives the
     /// visibility timeout is claimed back by XAUTOCLAIM, but must not be started twice.
     in_flight: RefCell<HashSet<String>>,
+    budget: Budget,
 }
 
 impl Worker {
@@ -118,6 +122,7 @@ impl Worker {
         settings: DeliverySettings,
         stopping: Rc<Cell<bool>>,
         audit: Rc<RefCell<Vec<AttemptRecord>>>,
+        budget: Budget,
     ) -> Self {
         let dest = source.config.destinations[index].clone();
         let keys = source.keys.destination(&dest.name);
@@ -155,6 +160,7 @@ impl Worker {
             stopping,
             audit,
             in_flight: RefCell::new(HashSet::new()),
+            budget,
         }
     }
 
@@ -247,10 +253,21 @@ impl Worker {
                 return Ok(true);
             }
             Gate::Probe => (1, true),
-            Gate::Pass => (self.permits.available_permits().min(READ_BATCH), false),
+            Gate::Pass => (
+                self.permits
+                    .available_permits()
+                    .min(self.budget.room())
+                    .min(READ_BATCH),
+                false,
+            ),
         };
         if want == 0 {
             drop(conn);
+            if self.budget.room() == 0 {
+                // Higher-priority sources hold the process budget: yield to them.
+                actix_web::rt::time::sleep(BUDGET_WAIT).await;
+                return Ok(true);
+            }
             // Every slot is busy: wait for one to free up, then briefly for a few more, so the
             // next read fetches a batch rather than one entry per round trip.
             if let Ok(p) = self.permits.acquire().await {
@@ -319,15 +336,27 @@ impl Worker {
         if !self.in_flight.borrow_mut().insert(entry.id.clone()) {
             return;
         }
+        // Slot and budget are taken now, before the reader looks again: counting them inside
+        // the task let the reader read past both.
+        let permit = self.permits.clone().try_acquire_owned().ok();
+        self.budget
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let this = self.clone();
         actix_web::rt::spawn(async move {
-            let Ok(_permit) = this.permits.clone().acquire_owned().await else {
-                return;
+            // Two streams are read at once, so a read may bring a little more than the free
+            // slots: those wait here for one.
+            let _permit = match permit {
+                Some(p) => Some(p),
+                None => this.permits.clone().acquire_owned().await.ok(),
             };
             let entry_id = entry.id.clone();
             let work =
                 AssertUnwindSafe(this.clone().process(entry, from_retry, probe)).catch_unwind();
             let panicked = work.await.is_err();
+            this.budget
+                .in_flight
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             this.in_flight.borrow_mut().remove(&entry_id);
             if panicked {
                 log::error!(
@@ -677,7 +706,9 @@ impl Worker {
                     }
                 }
             }
-            if last_cleanup.elapsed() > Duration::from_secs(60) {
+            let cleanup_every =
+                Duration::from_secs((self.settings.consumer_idle_seconds / 2).clamp(1, 60));
+            if last_cleanup.elapsed() > cleanup_every {
                 last_cleanup = Instant::now();
                 if let Err(e) = self.remove_gone_consumers().await {
                     log::debug!(
@@ -694,7 +725,11 @@ impl Worker {
         let stream = self.stream_of(from_retry).to_string();
         let mut start = "0-0".to_string();
         loop {
-            let room = self.permits.available_permits().min(READ_BATCH);
+            let room = self
+                .permits
+                .available_permits()
+                .min(self.budget.room())
+                .min(READ_BATCH);
             if room == 0 {
                 return Ok(());
             }

@@ -42,6 +42,8 @@ impl Received {
 #[derive(Default)]
 struct State {
     received: Mutex<Vec<Received>>,
+    /// Requests being answered now, and the most at once, per path.
+    concurrent: Mutex<HashMap<String, (usize, usize)>>,
     behaviour: Mutex<HashMap<String, Behaviour>>,
     seen: Mutex<HashMap<(String, String), usize>>,
 }
@@ -112,6 +114,17 @@ impl Sink {
         map
     }
 
+    /// The most requests a path was answering at once.
+    pub fn max_concurrent(&self, path: &str) -> usize {
+        self.state
+            .concurrent
+            .lock()
+            .expect("lock")
+            .get(path)
+            .map(|c| c.1)
+            .unwrap_or(0)
+    }
+
     /// Distinct events that got a 2xx on a path (approximated by behaviour: the last request).
     pub fn distinct(&self, path: &str) -> usize {
         self.by_event(path).len()
@@ -145,6 +158,20 @@ async fn answer(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpR
         .get(&path)
         .cloned()
         .unwrap_or(Behaviour::Ok);
+    {
+        let mut c = state.concurrent.lock().expect("lock");
+        let entry = c.entry(path.clone()).or_default();
+        entry.0 += 1;
+        entry.1 = entry.1.max(entry.0);
+    }
+    let response = respond(behaviour, nth).await;
+    if let Some(entry) = state.concurrent.lock().expect("lock").get_mut(&path) {
+        entry.0 -= 1;
+    }
+    response
+}
+
+async fn respond(behaviour: Behaviour, nth: usize) -> HttpResponse {
     let status = |code: u16| {
         HttpResponse::build(actix_web::http::StatusCode::from_u16(code).expect("valid status"))
     };

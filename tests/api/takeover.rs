@@ -85,6 +85,7 @@ url = "{db}"
 claim_margin_ms = 2000
 poll_interval_ms = 100
 shutdown_grace_seconds = 10
+consumer_idle_seconds = 2
 [[sources]]
 name = "orders"
 kind = "github"
@@ -173,6 +174,26 @@ async fn a_replica_killed_mid_delivery_loses_nothing() {
     );
     // Only what was in flight on the killed replica may arrive twice: at most its in-flight limit.
     assert!(redelivered <= 8, "{redelivered} redeliveries");
+    // The dead replica's consumer is removed once it has nothing pending.
+    eventually(
+        Duration::from_secs(30),
+        "the dead replica's consumer to be removed",
+        || async {
+            let mut r = env.redis().await;
+            let info: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(env.stream("orders"))
+                .arg("dest:app")
+                .query_async(&mut r)
+                .await
+                .expect("XINFO");
+            info.consumers
+                .iter()
+                .all(|c| c.name != "replica-a")
+                .then_some(())
+        },
+    )
+    .await;
     let _ = std::fs::remove_file(config);
     drop(b);
 }
