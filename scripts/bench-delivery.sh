@@ -65,7 +65,7 @@ wait_delivered() { # count deadline_seconds
   done
 }
 
-RUST_LOG=warn "$bin" --config "$workdir/bench.toml" bench-sink --bind "127.0.0.1:$sink_port" &
+RUST_LOG=warn "$bin" --config "$workdir/bench.toml" sink --bind "127.0.0.1:$sink_port" &
 pids+=($!)
 RUST_LOG=warn "$bin" --config "$workdir/bench.toml" serve &
 pids+=($!)

@@ -77,9 +77,9 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
-    /// Benchmark destination: answers 200 and measures ingest-to-delivery latency.
-    #[command(hide = true)]
-    BenchSink {
+    /// A destination to try deliveries against: answers 200 to everything, counts what it
+    /// gets (GET /stats) and measures latency of bodies sent by `loadgen --rate`.
+    Sink {
         #[arg(long, default_value = "127.0.0.1:8098")]
         bind: String,
     },
@@ -150,9 +150,7 @@ fn main() -> ExitCode {
                 seconds,
             },
         ),
-        Command::BenchSink { bind } => {
-            actix_web::rt::System::new().block_on(loadgen::bench_sink(&bind))
-        }
+        Command::Sink { bind } => actix_web::rt::System::new().block_on(loadgen::bench_sink(&bind)),
         Command::BaselineServer { bind } => {
             let redis_url = settings.redis.url.clone();
             actix_web::rt::System::new().block_on(loadgen::baseline_server(&bind, &redis_url))

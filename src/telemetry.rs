@@ -29,6 +29,15 @@ pub fn prometheus() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         // Fails only when another recorder is installed; then our handle just renders ours.
         let _ = metrics::set_global_recorder(recorder);
+        // Histogram samples wait in a bucket until upkeep drains them: without this, a gateway
+        // nobody scrapes would grow by every sample it records.
+        let upkeep = handle.clone();
+        let _ = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_secs(5));
+                upkeep.run_upkeep();
+            });
         handle
     })
 }

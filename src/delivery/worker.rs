@@ -504,23 +504,34 @@ impl Worker {
     ) {
         match outcome {
             Settle::Dead { reason } => {
-                let mut fields = event.fields(event.attempt);
-                fields.push(("destination", self.dest.name.as_bytes().to_vec()));
-                fields.push(("reason", reason.into_bytes()));
-                fields.push((
-                    "status",
-                    result
-                        .status
-                        .map(|s| s.to_string())
-                        .unwrap_or_default()
-                        .into_bytes(),
-                ));
-                fields.push(("response", result.response.as_bytes().to_vec()));
-                fields.push(("failed_at", now_ms().to_string().into_bytes()));
+                let fields = self.dead_fields(event, reason, Some(result));
                 self.settle_dead(entry_id, from_retry, fields).await;
             }
             other => self.settle(entry_id, from_retry, event, other).await,
         }
+    }
+
+    /// A dead letter: the event, where it was going, why it died and the last answer.
+    fn dead_fields(
+        &self,
+        event: &QueuedEvent,
+        reason: String,
+        result: Option<&Attempt>,
+    ) -> Vec<(&'static str, Vec<u8>)> {
+        let mut fields = event.fields(event.attempt);
+        fields.push(("destination", self.dest.name.as_bytes().to_vec()));
+        fields.push(("reason", reason.into_bytes()));
+        let status = result
+            .and_then(|r| r.status)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        fields.push(("status", status.into_bytes()));
+        let response = result
+            .map(|r| r.response.as_bytes().to_vec())
+            .unwrap_or_default();
+        fields.push(("response", response));
+        fields.push(("failed_at", now_ms().to_string().into_bytes()));
+        fields
     }
 
     fn stream_of(&self, from_retry: bool) -> &str {
@@ -608,10 +619,7 @@ impl Worker {
                 .await
             }
             Settle::Dead { reason } => {
-                let mut fields = event.fields(event.attempt);
-                fields.push(("destination", self.dest.name.as_bytes().to_vec()));
-                fields.push(("reason", reason.into_bytes()));
-                fields.push(("failed_at", now_ms().to_string().into_bytes()));
+                let fields = self.dead_fields(event, reason, None);
                 self.settle_dead(&entry_id, from_retry, fields).await
             }
         }
