@@ -2,22 +2,67 @@
 
 use std::time::Duration;
 
-use bb8_redis::RedisConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::config::RedisSettings;
 
-/// A pool of multiplexed Redis connections for short commands (never blocking reads).
-pub type RedisPool = bb8::Pool<RedisConnectionManager>;
+/// A bb8 manager of self-healing Redis connections. Each pooled connection is redis's
+/// `aio::ConnectionManager`, which reconnects by itself after the server restarts; a pooled
+/// plain `MultiplexedConnection` would stay dead, because bb8-redis never reports one broken.
+#[derive(Clone)]
+pub struct RedisManager {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+}
+
+impl RedisManager {
+    /// A manager for `url`; commands time out after `response_timeout`.
+    pub fn new(url: &str, response_timeout: Duration) -> redis::RedisResult<Self> {
+        Ok(RedisManager {
+            client: redis::Client::open(url)?,
+            config: ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(Duration::from_secs(1)))
+                .set_response_timeout(Some(response_timeout))
+                // bb8 retries the connect itself, up to its own timeout.
+                .set_number_of_retries(1),
+        })
+    }
+}
+
+impl bb8::ManageConnection for RedisManager {
+    type Connection = ConnectionManager;
+    type Error = redis::RedisError;
+
+    async fn connect(&self) -> Result<Self::Connection, Self::Error> {
+        ConnectionManager::new_with_config(self.client.clone(), self.config.clone()).await
+    }
+
+    async fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
+        redis::cmd("PING")
+            .query_async::<String>(conn)
+            .await
+            .map(|_| ())
+    }
+
+    fn has_broken(&self, _conn: &mut Self::Connection) -> bool {
+        // It heals itself: a failed command triggers a reconnect for the next one.
+        false
+    }
+}
+
+/// A pool of Redis connections for short commands (never blocking reads).
+pub type RedisPool = bb8::Pool<RedisManager>;
 
 /// Builds the pool without connecting, so the gateway starts (and answers 503) while Redis is down.
 pub fn pool(settings: &RedisSettings) -> Result<RedisPool, redis::RedisError> {
-    let manager = RedisConnectionManager::new(settings.url.as_str())?;
+    let timeout = Duration::from_millis(settings.enqueue_timeout_ms);
+    let manager = RedisManager::new(settings.url.as_str(), timeout)?;
     Ok(bb8::Pool::builder()
         .max_size(settings.pool_size)
         .min_idle(Some(settings.pool_size.min(4)))
-        .connection_timeout(Duration::from_millis(settings.enqueue_timeout_ms))
-        // A broken connection is found by the command that uses it; checking each checkout
-        // would double the round trips on the ingest path.
+        .connection_timeout(timeout)
+        // A broken connection is found by the command that uses it and heals itself;
+        // checking each checkout would double the round trips on the ingest path.
         .test_on_check_out(false)
         .retry_connection(true)
         .build_unchecked(manager))

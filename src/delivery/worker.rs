@@ -177,9 +177,7 @@ impl Worker {
         }
     }
 
-    async fn conn(
-        &self,
-    ) -> redis::RedisResult<bb8::PooledConnection<'_, bb8_redis::RedisConnectionManager>> {
+    async fn conn(&self) -> redis::RedisResult<bb8::PooledConnection<'_, queue::RedisManager>> {
         self.redis.get().await.map_err(|e| match e {
             bb8::RunError::User(e) => e,
             bb8::RunError::TimedOut => {

@@ -564,3 +564,46 @@ async fn outbound_rate_limit_is_kept() {
         "60 deliveries at 20/s took only {spread:?}"
     );
 }
+
+#[actix_web::test]
+async fn delivery_carries_on_after_redis_drops_every_connection() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    let proxy = crate::helpers::TcpProxy::start(6379, true);
+    let mut settings = env.settings(&source("orders", &[dest("app", &sink.url("/app"), "")], ""));
+    settings.redis.url = format!("redis://127.0.0.1:{}", proxy.port);
+    let app = spawn_app(settings).await;
+    post_many(&app, "orders", 5).await;
+    eventually(Duration::from_secs(30), "first deliveries", || async {
+        (sink.distinct("/app") == 5).then_some(())
+    })
+    .await;
+
+    proxy.cut_all();
+    // Ingest may refuse a request or two while connections heal; the senders retry.
+    let mut later = Vec::new();
+    let config = app.source("orders");
+    let mut n = 50_000u64;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while later.len() < 5 {
+        assert!(Instant::now() < deadline, "ingest did not recover");
+        n += 1;
+        let body = sample_body(n);
+        let req = Signed::new(&config, &body, unix_now());
+        let (status, answer) = app.post(&req.path, &req.headers, &body).await;
+        if status == 200 {
+            later.push(answer["id"].as_str().expect("id").to_string());
+        } else {
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    eventually(
+        Duration::from_secs(30),
+        "deliveries after the restart",
+        || async {
+            let by = sink.by_event("/app");
+            later.iter().all(|id| by.contains_key(id)).then_some(())
+        },
+    )
+    .await;
+}

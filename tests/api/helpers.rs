@@ -333,3 +333,69 @@ where
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A TCP proxy to a local service, on its own thread and runtime (the test's runtime blocks
+/// at times, and the gateway's traffic must never wait for it). It can refuse new
+/// connections and cut every open one, as a restarting server does.
+pub struct TcpProxy {
+    pub port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl TcpProxy {
+    /// A proxy to `127.0.0.1:target`, accepting connections when `up`.
+    pub fn start(target: u16, up: bool) -> TcpProxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let flag = Arc::new(AtomicBool::new(up));
+        let cut = Arc::new(tokio::sync::Notify::new());
+        let (accepting, cutting) = (flag.clone(), cut.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if !accepting.load(Ordering::SeqCst) {
+                        drop(client);
+                        continue;
+                    }
+                    let cutting = cutting.clone();
+                    tokio::spawn(async move {
+                        let cut = cutting.notified();
+                        let Ok(mut server) =
+                            tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                        else {
+                            return;
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                            _ = cut => {}
+                        }
+                    });
+                }
+            });
+        });
+        TcpProxy {
+            port,
+            up: flag,
+            cut,
+        }
+    }
+
+    /// Accept new connections (or refuse them).
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Closes every open connection, as a server restart does.
+    pub fn cut_all(&self) {
+        self.cut.notify_waiters();
+    }
+}

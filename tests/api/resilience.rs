@@ -1,14 +1,12 @@
 //! What happens when Redis or PostgreSQL misbehave, and with several replicas at once.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use hookgate::send::{sample_body, unix_now};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 
-use crate::helpers::{eventually, spawn_app, Signed, TestEnv, ALL_KINDS};
+use crate::helpers::{eventually, spawn_app, Signed, TcpProxy, TestEnv, ALL_KINDS};
 
 #[actix_web::test]
 async fn redis_unreachable_is_503_quickly() {
@@ -131,47 +129,10 @@ async fn one_key_posted_50_times_to_three_replicas_is_enqueued_once() {
     assert_eq!(env.count_events("source = 'chatwoot'").await, 1);
 }
 
-/// A TCP proxy to PostgreSQL that can be switched off (connections refused) and on.
-struct Switch {
-    up: Arc<AtomicBool>,
-    port: u16,
-}
-
-/// Runs on its own thread and runtime: the test's runtime blocks on assertions at times, and
-/// the gateway's database traffic must never wait for it.
-fn pg_proxy() -> Switch {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let port = listener.local_addr().expect("addr").port();
-    let up = Arc::new(AtomicBool::new(false));
-    let flag = up.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let listener = TcpListener::from_std(listener).expect("tokio listener");
-            while let Ok((mut client, _)) = listener.accept().await {
-                if !flag.load(Ordering::SeqCst) {
-                    drop(client);
-                    continue;
-                }
-                tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect("127.0.0.1:5432").await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-            }
-        });
-    });
-    Switch { up, port }
-}
-
 #[actix_web::test]
 async fn postgres_down_does_not_fail_ingest_and_rows_arrive_when_it_is_back() {
     let env = TestEnv::new();
-    let proxy = pg_proxy();
+    let proxy = TcpProxy::start(5432, false);
     let mut settings = env.settings(ALL_KINDS);
     let db_name = env
         .database_url
@@ -194,7 +155,7 @@ async fn postgres_down_does_not_fail_ingest_and_rows_arrive_when_it_is_back() {
     }
     assert_eq!(env.stream_len("pluggy").await, 20);
 
-    proxy.up.store(true, Ordering::SeqCst);
+    proxy.set_up(true);
     let list = ids
         .iter()
         .map(|id| format!("'{id}'"))
@@ -207,4 +168,32 @@ async fn postgres_down_does_not_fail_ingest_and_rows_arrive_when_it_is_back() {
         || async { (env.count_events(&cond).await == 20).then_some(()) },
     )
     .await;
+}
+
+#[actix_web::test]
+async fn ingest_recovers_by_itself_after_redis_drops_every_connection() {
+    let env = TestEnv::new();
+    let proxy = TcpProxy::start(6379, true);
+    let mut settings = env.settings(ALL_KINDS);
+    settings.redis.url = format!("redis://127.0.0.1:{}", proxy.port);
+    let app = spawn_app(settings).await;
+    let (status, _) = app
+        .post_signed("pluggy", &sample_body(unix_now() as u64))
+        .await;
+    assert_eq!(status, 200);
+
+    // Redis restarts: every open connection is cut, and it is back at once.
+    proxy.cut_all();
+    let mut n = 10_000;
+    eventually(Duration::from_secs(20), "ingest to work again", || {
+        n += 1;
+        let body = sample_body(n);
+        let app = &app;
+        async move { (app.post_signed("pluggy", &body).await.0 == 200).then_some(()) }
+    })
+    .await;
+    for i in 0..20 {
+        let (status, answer) = app.post_signed("pluggy", &sample_body(20_000 + i)).await;
+        assert_eq!(status, 200, "after recovery: {answer}");
+    }
 }
