@@ -134,6 +134,8 @@ pub struct DeliverySettings {
     pub consumer_idle_seconds: u64,
     /// How long SIGTERM waits for in-flight deliveries.
     pub shutdown_grace_seconds: u64,
+    /// How often each source stream is trimmed of entries every destination is done with.
+    pub trim_interval_seconds: u64,
     /// Deliveries in flight in this process across all sources; a source of priority `p`
     /// starts new ones only while the total is under `(p + 1) / (highest priority + 1)` of it.
     pub max_in_flight: usize,
@@ -263,6 +265,7 @@ struct RawDelivery {
     consumer_idle_seconds: Option<u64>,
     shutdown_grace_seconds: Option<u64>,
     max_in_flight: Option<usize>,
+    trim_interval_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -492,6 +495,7 @@ impl Settings {
                 consumer_idle_seconds: raw.delivery.consumer_idle_seconds.unwrap_or(3_600).max(1),
                 shutdown_grace_seconds: raw.delivery.shutdown_grace_seconds.unwrap_or(10),
                 max_in_flight: raw.delivery.max_in_flight.unwrap_or(1_024).max(1),
+                trim_interval_seconds: raw.delivery.trim_interval_seconds.unwrap_or(30).max(1),
             },
             admin_token: admin_token.map(Secret::new),
             sources,

@@ -173,3 +173,75 @@ local over = math.min(want, used - limit)
 redis.call('DECRBY', KEYS[1], over)
 return want - over
 "#;
+
+/// A stream entry id, `ms-seq`, ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EntryId(pub u64, pub u64);
+
+impl EntryId {
+    /// Parses `ms-seq`.
+    pub fn parse(id: &str) -> Option<EntryId> {
+        let (ms, seq) = id.split_once('-')?;
+        Some(EntryId(ms.parse().ok()?, seq.parse().ok()?))
+    }
+
+    /// The smallest id after this one.
+    pub fn next(self) -> EntryId {
+        EntryId(self.0, self.1.saturating_add(1))
+    }
+}
+
+impl std::fmt::Display for EntryId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.0, self.1)
+    }
+}
+
+/// Removes the entries every one of `groups` is done with: below the oldest entry any of
+/// them still has pending, or has not read yet. A missing group (about to be re-created from
+/// the start) keeps everything. Returns how many entries went.
+pub async fn trim_acknowledged(
+    conn: &mut impl redis::aio::ConnectionLike,
+    stream: &str,
+    groups: &[String],
+) -> redis::RedisResult<u64> {
+    let info: redis::streams::StreamInfoGroupsReply = match redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(stream)
+        .query_async(conn)
+        .await
+    {
+        Ok(info) => info,
+        // No stream yet: nothing to trim.
+        Err(e) if e.to_string().contains("no such key") => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut floor: Option<EntryId> = None;
+    for name in groups {
+        let Some(group) = info.groups.iter().find(|g| &g.name == name) else {
+            return Ok(0);
+        };
+        let needed = if group.pending > 0 {
+            let summary: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+                .arg(stream)
+                .arg(name)
+                .query_async(conn)
+                .await?;
+            match summary {
+                redis::streams::StreamPendingReply::Data(d) => EntryId::parse(&d.start_id),
+                _ => EntryId::parse(&group.last_delivered_id).map(EntryId::next),
+            }
+        } else {
+            EntryId::parse(&group.last_delivered_id).map(EntryId::next)
+        };
+        let Some(needed) = needed else { return Ok(0) };
+        floor = Some(floor.map_or(needed, |f| f.min(needed)));
+    }
+    let Some(floor) = floor else { return Ok(0) };
+    redis::cmd("XTRIM")
+        .arg(stream)
+        .arg("MINID")
+        .arg(floor.to_string())
+        .query_async(conn)
+        .await
+}

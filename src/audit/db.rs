@@ -41,13 +41,25 @@ fn one_line(e: &dyn std::fmt::Display) -> String {
         .join(" ")
 }
 
+/// Adds `connect_timeout` to a URL that has none: libpq waits forever by default, and an
+/// unreachable server must not hang start-up or the audit writer.
+pub fn with_connect_timeout(url: &str) -> String {
+    if url.contains("connect_timeout=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&connect_timeout=3")
+    } else {
+        format!("{url}?connect_timeout=3")
+    }
+}
+
 /// Builds the pool without connecting, so the gateway starts while PostgreSQL is down.
 pub fn pool(settings: &DatabaseSettings) -> PgPool {
     Pool::builder()
         .max_size(settings.pool_size)
         .min_idle(Some(0))
         .connection_timeout(Duration::from_secs(2))
-        .build_unchecked(ConnectionManager::new(&settings.url))
+        .build_unchecked(ConnectionManager::new(with_connect_timeout(&settings.url)))
 }
 
 /// Splits a PostgreSQL URL into (URL of the `postgres` maintenance database, database name).
@@ -97,6 +109,7 @@ pub fn ensure_database(url: &str) -> Result<(), DbError> {
 
 /// Creates the database if missing and runs pending migrations under an advisory lock.
 pub fn prepare(url: &str) -> Result<usize, DbError> {
+    let url = &with_connect_timeout(url);
     ensure_database(url)?;
     let mut conn = PgConnection::establish(url)?;
     conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
@@ -119,5 +132,21 @@ mod tests {
         assert_eq!(admin, "postgres://u@h:5432/postgres?sslmode=disable");
         assert_eq!(name, "hookgate");
         assert!(split_database("postgres://u@h:5432").is_err());
+    }
+
+    #[test]
+    fn adds_a_connect_timeout_once() {
+        assert_eq!(
+            with_connect_timeout("postgres://h/db"),
+            "postgres://h/db?connect_timeout=3"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://h/db?a=b"),
+            "postgres://h/db?a=b&connect_timeout=3"
+        );
+        assert_eq!(
+            with_connect_timeout("postgres://h/db?connect_timeout=9"),
+            "postgres://h/db?connect_timeout=9"
+        );
     }
 }

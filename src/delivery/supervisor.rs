@@ -119,6 +119,47 @@ impl SourceSupervisor {
     }
 }
 
+/// Trims the source stream of entries every destination is done with, until stopped: the
+/// bodies of delivered webhooks do not stay in Redis memory.
+async fn trim_loop(
+    source: Arc<Source>,
+    pool: queue::RedisPool,
+    settings: DeliverySettings,
+    stopping: Rc<Cell<bool>>,
+) {
+    let groups: Vec<String> = source
+        .config
+        .destinations
+        .iter()
+        .map(|d| source.keys.destination(&d.name).group)
+        .collect();
+    let every = Duration::from_secs(settings.trim_interval_seconds);
+    while !stopping.get() {
+        actix_web::rt::time::sleep(every).await;
+        let trimmed = match pool.get().await {
+            Ok(mut conn) => {
+                queue::trim_acknowledged(&mut *conn, &source.keys.stream, &groups).await
+            }
+            Err(e) => Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "no Redis connection",
+                e.to_string(),
+            ))),
+        };
+        match trimmed {
+            Ok(n) if n > 0 => log::debug!(
+                "source {}: trimmed {n} delivered entries",
+                source.config.name
+            ),
+            Ok(_) => {}
+            Err(e) => log::warn!(
+                "source {}: trimming the stream failed: {e}",
+                source.config.name
+            ),
+        }
+    }
+}
+
 impl Actor for SourceSupervisor {
     type Context = Context<Self>;
 
@@ -160,6 +201,16 @@ impl Actor for SourceSupervisor {
                 ))
             })
             .collect();
+        self.supervise(
+            ctx,
+            "trimmer",
+            trim_loop(
+                self.source.clone(),
+                pool.clone(),
+                self.settings.clone(),
+                self.stopping.clone(),
+            ),
+        );
         for w in self.workers.clone() {
             self.supervise(ctx, "reader", w.clone().run_reader());
             self.supervise(ctx, "promoter", w.clone().run_promoter());

@@ -607,3 +607,34 @@ async fn delivery_carries_on_after_redis_drops_every_connection() {
     )
     .await;
 }
+
+#[actix_web::test]
+async fn delivered_entries_are_trimmed_but_nothing_still_needed() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    sink.set("/slow", Behaviour::Hang(Duration::from_millis(300)));
+    let toml = source(
+        "orders",
+        &[
+            dest("fast", &sink.url("/fast"), ""),
+            dest("slow", &sink.url("/slow"), "max_in_flight = 1"),
+        ],
+        "",
+    );
+    let mut settings = env.settings(&toml);
+    settings.delivery.trim_interval_seconds = 1;
+    let app = spawn_app(settings).await;
+    let sent = post_many(&app, "orders", 10).await;
+    // The slow destination works through them one by one while trimming runs every second.
+    eventually(
+        Duration::from_secs(30),
+        "both destinations served",
+        || async { (sink.distinct("/fast") == 10 && sink.distinct("/slow") == 10).then_some(()) },
+    )
+    .await;
+    assert_eq!(sent.len(), 10);
+    eventually(Duration::from_secs(10), "the stream trimmed", || async {
+        (env.stream_len("orders").await == 0).then_some(())
+    })
+    .await;
+}
