@@ -25,6 +25,10 @@ pub enum ApiError {
     Unavailable(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("missing or wrong admin token (Authorization: Bearer ...)")]
+    AdminUnauthorized,
+    #[error("{0}")]
+    NotFoundWhat(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -47,6 +51,8 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::AdminUnauthorized => "unauthorized",
+            ApiError::NotFoundWhat(_) => "not_found",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -55,7 +61,10 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::UnknownSource(_) | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::UnknownSource(_) | ApiError::NotFound | ApiError::NotFoundWhat(_) => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::InvalidJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -67,9 +76,15 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status_code());
-        if let ApiError::Unavailable(_) = self {
+        match self {
             // Senders that honour it come back after a short pause instead of hammering.
-            res.insert_header(("Retry-After", "5"));
+            ApiError::Unavailable(_) => {
+                res.insert_header(("Retry-After", "5"));
+            }
+            ApiError::AdminUnauthorized => {
+                res.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            _ => {}
         }
         res.json(ErrorBody {
             error: self.code(),

@@ -4,6 +4,7 @@
 //! Per-source supervisors deliver it to the operator's services (`delivery`), with backoff
 //! (`retry`), a shared breaker per destination (`circuit`) and a dead-letter stream.
 
+pub mod admin;
 pub mod audit;
 pub mod circuit;
 pub mod config;

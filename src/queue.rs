@@ -138,11 +138,13 @@ redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
 return 1
 "#;
 
-/// Dead. KEYS[2] the dead-letter stream; ARGV[4..] the dead letter's field/value pairs.
+/// Dead. KEYS[2] the dead-letter stream, KEYS[3] the destination's dead counter; ARGV[4..]
+/// the dead letter's field/value pairs.
 pub const SETTLE_DEAD_LUA: &str = r#"
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 if ARGV[3] == '1' then redis.call('XDEL', KEYS[1], ARGV[2]) end
 redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))
+redis.call('INCR', KEYS[3])
 return 1
 "#;
 

@@ -38,6 +38,8 @@ pub struct DestinationKeys {
     pub circuit: String,
     /// Count of deliveries that reached the destination.
     pub delivered: String,
+    /// Count of deliveries that ended in the dead-letter stream.
+    pub dead: String,
     /// Fixed-window counters of the outbound rate limit.
     pub rate_prefix: String,
 }
@@ -64,6 +66,7 @@ impl SourceKeys {
             parked_prefix: format!("{d}:parked:"),
             circuit: format!("{d}:circuit"),
             delivered: format!("{d}:delivered"),
+            dead: format!("{d}:dead"),
             rate_prefix: format!("{d}:rate:"),
         }
     }

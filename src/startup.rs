@@ -8,6 +8,7 @@ use actix::{Actor, Addr, Arbiter};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpResponse, HttpServer};
 
+use crate::admin::{self, AdminState};
 use crate::audit::{db, AuditWriter, Drain};
 use crate::config::Settings;
 use crate::delivery::{Budget, Shutdown, SourceSupervisor};
@@ -125,6 +126,12 @@ impl Application {
             stats,
             enqueue_timeout: Duration::from_millis(settings.redis.enqueue_timeout_ms),
         });
+        let admin = web::Data::new(AdminState {
+            token: settings.admin_token.clone(),
+            redis: redis.clone(),
+            postgres: postgres.clone(),
+            sources: ingest_state.sources.clone(),
+        });
         let readiness = web::Data::new(Readiness {
             redis: redis.clone(),
             postgres,
@@ -150,9 +157,20 @@ impl Application {
             App::new()
                 .app_data(ingest_state.clone())
                 .app_data(readiness.clone())
+                .app_data(admin.clone())
+                // Malformed query strings and path segments get the JSON error shape too.
+                .app_data(
+                    web::QueryConfig::default()
+                        .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
+                )
+                .app_data(
+                    web::PathConfig::default()
+                        .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
+                )
                 .app_data(web::Data::new(WorkerDispatcher(dispatcher)))
                 .configure(ingest::routes)
                 .configure(health::routes)
+                .configure(admin::routes)
                 .route(
                     "/metrics",
                     web::get().to(move || async move {

@@ -631,6 +631,7 @@ impl Worker {
     ) {
         let stream = self.stream_of(from_retry).to_string();
         let dead = self.source.keys.dead.clone();
+        let counter = self.keys.dead.clone();
         let group = self.keys.group.clone();
         let del = if from_retry { "1" } else { "0" };
         let script = &self.scripts.dead;
@@ -638,6 +639,7 @@ impl Worker {
             let mut inv = script.prepare_invoke();
             inv.key(&stream)
                 .key(&dead)
+                .key(&counter)
                 .arg(&group)
                 .arg(entry_id)
                 .arg(del);

@@ -1,5 +1,6 @@
 //! Integration tests against the real Redis and PostgreSQL.
 
+mod admin;
 mod delivery;
 mod helpers;
 mod ingest;

@@ -1,0 +1,328 @@
+//! `GET /api/events`, `GET /api/events/{id}` and `POST /api/events/{id}/replay`.
+
+use actix_web::{web, HttpResponse};
+use diesel::prelude::*;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{redis_down, with_pg, Admin, AdminState};
+use crate::audit::schema::{deliveries, delivery_attempts, webhook_events as e};
+use crate::error::ApiError;
+
+const STATUSES: [&str; 5] = ["queued", "delivering", "delivered", "retrying", "dead"];
+
+/// Filters of `GET /api/events`.
+#[derive(Debug, Deserialize)]
+pub(super) struct EventQuery {
+    source: Option<String>,
+    status: Option<String>,
+    /// RFC 3339; received at or after.
+    since: Option<String>,
+    /// RFC 3339; received before.
+    until: Option<String>,
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<Uuid>,
+}
+
+fn time_param(name: &str, value: &Option<String>) -> Result<Option<OffsetDateTime>, ApiError> {
+    value
+        .as_deref()
+        .map(|v| {
+            OffsetDateTime::parse(v, &Rfc3339).map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "{name} must be an RFC 3339 time, such as 2026-11-22T10:00:00Z"
+                ))
+            })
+        })
+        .transpose()
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+type Summary = (
+    Uuid,
+    String,
+    Option<String>,
+    String,
+    String,
+    i32,
+    Option<String>,
+    OffsetDateTime,
+    Option<OffsetDateTime>,
+);
+
+fn summary_json(r: &Summary) -> Value {
+    json!({
+        "id": r.0,
+        "source": r.1,
+        "event_type": r.2,
+        "idempotency_key": r.3,
+        "status": r.4,
+        "attempts": r.5,
+        "last_error": r.6,
+        "received_at": rfc3339(r.7),
+        "delivered_at": r.8.map(rfc3339),
+    })
+}
+
+pub(super) async fn list(
+    _: Admin,
+    query: web::Query<EventQuery>,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    if let Some(status) = &q.status {
+        if !STATUSES.contains(&status.as_str()) {
+            return Err(ApiError::BadRequest(format!(
+                "status must be one of {}",
+                STATUSES.join(", ")
+            )));
+        }
+    }
+    let since = time_param("since", &q.since)?;
+    let until = time_param("until", &q.until)?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let rows: Vec<Summary> = with_pg(&state.postgres, move |conn| {
+        let mut query = e::table
+            .select((
+                e::id,
+                e::source,
+                e::event_type,
+                e::idempotency_key,
+                e::status,
+                e::attempts,
+                e::last_error,
+                e::received_at,
+                e::delivered_at,
+            ))
+            .into_boxed();
+        if let Some(source) = q.source {
+            query = query.filter(e::source.eq(source));
+        }
+        if let Some(status) = q.status {
+            query = query.filter(e::status.eq(status));
+        }
+        if let Some(since) = since {
+            query = query.filter(e::received_at.ge(since));
+        }
+        if let Some(until) = until {
+            query = query.filter(e::received_at.lt(until));
+        }
+        if let Some(cursor) = q.cursor {
+            query = query.filter(e::id.lt(cursor));
+        }
+        // Ids are UUIDv7: ordering by id is ordering by arrival, and a stable cursor.
+        query.order(e::id.desc()).limit(limit + 1).load(conn)
+    })
+    .await?;
+    let more = rows.len() as i64 > limit;
+    let page = &rows[..rows.len().min(limit as usize)];
+    Ok(HttpResponse::Ok().json(json!({
+        "events": page.iter().map(summary_json).collect::<Vec<_>>(),
+        "next_cursor": if more { page.last().map(|r| r.0) } else { None },
+    })))
+}
+
+type Full = (Summary, String, Option<String>, Value, Vec<u8>, i32);
+type DeliveryRow = (
+    String,
+    String,
+    i32,
+    Option<String>,
+    Option<i32>,
+    OffsetDateTime,
+    Option<OffsetDateTime>,
+);
+type AttemptRow = (
+    String,
+    i32,
+    Option<i32>,
+    i32,
+    Option<String>,
+    OffsetDateTime,
+);
+type ReplaySource = (
+    String,
+    Option<String>,
+    String,
+    OffsetDateTime,
+    Option<String>,
+    Value,
+    Vec<u8>,
+);
+
+pub(super) async fn detail(
+    _: Admin,
+    path: web::Path<Uuid>,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let (event, deliveries, attempts) = with_pg(&state.postgres, move |conn| {
+        let event: Full = e::table
+            .filter(e::id.eq(id))
+            .select((
+                (
+                    e::id,
+                    e::source,
+                    e::event_type,
+                    e::idempotency_key,
+                    e::status,
+                    e::attempts,
+                    e::last_error,
+                    e::received_at,
+                    e::delivered_at,
+                ),
+                e::stream_id,
+                e::content_type,
+                e::headers,
+                e::payload,
+                e::destinations,
+            ))
+            .first(conn)?;
+        let deliveries: Vec<DeliveryRow> = deliveries::table
+            .filter(deliveries::event_id.eq(id))
+            .select((
+                deliveries::destination,
+                deliveries::status,
+                deliveries::attempts,
+                deliveries::last_error,
+                deliveries::last_status_code,
+                deliveries::updated_at,
+                deliveries::delivered_at,
+            ))
+            .order(deliveries::destination)
+            .load(conn)?;
+        let attempts: Vec<AttemptRow> = delivery_attempts::table
+            .filter(delivery_attempts::event_id.eq(id))
+            .select((
+                delivery_attempts::destination,
+                delivery_attempts::attempt,
+                delivery_attempts::status_code,
+                delivery_attempts::duration_ms,
+                delivery_attempts::error,
+                delivery_attempts::attempted_at,
+            ))
+            .order((delivery_attempts::attempted_at, delivery_attempts::id))
+            .load(conn)?;
+        Ok((event, deliveries, attempts))
+    })
+    .await?;
+    let (summary, stream_id, content_type, headers, payload, destinations) = event;
+    let mut body = summary_json(&summary);
+    body["stream_id"] = json!(stream_id);
+    body["content_type"] = json!(content_type);
+    body["headers"] = headers;
+    body["destinations"] = json!(destinations);
+    match String::from_utf8(payload) {
+        Ok(text) => {
+            body["payload"] = json!(text);
+            body["payload_encoding"] = json!("utf-8");
+        }
+        Err(raw) => {
+            body["payload"] = json!(crate::verify::base64_std(raw.as_bytes()));
+            body["payload_encoding"] = json!("base64");
+        }
+    }
+    body["deliveries"] = json!(deliveries
+        .iter()
+        .map(|d| json!({
+            "destination": d.0, "status": d.1, "attempts": d.2, "last_error": d.3,
+            "last_status_code": d.4, "updated_at": rfc3339(d.5), "delivered_at": d.6.map(rfc3339),
+        }))
+        .collect::<Vec<_>>());
+    body["attempts"] = json!(attempts
+        .iter()
+        .map(|a| json!({
+            "destination": a.0, "attempt": a.1, "status_code": a.2, "duration_ms": a.3,
+            "error": a.4, "attempted_at": rfc3339(a.5),
+        }))
+        .collect::<Vec<_>>());
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// Options of a replay.
+#[derive(Debug, Deserialize)]
+pub(super) struct ReplayQuery {
+    /// Replay to this destination only (default: every destination of the source).
+    destination: Option<String>,
+}
+
+/// Queues an event again, whatever its status (replaying a delivered event is the operator's
+/// explicit choice). It keeps its id, so `webhook-id` is the same as the first time.
+pub(super) async fn replay(
+    _: Admin,
+    path: web::Path<Uuid>,
+    query: web::Query<ReplayQuery>,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let row: ReplaySource = with_pg(&state.postgres, move |conn| {
+        e::table
+            .filter(e::id.eq(id))
+            .select((
+                e::source,
+                e::event_type,
+                e::idempotency_key,
+                e::received_at,
+                e::content_type,
+                e::headers,
+                e::payload,
+            ))
+            .first(conn)
+    })
+    .await?;
+    let (source_name, event_type, key, received_at, content_type, headers, payload) = row;
+    let source = state.sources.get(&source_name).ok_or_else(|| {
+        ApiError::NotFoundWhat(format!("source {source_name} is no longer configured"))
+    })?;
+    let (stream, target) = match &query.destination {
+        Some(d) if source.config.destinations.iter().any(|x| &x.name == d) => {
+            // Only this destination's group reads its retry stream.
+            (source.keys.destination(d).retry_stream, d.clone())
+        }
+        Some(d) => {
+            return Err(ApiError::NotFoundWhat(format!(
+                "source {source_name} has no destination {d:?}"
+            )))
+        }
+        None => (source.keys.stream.clone(), "all".to_string()),
+    };
+    let received_ms = (received_at.unix_timestamp_nanos() / 1_000_000) as i64;
+    let mut conn = state.redis.get().await.map_err(redis_down)?;
+    let stream_id: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("id")
+        .arg(id.to_string())
+        .arg("key")
+        .arg(&key)
+        .arg("type")
+        .arg(event_type.unwrap_or_default())
+        .arg("ts")
+        .arg(received_ms)
+        .arg("ct")
+        .arg(content_type.unwrap_or_default())
+        .arg("hdr")
+        .arg(headers.to_string())
+        .arg("body")
+        .arg(payload)
+        .arg("attempt")
+        .arg(1)
+        .query_async(&mut *conn)
+        .await
+        .map_err(redis_down)?;
+    source.wake();
+    log::info!("event {id} of source {source_name} replayed to {target}");
+    Ok(HttpResponse::Accepted().json(json!({
+        "status": "queued",
+        "id": id,
+        "stream_id": stream_id,
+        "destination": target,
+    })))
+}

@@ -1,0 +1,94 @@
+//! The admin API under `/api/`: bearer-token auth, queue figures, events, replay, circuits.
+//! Disabled (404) when no admin token is configured.
+
+use std::future::{ready, Ready};
+
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
+
+use crate::audit::PgPool;
+use crate::config::Secret;
+use crate::error::ApiError;
+use crate::queue::RedisPool;
+use crate::source::Sources;
+use crate::verify::secret_eq;
+
+mod circuits;
+mod events;
+mod sources;
+mod stats;
+
+/// What the admin routes need.
+pub struct AdminState {
+    pub token: Option<Secret>,
+    pub redis: RedisPool,
+    pub postgres: PgPool,
+    pub sources: Sources,
+}
+
+/// Proof that the request carried the admin token; take it as a handler argument.
+pub struct Admin;
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Ready<Result<Admin, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = req
+            .app_data::<web::Data<AdminState>>()
+            .and_then(|s| s.token.clone());
+        let Some(token) = token else {
+            // Disabled: the admin API does not exist.
+            return ready(Err(ApiError::NotFound));
+        };
+        let given = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        ready(if secret_eq(token.expose(), given.trim()) {
+            Ok(Admin)
+        } else {
+            Err(ApiError::AdminUnauthorized)
+        })
+    }
+}
+
+/// Registers the admin routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/sources", web::get().to(sources::list))
+        .route("/api/queue/stats", web::get().to(stats::queue_stats))
+        .route("/api/circuits", web::get().to(circuits::list))
+        .route(
+            "/api/circuits/{source}/{destination}/reset",
+            web::post().to(circuits::reset),
+        )
+        .route("/api/events", web::get().to(events::list))
+        .route("/api/events/{id}", web::get().to(events::detail))
+        .route("/api/events/{id}/replay", web::post().to(events::replay));
+}
+
+/// Maps a Redis failure to the HTTP contract.
+fn redis_down(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable(format!("Redis: {e}"))
+}
+
+/// Runs a blocking PostgreSQL query off the async threads.
+async fn with_pg<T: Send + 'static>(
+    pool: &PgPool,
+    f: impl FnOnce(&mut diesel::PgConnection) -> diesel::QueryResult<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    let pool = pool.clone();
+    web::block(move || {
+        let mut conn = pool
+            .get()
+            .map_err(|e| ApiError::Unavailable(format!("PostgreSQL: {e}")))?;
+        f(&mut conn).map_err(|e| match e {
+            diesel::result::Error::NotFound => ApiError::NotFoundWhat("no such event".into()),
+            other => ApiError::Internal(format!("PostgreSQL: {other}")),
+        })
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+}

@@ -1,0 +1,41 @@
+//! `GET /api/sources`: the configured sources, without secrets.
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use super::{Admin, AdminState};
+use crate::verify::Kind;
+
+pub(super) async fn list(_: Admin, state: web::Data<AdminState>) -> HttpResponse {
+    let mut sources: Vec<_> = state.sources.iter().collect();
+    sources.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+    let body: Vec<_> = sources
+        .iter()
+        .map(|s| {
+            let c = &s.config;
+            let tokened = c.path_token.is_some() || c.kind == Kind::Token;
+            json!({
+                "name": c.name,
+                "kind": c.kind.as_str(),
+                "path": if tokened { format!("/webhooks/{}/<token>", c.name) } else { format!("/webhooks/{}", c.name) },
+                "secrets": c.secrets.len(),
+                "tolerance_seconds": c.tolerance_seconds,
+                "dedup_ttl_seconds": c.dedup_ttl_seconds,
+                "max_body_bytes": c.max_body_bytes,
+                "idempotency_key": c.idempotency_key.as_ref().map(|k| k.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+                "priority": c.priority,
+                "retry": { "max_attempts": c.retry.max_attempts, "base_delay_ms": c.retry.base_delay_ms, "max_delay_ms": c.retry.max_delay_ms },
+                "circuit": { "failure_threshold": c.circuit.failure_threshold, "open_seconds": c.circuit.open_seconds },
+                "destinations": c.destinations.iter().map(|d| json!({
+                    "name": d.name,
+                    "url": d.url,
+                    "timeout_ms": d.timeout_ms,
+                    "signed": d.secret.is_some(),
+                    "rate_limit_per_second": d.rate_limit_per_second,
+                    "max_in_flight": d.max_in_flight,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({ "sources": body }))
+}
