@@ -45,6 +45,29 @@ fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
+/// The columns of [`Summary`], in its order.
+const SUMMARY_COLUMNS: (
+    e::id,
+    e::source,
+    e::event_type,
+    e::idempotency_key,
+    e::status,
+    e::attempts,
+    e::last_error,
+    e::received_at,
+    e::delivered_at,
+) = (
+    e::id,
+    e::source,
+    e::event_type,
+    e::idempotency_key,
+    e::status,
+    e::attempts,
+    e::last_error,
+    e::received_at,
+    e::delivered_at,
+);
+
 type Summary = (
     Uuid,
     String,
@@ -89,19 +112,7 @@ pub(super) async fn list(
     let until = time_param("until", &q.until)?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let rows: Vec<Summary> = with_pg(&state.postgres, move |conn| {
-        let mut query = e::table
-            .select((
-                e::id,
-                e::source,
-                e::event_type,
-                e::idempotency_key,
-                e::status,
-                e::attempts,
-                e::last_error,
-                e::received_at,
-                e::delivered_at,
-            ))
-            .into_boxed();
+        let mut query = e::table.select(SUMMARY_COLUMNS).into_boxed();
         if let Some(source) = q.source {
             query = query.filter(e::source.eq(source));
         }
@@ -167,17 +178,7 @@ pub(super) async fn detail(
         let event: Full = e::table
             .filter(e::id.eq(id))
             .select((
-                (
-                    e::id,
-                    e::source,
-                    e::event_type,
-                    e::idempotency_key,
-                    e::status,
-                    e::attempts,
-                    e::last_error,
-                    e::received_at,
-                    e::delivered_at,
-                ),
+                SUMMARY_COLUMNS,
                 e::stream_id,
                 e::content_type,
                 e::headers,
