@@ -59,6 +59,7 @@ impl FromRequest for Admin {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/sources", web::get().to(sources::list))
         .route("/api/queue/stats", web::get().to(stats::queue_stats))
+        .route("/api/queue/clean", web::post().to(stats::clean))
         .route("/api/circuits", web::get().to(circuits::list))
         .route(
             "/api/circuits/{source}/{destination}/reset",

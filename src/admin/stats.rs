@@ -7,7 +7,9 @@ use serde::Serialize;
 use serde_json::{json, Map};
 
 use super::{redis_down, Admin, AdminState};
+use crate::circuit::now_ms;
 use crate::error::ApiError;
+use crate::queue::{self, EntryId};
 
 /// One queue's figures (a source, or one destination of it).
 #[derive(Debug, Default, Clone, Copy, Serialize)]
@@ -117,5 +119,60 @@ pub(super) async fn queue_stats(
                 "totalDelayed": summary.delayed,
             }
         }
+    })))
+}
+
+/// Options of `POST /api/queue/clean`.
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct CleanQuery {
+    /// Dead letters older than this are removed (default 7 days).
+    dead_older_than_seconds: Option<u64>,
+}
+
+/// Trims acknowledged entries from every source stream now (the workers also do it
+/// periodically) and removes dead letters older than the retention.
+pub(super) async fn clean(
+    _: Admin,
+    query: web::Query<CleanQuery>,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    let retention_ms = query.dead_older_than_seconds.unwrap_or(7 * 86_400) * 1000;
+    let dead_floor = EntryId(now_ms().saturating_sub(retention_ms), 0);
+    let mut conn = state.redis.get().await.map_err(redis_down)?;
+    let mut out = Map::new();
+    let (mut total_entries, mut total_dead) = (0u64, 0u64);
+    let mut sources: Vec<_> = state.sources.iter().collect();
+    sources.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+    for s in sources {
+        let groups: Vec<String> = s
+            .config
+            .destinations
+            .iter()
+            .map(|d| s.keys.destination(&d.name).group)
+            .collect();
+        let entries = if groups.is_empty() {
+            0
+        } else {
+            queue::trim_acknowledged(&mut *conn, &s.keys.stream, &groups)
+                .await
+                .map_err(redis_down)?
+        };
+        let dead: u64 = redis::cmd("XTRIM")
+            .arg(&s.keys.dead)
+            .arg("MINID")
+            .arg(dead_floor.to_string())
+            .query_async(&mut *conn)
+            .await
+            .map_err(redis_down)?;
+        total_entries += entries;
+        total_dead += dead;
+        out.insert(
+            s.config.name.clone(),
+            json!({ "trimmed_entries": entries, "removed_dead_letters": dead }),
+        );
+    }
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "success",
+        "data": { "sources": out, "trimmed_entries": total_entries, "removed_dead_letters": total_dead }
     })))
 }

@@ -312,3 +312,48 @@ async fn circuit_reset_through_one_replica_is_honoured_by_another() {
         .await;
     assert_eq!(status, 404);
 }
+
+#[actix_web::test]
+async fn clean_trims_delivered_entries_and_old_dead_letters() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    sink.set("/gone", Behaviour::Status(410));
+    let app = admin_app(&env, &sink, Some(TOKEN)).await;
+    post_events(&app, "orders", 4).await;
+    post_events(&app, "leads", 2).await;
+    eventually(Duration::from_secs(30), "deliveries settled", || async {
+        let (_, body) = app.call("GET", "/api/queue/stats", Some(TOKEN)).await;
+        let s = &body["data"]["summary"];
+        (s["totalCompleted"] == 4 && s["totalFailed"] == 2).then_some(())
+    })
+    .await;
+    // Keep young dead letters: only the delivered entries go.
+    let (status, body) = app.call("POST", "/api/queue/clean", Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["sources"]["orders"]["trimmed_entries"], 4);
+    assert_eq!(body["data"]["removed_dead_letters"], 0);
+    assert_eq!(env.stream_len("orders").await, 0);
+    let dead = SourceKeys::new(&env.prefix, "leads").dead;
+    let mut r = env.redis().await;
+    let n: u64 = redis::cmd("XLEN")
+        .arg(&dead)
+        .query_async(&mut r)
+        .await
+        .expect("XLEN");
+    assert_eq!(n, 2);
+    // With no retention, dead letters go too.
+    let (_, body) = app
+        .call(
+            "POST",
+            "/api/queue/clean?dead_older_than_seconds=0",
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(body["data"]["removed_dead_letters"], 2);
+    let n: u64 = redis::cmd("XLEN")
+        .arg(&dead)
+        .query_async(&mut r)
+        .await
+        .expect("XLEN");
+    assert_eq!(n, 0);
+}
