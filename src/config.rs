@@ -91,6 +91,8 @@ pub struct ServerSettings {
     pub replica_id: String,
     /// Seconds between the info-level ingest summaries in the log.
     pub summary_interval_seconds: u64,
+    /// Seconds between refreshes of the queue gauges of `/metrics`.
+    pub metrics_interval_seconds: u64,
 }
 
 /// Redis settings.
@@ -230,6 +232,7 @@ struct RawServer {
     workers: Option<usize>,
     replica_id: Option<String>,
     summary_interval_seconds: Option<u64>,
+    metrics_interval_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -464,6 +467,7 @@ impl Settings {
                 workers: raw.server.workers.filter(|w| *w > 0),
                 replica_id,
                 summary_interval_seconds: raw.server.summary_interval_seconds.unwrap_or(10).max(1),
+                metrics_interval_seconds: raw.server.metrics_interval_seconds.unwrap_or(10).max(1),
             },
             redis: RedisSettings {
                 url: redis_url,

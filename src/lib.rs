@@ -20,5 +20,6 @@ pub mod retry;
 pub mod send;
 pub mod source;
 pub mod startup;
+pub mod stats;
 pub mod telemetry;
 pub mod verify;

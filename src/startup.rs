@@ -18,6 +18,7 @@ use crate::health::{self, Readiness};
 use crate::ingest::{self, IngestState, WorkerDispatcher};
 use crate::queue;
 use crate::source::Sources;
+use crate::stats;
 use crate::telemetry::{self, IngestStats};
 
 /// A running gateway: its HTTP server and the actors behind it.
@@ -115,6 +116,24 @@ impl Application {
                 interval.tick().await;
                 if let Some(line) = summary_stats.take_summary() {
                     log::info!("{line}");
+                }
+            }
+        });
+
+        // Queue gauges for /metrics, read from Redis (shared by all replicas).
+        let gauge_pool = redis.clone();
+        let gauge_sources = sources.clone();
+        let every = Duration::from_secs(settings.server.metrics_interval_seconds);
+        actix_web::rt::spawn(async move {
+            let mut interval = actix_web::rt::time::interval(every);
+            loop {
+                interval.tick().await;
+                let Ok(mut conn) = gauge_pool.get().await else {
+                    continue;
+                };
+                match stats::collect(&mut *conn, &gauge_sources).await {
+                    Ok(figures) => stats::publish(&figures),
+                    Err(e) => log::debug!("queue gauges not refreshed: {e}"),
                 }
             }
         });

@@ -9,19 +9,19 @@ use actix_web::{web, FromRequest, HttpRequest};
 use crate::audit::PgPool;
 use crate::config::Secret;
 use crate::error::ApiError;
-use crate::queue::RedisPool;
+use crate::queue::RedisPool as Pool;
 use crate::source::Sources;
 use crate::verify::secret_eq;
 
 mod circuits;
 mod events;
+mod queue;
 mod sources;
-mod stats;
 
 /// What the admin routes need.
 pub struct AdminState {
     pub token: Option<Secret>,
-    pub redis: RedisPool,
+    pub redis: Pool,
     pub postgres: PgPool,
     pub sources: Sources,
 }
@@ -58,8 +58,8 @@ impl FromRequest for Admin {
 /// Registers the admin routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/sources", web::get().to(sources::list))
-        .route("/api/queue/stats", web::get().to(stats::queue_stats))
-        .route("/api/queue/clean", web::post().to(stats::clean))
+        .route("/api/queue/stats", web::get().to(queue::queue_stats))
+        .route("/api/queue/clean", web::post().to(queue::clean))
         .route("/api/circuits", web::get().to(circuits::list))
         .route(
             "/api/circuits/{source}/{destination}/reset",

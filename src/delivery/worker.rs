@@ -60,6 +60,7 @@ struct Metrics {
     retried: metrics::Counter,
     dead: metrics::Counter,
     parked: metrics::Counter,
+    retried_over_3: metrics::Counter,
     latency: metrics::Histogram,
 }
 
@@ -78,6 +79,11 @@ impl Metrics {
             retried: counter("retry"),
             dead: counter("dead"),
             parked: counter("parked"),
+            retried_over_3: metrics::counter!(
+                "hookgate_deliveries_retried_over_3_total",
+                "source" => source.to_string(),
+                "destination" => destination.to_string()
+            ),
             latency: metrics::histogram!(
                 "hookgate_delivery_duration_seconds",
                 "source" => source.to_string(),
@@ -440,8 +446,12 @@ impl Worker {
                 self.metrics.delivered.increment(1);
                 "delivered"
             }
-            Settle::Retry { .. } => {
+            Settle::Retry { attempt, .. } => {
                 self.metrics.retried.increment(1);
+                // Counted once per delivery, when its fourth retry is scheduled.
+                if *attempt == 5 {
+                    self.metrics.retried_over_3.increment(1);
+                }
                 "retrying"
             }
             Settle::Dead { .. } => {

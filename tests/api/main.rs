@@ -5,6 +5,7 @@ mod delivery;
 mod helpers;
 mod ingest;
 mod ingest_errors;
+mod metrics;
 mod resilience;
 mod sink;
 mod takeover;

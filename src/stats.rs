@@ -1,0 +1,165 @@
+//! Queue figures read from Redis, for the admin API and the Prometheus gauges.
+
+use redis::streams::StreamInfoGroupsReply;
+use serde::Serialize;
+
+use crate::circuit::{self, CircuitState};
+use crate::source::Sources;
+
+/// One queue's figures (a destination of a source, or a source in all).
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct QueueFigures {
+    /// Accepted, not read by the destination's workers yet.
+    pub waiting: u64,
+    /// Read and being delivered (pending in the consumer group).
+    pub active: u64,
+    /// Delivered (2xx), a counter.
+    pub completed: u64,
+    /// Ended in the dead-letter stream, a counter.
+    pub failed: u64,
+    /// Parked for a later attempt (backoff, or an open circuit).
+    pub delayed: u64,
+}
+
+impl QueueFigures {
+    /// Adds another queue's figures.
+    pub fn add(&mut self, o: &QueueFigures) {
+        self.waiting += o.waiting;
+        self.active += o.active;
+        self.completed += o.completed;
+        self.failed += o.failed;
+        self.delayed += o.delayed;
+    }
+}
+
+/// A destination's figures and breaker.
+#[derive(Debug, Clone)]
+pub struct DestinationFigures {
+    pub name: String,
+    pub figures: QueueFigures,
+    pub circuit: CircuitState,
+}
+
+/// A source's figures.
+#[derive(Debug, Clone)]
+pub struct SourceFigures {
+    pub name: String,
+    /// Entries in the source stream (trimmed once every destination is done with them).
+    pub stream_length: u64,
+    pub dead_letters: u64,
+    pub destinations: Vec<DestinationFigures>,
+}
+
+impl SourceFigures {
+    /// The sum over the source's destinations.
+    pub fn total(&self) -> QueueFigures {
+        let mut t = QueueFigures::default();
+        for d in &self.destinations {
+            t.add(&d.figures);
+        }
+        t
+    }
+}
+
+async fn groups(
+    conn: &mut impl redis::aio::ConnectionLike,
+    stream: &str,
+) -> redis::RedisResult<StreamInfoGroupsReply> {
+    match redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(stream)
+        .query_async(conn)
+        .await
+    {
+        Err(e) if e.to_string().contains("no such key") => Ok(StreamInfoGroupsReply::default()),
+        other => other,
+    }
+}
+
+/// Reads every source's figures, sorted by name.
+pub async fn collect(
+    conn: &mut impl redis::aio::ConnectionLike,
+    sources: &Sources,
+) -> redis::RedisResult<Vec<SourceFigures>> {
+    let mut all: Vec<_> = sources.iter().collect();
+    all.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+    let mut out = Vec::with_capacity(all.len());
+    for s in all {
+        // Counters first, groups second: settling acknowledges and counts in one step, so
+        // whatever is counted done here is no longer seen pending below.
+        let mut dests = Vec::new();
+        for d in &s.config.destinations {
+            let keys = s.keys.destination(&d.name);
+            let (delayed, completed, failed): (u64, Option<u64>, Option<u64>) = redis::pipe()
+                .cmd("ZCARD")
+                .arg(&keys.retry_schedule)
+                .cmd("GET")
+                .arg(&keys.delivered)
+                .cmd("GET")
+                .arg(&keys.dead)
+                .query_async(conn)
+                .await?;
+            dests.push(DestinationFigures {
+                name: d.name.clone(),
+                figures: QueueFigures {
+                    delayed,
+                    completed: completed.unwrap_or(0),
+                    failed: failed.unwrap_or(0),
+                    ..QueueFigures::default()
+                },
+                circuit: circuit::read(conn, &keys.circuit).await?,
+            });
+        }
+        let main = groups(conn, &s.keys.stream).await?;
+        for d in &mut dests {
+            let keys = s.keys.destination(&d.name);
+            let retry = groups(conn, &keys.retry_stream).await?;
+            for info in [&main, &retry] {
+                if let Some(g) = info.groups.iter().find(|g| g.name == keys.group) {
+                    d.figures.waiting += g.lag.unwrap_or(0) as u64;
+                    d.figures.active += g.pending as u64;
+                }
+            }
+        }
+        let (stream_length, dead_letters): (u64, u64) = redis::pipe()
+            .cmd("XLEN")
+            .arg(&s.keys.stream)
+            .cmd("XLEN")
+            .arg(&s.keys.dead)
+            .query_async(conn)
+            .await?;
+        out.push(SourceFigures {
+            name: s.config.name.clone(),
+            stream_length,
+            dead_letters,
+            destinations: dests,
+        });
+    }
+    Ok(out)
+}
+
+/// Sets the Prometheus gauges from fresh figures. Every replica reports the same shared
+/// queues: aggregate with `max by (source, destination)`.
+pub fn publish(figures: &[SourceFigures]) {
+    for s in figures {
+        let source = s.name.clone();
+        metrics::gauge!("hookgate_stream_length", "source" => source.clone())
+            .set(s.stream_length as f64);
+        metrics::gauge!("hookgate_dead_letters", "source" => source.clone())
+            .set(s.dead_letters as f64);
+        for d in &s.destinations {
+            let labels = [("source", source.clone()), ("destination", d.name.clone())];
+            let f = &d.figures;
+            metrics::gauge!("hookgate_queue_waiting", &labels).set(f.waiting as f64);
+            metrics::gauge!("hookgate_queue_active", &labels).set(f.active as f64);
+            metrics::gauge!("hookgate_queue_delayed", &labels).set(f.delayed as f64);
+            metrics::gauge!("hookgate_queue_dead", &labels).set(f.failed as f64);
+            let state = match d.circuit.state.as_str() {
+                "closed" => 0.0,
+                "half_open" => 1.0,
+                _ => 2.0,
+            };
+            metrics::gauge!("hookgate_circuit_state", &labels).set(state);
+        }
+    }
+}
