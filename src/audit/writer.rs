@@ -433,6 +433,9 @@ impl Actor for AuditWriter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // Registered at zero, so that alerts on it have a series before the first drop.
+        metrics::counter!("hookgate_audit_dropped_total").increment(0);
+        metrics::gauge!("hookgate_audit_buffered_rows").set(0.0);
         let every = Duration::from_millis(self.settings.flush_interval_ms);
         ctx.run_interval(every, |act, ctx| act.flush(ctx));
     }
