@@ -147,6 +147,7 @@ impl Application {
         });
         let admin = web::Data::new(AdminState {
             token: settings.admin_token.clone(),
+            key_prefix: settings.redis.key_prefix.clone(),
             redis: redis.clone(),
             postgres: postgres.clone(),
             sources: ingest_state.sources.clone(),

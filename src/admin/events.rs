@@ -8,21 +8,76 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{redis_down, with_pg, Admin, AdminState};
+use super::{with_pg, Admin, AdminState};
 use crate::audit::schema::{deliveries, delivery_attempts, webhook_events as e};
 use crate::error::ApiError;
 
 const STATUSES: [&str; 5] = ["queued", "delivering", "delivered", "retrying", "dead"];
 
-/// Filters of `GET /api/events`.
-#[derive(Debug, Deserialize)]
-pub(super) struct EventQuery {
+/// Filters of `GET /api/events` and of bulk replays.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct Filter {
+    pub source: Option<String>,
+    pub status: Option<String>,
+    /// RFC 3339; received at or after.
+    pub since: Option<String>,
+    /// RFC 3339; received before.
+    pub until: Option<String>,
+}
+
+/// A [`Filter`] checked and parsed.
+pub(super) struct ParsedFilter {
     source: Option<String>,
     status: Option<String>,
-    /// RFC 3339; received at or after.
-    since: Option<String>,
-    /// RFC 3339; received before.
-    until: Option<String>,
+    since: Option<OffsetDateTime>,
+    until: Option<OffsetDateTime>,
+}
+
+impl Filter {
+    /// Checks the status name and parses the times.
+    pub fn parse(self) -> Result<ParsedFilter, ApiError> {
+        if let Some(status) = &self.status {
+            if !STATUSES.contains(&status.as_str()) {
+                return Err(ApiError::BadRequest(format!(
+                    "status must be one of {}",
+                    STATUSES.join(", ")
+                )));
+            }
+        }
+        Ok(ParsedFilter {
+            since: time_param("since", &self.since)?,
+            until: time_param("until", &self.until)?,
+            source: self.source,
+            status: self.status,
+        })
+    }
+}
+
+impl ParsedFilter {
+    /// The events matching the filter, as a boxed query to select from.
+    pub fn query(&self) -> e::BoxedQuery<'static, diesel::pg::Pg> {
+        let mut query = e::table.into_boxed();
+        if let Some(source) = &self.source {
+            query = query.filter(e::source.eq(source.clone()));
+        }
+        if let Some(status) = &self.status {
+            query = query.filter(e::status.eq(status.clone()));
+        }
+        if let Some(since) = self.since {
+            query = query.filter(e::received_at.ge(since));
+        }
+        if let Some(until) = self.until {
+            query = query.filter(e::received_at.lt(until));
+        }
+        query
+    }
+}
+
+/// Query of `GET /api/events`.
+#[derive(Debug, Deserialize)]
+pub(super) struct EventQuery {
+    #[serde(flatten)]
+    filter: Filter,
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
     cursor: Option<Uuid>,
@@ -100,32 +155,12 @@ pub(super) async fn list(
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
-    if let Some(status) = &q.status {
-        if !STATUSES.contains(&status.as_str()) {
-            return Err(ApiError::BadRequest(format!(
-                "status must be one of {}",
-                STATUSES.join(", ")
-            )));
-        }
-    }
-    let since = time_param("since", &q.since)?;
-    let until = time_param("until", &q.until)?;
+    let filter = q.filter.parse()?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let cursor = q.cursor;
     let rows: Vec<Summary> = with_pg(&state.postgres, move |conn| {
-        let mut query = e::table.select(SUMMARY_COLUMNS).into_boxed();
-        if let Some(source) = q.source {
-            query = query.filter(e::source.eq(source));
-        }
-        if let Some(status) = q.status {
-            query = query.filter(e::status.eq(status));
-        }
-        if let Some(since) = since {
-            query = query.filter(e::received_at.ge(since));
-        }
-        if let Some(until) = until {
-            query = query.filter(e::received_at.lt(until));
-        }
-        if let Some(cursor) = q.cursor {
+        let mut query = filter.query().select(SUMMARY_COLUMNS);
+        if let Some(cursor) = cursor {
             query = query.filter(e::id.lt(cursor));
         }
         // Ids are UUIDv7: ordering by id is ordering by arrival, and a stable cursor.
@@ -157,15 +192,6 @@ type AttemptRow = (
     i32,
     Option<String>,
     OffsetDateTime,
-);
-type ReplaySource = (
-    String,
-    Option<String>,
-    String,
-    OffsetDateTime,
-    Option<String>,
-    Value,
-    Vec<u8>,
 );
 
 pub(super) async fn detail(
@@ -245,85 +271,4 @@ pub(super) async fn detail(
         }))
         .collect::<Vec<_>>());
     Ok(HttpResponse::Ok().json(body))
-}
-
-/// Options of a replay.
-#[derive(Debug, Deserialize)]
-pub(super) struct ReplayQuery {
-    /// Replay to this destination only (default: every destination of the source).
-    destination: Option<String>,
-}
-
-/// Queues an event again, whatever its status (replaying a delivered event is the operator's
-/// explicit choice). It keeps its id, so `webhook-id` is the same as the first time.
-pub(super) async fn replay(
-    _: Admin,
-    path: web::Path<Uuid>,
-    query: web::Query<ReplayQuery>,
-    state: web::Data<AdminState>,
-) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let row: ReplaySource = with_pg(&state.postgres, move |conn| {
-        e::table
-            .filter(e::id.eq(id))
-            .select((
-                e::source,
-                e::event_type,
-                e::idempotency_key,
-                e::received_at,
-                e::content_type,
-                e::headers,
-                e::payload,
-            ))
-            .first(conn)
-    })
-    .await?;
-    let (source_name, event_type, key, received_at, content_type, headers, payload) = row;
-    let source = state.sources.get(&source_name).ok_or_else(|| {
-        ApiError::NotFoundWhat(format!("source {source_name} is no longer configured"))
-    })?;
-    let (stream, target) = match &query.destination {
-        Some(d) if source.config.destinations.iter().any(|x| &x.name == d) => {
-            // Only this destination's group reads its retry stream.
-            (source.keys.destination(d).retry_stream, d.clone())
-        }
-        Some(d) => {
-            return Err(ApiError::NotFoundWhat(format!(
-                "source {source_name} has no destination {d:?}"
-            )))
-        }
-        None => (source.keys.stream.clone(), "all".to_string()),
-    };
-    let received_ms = (received_at.unix_timestamp_nanos() / 1_000_000) as i64;
-    let mut conn = state.redis.get().await.map_err(redis_down)?;
-    let stream_id: String = redis::cmd("XADD")
-        .arg(&stream)
-        .arg("*")
-        .arg("id")
-        .arg(id.to_string())
-        .arg("key")
-        .arg(&key)
-        .arg("type")
-        .arg(event_type.unwrap_or_default())
-        .arg("ts")
-        .arg(received_ms)
-        .arg("ct")
-        .arg(content_type.unwrap_or_default())
-        .arg("hdr")
-        .arg(headers.to_string())
-        .arg("body")
-        .arg(payload)
-        .arg("attempt")
-        .arg(1)
-        .query_async(&mut *conn)
-        .await
-        .map_err(redis_down)?;
-    source.wake();
-    log::info!("event {id} of source {source_name} replayed to {target}");
-    Ok(HttpResponse::Accepted().json(json!({
-        "status": "queued",
-        "id": id,
-        "stream_id": stream_id,
-        "destination": target,
-    })))
 }

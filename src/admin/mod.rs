@@ -16,11 +16,14 @@ use crate::verify::secret_eq;
 mod circuits;
 mod events;
 mod queue;
+mod replay;
 mod sources;
 
 /// What the admin routes need.
 pub struct AdminState {
     pub token: Option<Secret>,
+    /// Prefix of hookgate's Redis keys (replay progress lives under it).
+    pub key_prefix: String,
     pub redis: Pool,
     pub postgres: PgPool,
     pub sources: Sources,
@@ -66,8 +69,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(circuits::reset),
         )
         .route("/api/events", web::get().to(events::list))
+        .route("/api/events/replay", web::post().to(replay::bulk))
         .route("/api/events/{id}", web::get().to(events::detail))
-        .route("/api/events/{id}/replay", web::post().to(events::replay));
+        .route("/api/events/{id}/replay", web::post().to(replay::one))
+        .route("/api/replays/{id}", web::get().to(replay::progress));
 }
 
 /// Maps a Redis failure to the HTTP contract.

@@ -357,3 +357,86 @@ async fn clean_trims_delivered_entries_and_old_dead_letters() {
         .expect("XLEN");
     assert_eq!(n, 0);
 }
+
+#[actix_web::test]
+async fn bulk_replay_by_filter_redelivers_with_progress_on_any_replica() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    sink.set("/gone", Behaviour::Status(410));
+    let a = admin_app(&env, &sink, Some(TOKEN)).await;
+    let b = admin_app(&env, &sink, Some(TOKEN)).await;
+    let dead = post_events(&a, "leads", 12).await;
+    post_events(&a, "orders", 3).await;
+    eventually(
+        Duration::from_secs(30),
+        "dead letters settled in the audit",
+        || async {
+            (env.count_events("source = 'leads' AND status = 'dead'")
+                .await
+                == 12)
+                .then_some(())
+        },
+    )
+    .await;
+    // The destination is fixed; replay every dead event of the source.
+    sink.set("/gone", Behaviour::Ok);
+    let (status, started) = a
+        .call_json(
+            "POST",
+            "/api/events/replay",
+            TOKEN,
+            &serde_json::json!({"source": "leads", "status": "dead"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    assert_eq!(started["total"], 12);
+    let replay = started["replay_id"]
+        .as_str()
+        .expect("replay id")
+        .to_string();
+    let progress = eventually(Duration::from_secs(30), "the replay to finish", || async {
+        // Progress lives in Redis: the other replica answers too.
+        let (_, p) = b
+            .call("GET", &format!("/api/replays/{replay}"), Some(TOKEN))
+            .await;
+        (p["state"] == "done").then_some(p)
+    })
+    .await;
+    assert_eq!(
+        (progress["done"].as_u64(), progress["skipped"].as_u64()),
+        (Some(12), Some(0))
+    );
+    eventually(
+        Duration::from_secs(30),
+        "every dead event delivered again",
+        || async {
+            let by = sink.by_event("/gone");
+            dead.iter()
+                .all(|id| by.get(id).map(Vec::len) == Some(2))
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        sink.received("/ok").len(),
+        3,
+        "other sources are not replayed"
+    );
+    let (status, _) = a
+        .call(
+            "GET",
+            "/api/replays/01a20000-0000-7000-8000-000000000000",
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = a
+        .call_json(
+            "POST",
+            "/api/events/replay",
+            TOKEN,
+            &serde_json::json!({"status": "nope"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+}

@@ -295,6 +295,23 @@ impl TestApp {
         )
     }
 
+    /// Sends a JSON body with a bearer token; the answer's body as JSON.
+    pub async fn call_json(&self, method: &str, path: &str, token: &str, body: &Value) -> Answer {
+        let method = actix_web::http::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut res = self
+            .client
+            .request(method, format!("{}{path}", self.address))
+            .insert_header(("authorization", format!("Bearer {token}")))
+            .send_json(body)
+            .await
+            .expect("request completes");
+        let bytes = res.body().limit(1 << 22).await.expect("body is read");
+        (
+            res.status().as_u16(),
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
     /// GETs a path; the body as JSON (Null when it is not JSON).
     pub async fn get(&self, path: &str) -> Answer {
         let (status, text) = self.get_text(path).await;

@@ -1,0 +1,301 @@
+//! Replays: `POST /api/events/{id}/replay`, `POST /api/events/replay` (every event matching a
+//! filter, no cap, in the background) and `GET /api/replays/{id}` (its progress, kept in
+//! Redis so that any replica can answer).
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpResponse};
+use diesel::prelude::*;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::events::Filter;
+use super::{redis_down, with_pg, Admin, AdminState};
+use crate::audit::schema::webhook_events as e;
+use crate::error::ApiError;
+use crate::source::Source;
+
+/// Events read per page of a bulk replay.
+const PAGE: i64 = 500;
+/// How long a replay's progress is kept.
+const PROGRESS_TTL_SECONDS: u64 = 7 * 86_400;
+
+/// What a replay needs of an event's audit row.
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = e)]
+struct Stored {
+    id: Uuid,
+    source: String,
+    event_type: Option<String>,
+    idempotency_key: String,
+    received_at: OffsetDateTime,
+    content_type: Option<String>,
+    headers: Value,
+    payload: Vec<u8>,
+}
+
+/// Options of a replay.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ReplayQuery {
+    /// Replay to this destination only (default: every destination of the source).
+    destination: Option<String>,
+}
+
+/// The stream a replay goes to: the source stream (every destination) or one destination's
+/// retry stream (only its group reads it).
+fn target(source: &Source, destination: Option<&str>) -> Result<(String, String), ApiError> {
+    match destination {
+        Some(d) if source.config.destinations.iter().any(|x| x.name == d) => {
+            Ok((source.keys.destination(d).retry_stream, d.to_string()))
+        }
+        Some(d) => Err(ApiError::NotFoundWhat(format!(
+            "source {} has no destination {d:?}",
+            source.config.name
+        ))),
+        None => Ok((source.keys.stream.clone(), "all".to_string())),
+    }
+}
+
+/// The XADD that queues an event again. It keeps its id, so `webhook-id` is the same as the
+/// first time.
+fn requeue(stream: &str, ev: &Stored) -> redis::Cmd {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(stream)
+        .arg("*")
+        .arg("id")
+        .arg(ev.id.to_string())
+        .arg("key")
+        .arg(&ev.idempotency_key)
+        .arg("type")
+        .arg(ev.event_type.as_deref().unwrap_or(""))
+        .arg("ts")
+        .arg((ev.received_at.unix_timestamp_nanos() / 1_000_000) as i64)
+        .arg("ct")
+        .arg(ev.content_type.as_deref().unwrap_or(""))
+        .arg("hdr")
+        .arg(ev.headers.to_string())
+        .arg("body")
+        .arg(ev.payload.as_slice())
+        .arg("attempt")
+        .arg(1);
+    cmd
+}
+
+/// Queues one event again, whatever its status (replaying a delivered event is the
+/// operator's explicit choice).
+pub(super) async fn one(
+    _: Admin,
+    path: web::Path<Uuid>,
+    query: web::Query<ReplayQuery>,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let ev: Stored = with_pg(&state.postgres, move |conn| {
+        e::table
+            .filter(e::id.eq(id))
+            .select(Stored::as_select())
+            .first(conn)
+    })
+    .await?;
+    let source = state.sources.get(&ev.source).ok_or_else(|| {
+        ApiError::NotFoundWhat(format!("source {} is no longer configured", ev.source))
+    })?;
+    let (stream, to) = target(source, query.destination.as_deref())?;
+    let mut conn = state.redis.get().await.map_err(redis_down)?;
+    let stream_id: String = requeue(&stream, &ev)
+        .query_async(&mut *conn)
+        .await
+        .map_err(redis_down)?;
+    source.wake();
+    log::info!("event {id} of source {} replayed to {to}", ev.source);
+    Ok(HttpResponse::Accepted().json(json!({
+        "status": "queued",
+        "id": id,
+        "stream_id": stream_id,
+        "destination": to,
+    })))
+}
+
+/// Body of `POST /api/events/replay`.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct BulkReplay {
+    #[serde(flatten)]
+    filter: Filter,
+    destination: Option<String>,
+}
+
+fn progress_key(state: &AdminState, id: &Uuid) -> String {
+    format!("{}:replay:{id}", state.key_prefix)
+}
+
+/// Starts replaying every event matching the filter; answers at once with the replay's id.
+pub(super) async fn bulk(
+    _: Admin,
+    body: Option<web::Json<BulkReplay>>,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    let req = body.map(web::Json::into_inner).unwrap_or_default();
+    if let (Some(d), Some(s)) = (&req.destination, &req.filter.source) {
+        let source = state
+            .sources
+            .get(s)
+            .ok_or_else(|| ApiError::UnknownSource(s.clone()))?;
+        target(source, Some(d))?;
+    } else if req.destination.is_some() {
+        return Err(ApiError::BadRequest("destination needs a source".into()));
+    }
+    let description = json!({ "filter": &req.filter.describe(), "destination": req.destination });
+    let filter = Arc::new(req.filter.parse()?);
+    let counting = filter.clone();
+    let total: i64 = with_pg(&state.postgres, move |conn| {
+        counting.query().count().get_result(conn)
+    })
+    .await?;
+    let id = Uuid::now_v7();
+    let key = progress_key(&state, &id);
+    let mut conn = state.redis.get().await.map_err(redis_down)?;
+    redis::pipe()
+        .cmd("HSET")
+        .arg(&key)
+        .arg("state")
+        .arg("running")
+        .arg("total")
+        .arg(total)
+        .arg("done")
+        .arg(0)
+        .arg("skipped")
+        .arg(0)
+        .arg("request")
+        .arg(description.to_string())
+        .arg("started_at")
+        .arg(crate::circuit::now_ms())
+        .ignore()
+        .cmd("EXPIRE")
+        .arg(&key)
+        .arg(PROGRESS_TTL_SECONDS)
+        .ignore()
+        .query_async::<()>(&mut *conn)
+        .await
+        .map_err(redis_down)?;
+    drop(conn);
+    log::info!("replay {id} started: {total} events ({description})");
+    actix_web::rt::spawn(run_bulk(state.clone(), id, filter, req.destination, key));
+    Ok(HttpResponse::Accepted()
+        .json(json!({ "replay_id": id, "total": total, "state": "running" })))
+}
+
+impl Filter {
+    fn describe(&self) -> Value {
+        json!({ "source": self.source, "status": self.status, "since": self.since, "until": self.until })
+    }
+}
+
+/// Pages through the matching events in id order and queues each again, recording progress.
+async fn run_bulk(
+    state: web::Data<AdminState>,
+    id: Uuid,
+    filter: Arc<super::events::ParsedFilter>,
+    destination: Option<String>,
+    key: String,
+) {
+    let mut after: Option<Uuid> = None;
+    let (mut done, mut skipped) = (0u64, 0u64);
+    let outcome: Result<(), String> = async {
+        loop {
+            let page_filter = filter.clone();
+            let rows: Vec<Stored> = with_pg(&state.postgres, move |conn| {
+                let mut q = page_filter.query().select(Stored::as_select());
+                if let Some(after) = after {
+                    q = q.filter(e::id.gt(after));
+                }
+                q.order(e::id.asc()).limit(PAGE).load(conn)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            let Some(last) = rows.last() else {
+                return Ok(());
+            };
+            after = Some(last.id);
+            let mut pipe = redis::pipe();
+            let mut woken = Vec::new();
+            for ev in &rows {
+                let Some(source) = state.sources.get(&ev.source) else {
+                    skipped += 1;
+                    continue;
+                };
+                match target(source, destination.as_deref()) {
+                    Ok((stream, _)) => {
+                        pipe.add_command(requeue(&stream, ev)).ignore();
+                        done += 1;
+                        woken.push(source.clone());
+                    }
+                    Err(_) => skipped += 1,
+                }
+            }
+            pipe.cmd("HSET")
+                .arg(&key)
+                .arg("done")
+                .arg(done)
+                .arg("skipped")
+                .arg(skipped)
+                .ignore();
+            let mut conn = state.redis.get().await.map_err(|e| e.to_string())?;
+            pipe.query_async::<()>(&mut *conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            for s in woken {
+                s.wake();
+            }
+        }
+    }
+    .await;
+    let (state_name, error) = match &outcome {
+        Ok(()) => ("done", String::new()),
+        Err(e) => ("failed", e.clone()),
+    };
+    if let Ok(mut conn) = state.redis.get().await {
+        let _: redis::RedisResult<()> = redis::cmd("HSET")
+            .arg(&key)
+            .arg("state")
+            .arg(state_name)
+            .arg("error")
+            .arg(&error)
+            .arg("finished_at")
+            .arg(crate::circuit::now_ms())
+            .query_async(&mut *conn)
+            .await;
+    }
+    log::info!("replay {id} {state_name}: {done} queued, {skipped} skipped {error}");
+}
+
+/// `GET /api/replays/{id}`: a replay's progress.
+pub(super) async fn progress(
+    _: Admin,
+    path: web::Path<Uuid>,
+    state: web::Data<AdminState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let mut conn = state.redis.get().await.map_err(redis_down)?;
+    let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(progress_key(&state, &id))
+        .query_async(&mut *conn)
+        .await
+        .map_err(redis_down)?;
+    if fields.is_empty() {
+        return Err(ApiError::NotFoundWhat(format!("no replay {id}")));
+    }
+    let num = |k: &str| fields.get(k).and_then(|v| v.parse::<u64>().ok());
+    Ok(HttpResponse::Ok().json(json!({
+        "replay_id": id,
+        "state": fields.get("state"),
+        "total": num("total"),
+        "done": num("done"),
+        "skipped": num("skipped"),
+        "error": fields.get("error").filter(|e| !e.is_empty()),
+        "request": fields.get("request").and_then(|r| serde_json::from_str::<Value>(r).ok()),
+        "started_at_ms": num("started_at"),
+        "finished_at_ms": num("finished_at"),
+    })))
+}
