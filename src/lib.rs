@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod audit;
 pub mod circuit;
+pub mod client;
 pub mod config;
 pub mod delivery;
 pub mod dispatch;

@@ -77,6 +77,33 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Queue figures of a running gateway (admin API).
+    Stats {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List events of a running gateway, newest first (admin API).
+    Events {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Queue events again: one (--event) or every one matching the filter (admin API).
+    Replay {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// One event by id.
+        #[arg(long)]
+        event: Option<String>,
+        /// Only to this destination (default: every destination of the source).
+        #[arg(long)]
+        destination: Option<String>,
+    },
     /// A destination to try deliveries against: answers 200 to everything, counts what it
     /// gets (GET /stats) and measures latency of bodies sent by `loadgen --rate`.
     Sink {
@@ -89,6 +116,69 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8099")]
         bind: String,
     },
+}
+
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// The gateway's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The admin token (else HOOKGATE_ADMIN_TOKEN, else admin.token of the config).
+    #[arg(long)]
+    token: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct FilterArgs {
+    #[arg(long)]
+    source: Option<String>,
+    /// queued, retrying, dead, delivered
+    #[arg(long)]
+    status: Option<String>,
+    /// RFC 3339, such as 2026-11-22T10:00:00Z
+    #[arg(long)]
+    since: Option<String>,
+    /// RFC 3339
+    #[arg(long)]
+    until: Option<String>,
+}
+
+impl FilterArgs {
+    fn into_filter(self) -> hookgate::client::EventFilter {
+        hookgate::client::EventFilter {
+            source: self.source,
+            status: self.status,
+            since: self.since,
+            until: self.until,
+        }
+    }
+}
+
+fn admin_client(
+    settings: &Settings,
+    args: &AdminArgs,
+) -> anyhow::Result<hookgate::client::AdminClient> {
+    let token = args
+        .token
+        .clone()
+        .or_else(|| {
+            settings
+                .admin_token
+                .as_ref()
+                .map(|t| t.expose().to_string())
+        })
+        .ok_or_else(|| {
+            anyhow::anyhow!("no admin token: pass --token or set HOOKGATE_ADMIN_TOKEN")
+        })?;
+    Ok(hookgate::client::AdminClient::new(&args.url, &token))
+}
+
+fn run_admin(
+    work: impl std::future::Future<Output = anyhow::Result<String>>,
+) -> anyhow::Result<()> {
+    let out = actix_web::rt::System::new().block_on(work)?;
+    print!("{out}");
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -151,6 +241,34 @@ fn main() -> ExitCode {
             },
         ),
         Command::Sink { bind } => actix_web::rt::System::new().block_on(loadgen::bench_sink(&bind)),
+        Command::Stats { admin } => admin_client(&settings, &admin)
+            .and_then(|c| run_admin(async move { hookgate::client::stats(&c).await })),
+        Command::Events {
+            admin,
+            filter,
+            limit,
+        } => admin_client(&settings, &admin).and_then(|c| {
+            let filter = filter.into_filter();
+            run_admin(async move { hookgate::client::events(&c, &filter, limit).await })
+        }),
+        Command::Replay {
+            admin,
+            filter,
+            event,
+            destination,
+        } => admin_client(&settings, &admin).and_then(|c| {
+            let filter = filter.into_filter();
+            run_admin(async move {
+                hookgate::client::replay(
+                    &c,
+                    event.as_deref(),
+                    &filter,
+                    destination.as_deref(),
+                    &mut std::io::stderr(),
+                )
+                .await
+            })
+        }),
         Command::BaselineServer { bind } => {
             let redis_url = settings.redis.url.clone();
             actix_web::rt::System::new().block_on(loadgen::baseline_server(&bind, &redis_url))
