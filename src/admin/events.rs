@@ -263,7 +263,7 @@ pub(super) async fn detail(
             "last_status_code": d.4, "updated_at": rfc3339(d.5), "delivered_at": d.6.map(rfc3339),
         }))
         .collect::<Vec<_>>());
-    body["attempts"] = json!(attempts
+    body["delivery_attempts"] = json!(attempts
         .iter()
         .map(|a| json!({
             "destination": a.0, "attempt": a.1, "status_code": a.2, "duration_ms": a.3,

@@ -4,7 +4,7 @@
 use std::future::{ready, Ready};
 
 use actix_web::dev::Payload;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 
 use crate::audit::PgPool;
 use crate::config::Secret;
@@ -58,21 +58,32 @@ impl FromRequest for Admin {
     }
 }
 
+/// The OpenAPI document of the ingest and admin API (checked in, served as is).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
 /// Registers the admin routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/sources", web::get().to(sources::list))
-        .route("/api/queue/stats", web::get().to(queue::queue_stats))
-        .route("/api/queue/clean", web::post().to(queue::clean))
-        .route("/api/circuits", web::get().to(circuits::list))
-        .route(
-            "/api/circuits/{source}/{destination}/reset",
-            web::post().to(circuits::reset),
-        )
-        .route("/api/events", web::get().to(events::list))
-        .route("/api/events/replay", web::post().to(replay::bulk))
-        .route("/api/events/{id}", web::get().to(events::detail))
-        .route("/api/events/{id}/replay", web::post().to(replay::one))
-        .route("/api/replays/{id}", web::get().to(replay::progress));
+    cfg.route(
+        "/api/openapi.json",
+        web::get().to(|| async {
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .body(OPENAPI)
+        }),
+    )
+    .route("/api/sources", web::get().to(sources::list))
+    .route("/api/queue/stats", web::get().to(queue::queue_stats))
+    .route("/api/queue/clean", web::post().to(queue::clean))
+    .route("/api/circuits", web::get().to(circuits::list))
+    .route(
+        "/api/circuits/{source}/{destination}/reset",
+        web::post().to(circuits::reset),
+    )
+    .route("/api/events", web::get().to(events::list))
+    .route("/api/events/replay", web::post().to(replay::bulk))
+    .route("/api/events/{id}", web::get().to(events::detail))
+    .route("/api/events/{id}/replay", web::post().to(replay::one))
+    .route("/api/replays/{id}", web::get().to(replay::progress));
 }
 
 /// Maps a Redis failure to the HTTP contract.

@@ -218,7 +218,7 @@ async fn event_detail_has_its_attempts_and_replay_delivers_again() {
     assert_eq!(status, 200, "{event}");
     assert_eq!(event["status"], "delivered");
     assert_eq!(event["payload_encoding"], "utf-8");
-    assert_eq!(event["attempts"][0]["status_code"], 200);
+    assert_eq!(event["delivery_attempts"][0]["status_code"], 200);
     assert_eq!(event["deliveries"][0]["destination"], "app");
 
     let (status, answer) = app

@@ -6,6 +6,7 @@ mod helpers;
 mod ingest;
 mod ingest_errors;
 mod metrics;
+mod openapi;
 mod resilience;
 mod sink;
 mod takeover;
