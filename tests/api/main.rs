@@ -7,6 +7,7 @@ mod ingest;
 mod ingest_errors;
 mod metrics;
 mod openapi;
+mod registration;
 mod resilience;
 mod sink;
 mod takeover;

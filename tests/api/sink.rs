@@ -21,6 +21,8 @@ pub enum Behaviour {
     RetryAfterOnce(u64),
     /// Answer 200 after this long.
     Hang(Duration),
+    /// Answer 200 with this JSON body.
+    Json(serde_json::Value),
 }
 
 /// One request the sink received.
@@ -184,6 +186,7 @@ async fn respond(behaviour: Behaviour, nth: usize) -> HttpResponse {
             .insert_header(("Retry-After", secs.to_string()))
             .finish(),
         Behaviour::RetryAfterOnce(_) => HttpResponse::Ok().body("ok"),
+        Behaviour::Json(v) => HttpResponse::Ok().json(v),
         Behaviour::Hang(d) => {
             actix_web::rt::time::sleep(d).await;
             HttpResponse::Ok().body("ok")
