@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Makes sure Redis and PostgreSQL answer on loopback (and that libpq is there to build
-# against). Already running: nothing is touched. Missing: installs the Debian/Ubuntu packages
-# and starts them for development (PostgreSQL gets trust auth on loopback: a dev setup only).
+# Makes sure Redis and PostgreSQL answer on loopback, that libpq is there to build against,
+# and that the dashboard's browser test has Chromium and playwright-core. Already there:
+# nothing is touched. Missing: installs the Debian/Ubuntu packages (and the npm package) and
+# starts the services for development (PostgreSQL gets trust auth on loopback: dev only).
 set -euo pipefail
 
 say() { printf 'dev-services: %s\n' "$*"; }
@@ -60,4 +61,12 @@ if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1; 
   say "PostgreSQL is up but user postgres cannot log in from 127.0.0.1 without a password;"
   say "set DATABASE_URL (and TEST_POSTGRES_URL for the tests) to a URL that can"
 fi
-say "redis and postgresql are ready"
+# The dashboard's browser test: Debian's Chromium, driven by playwright-core (no download).
+if ! command -v chromium >/dev/null 2>&1; then say "installing chromium"; apt_install chromium; fi
+if ! command -v node >/dev/null 2>&1; then say "installing nodejs"; apt_install nodejs npm; fi
+browser_dir="$(dirname "$0")/../tests/browser"
+if [ ! -d "$browser_dir/node_modules/playwright-core" ]; then
+  say "installing playwright-core for the browser test"
+  (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+say "redis, postgresql and the browser-test tools are ready"

@@ -385,9 +385,9 @@ pub async fn run_rate(
     }
 }
 
-/// The destination of `scripts/bench-delivery.sh`: answers 200, counts deliveries and, for
-/// bodies carrying `sent_at_us`, records ingest-to-delivery latency. `GET /stats` reports,
-/// `POST /reset` starts over.
+/// `hookgate sink`: answers 200 (or NNN to paths ending in `/status/NNN`), counts
+/// deliveries and, for bodies carrying `sent_at_us`, records ingest-to-delivery latency.
+/// `GET /stats` reports, `POST /reset` starts over.
 pub async fn bench_sink(bind: &str) -> anyhow::Result<()> {
     use actix_web::{web, App, HttpResponse, HttpServer};
     use std::sync::atomic::AtomicU64;
@@ -432,7 +432,17 @@ pub async fn bench_sink(bind: &str) -> anyhow::Result<()> {
                 }),
             )
             .default_service(web::to(
-                |body: web::Bytes, s: web::Data<Stats>| async move {
+                |req: actix_web::HttpRequest, body: web::Bytes, s: web::Data<Stats>| async move {
+                    // `.../status/NNN` answers NNN: a refusing destination for demos and tests.
+                    if let Some(code) = req
+                        .path()
+                        .rsplit_once("/status/")
+                        .and_then(|(_, c)| c.parse::<u16>().ok())
+                        .and_then(|c| actix_web::http::StatusCode::from_u16(c).ok())
+                    {
+                        return HttpResponse::build(code)
+                            .body(format!("answering {code} as asked"));
+                    }
                     s.count.fetch_add(1, Ordering::Relaxed);
                     if let Some(sent) = sent_at_us(&body) {
                         let now = std::time::SystemTime::now()

@@ -104,8 +104,9 @@ enum Command {
         #[arg(long)]
         destination: Option<String>,
     },
-    /// A destination to try deliveries against: answers 200 to everything, counts what it
-    /// gets (GET /stats) and measures latency of bodies sent by `loadgen --rate`.
+    /// A destination to try deliveries against: answers 200 (NNN to paths ending in
+    /// /status/NNN), counts what it gets (GET /stats) and measures the latency of bodies sent
+    /// by `loadgen --rate`.
     Sink {
         #[arg(long, default_value = "127.0.0.1:8098")]
         bind: String,

@@ -61,29 +61,44 @@ impl FromRequest for Admin {
 /// The OpenAPI document of the ingest and admin API (checked in, served as is).
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// The dashboard: one page, no build step, no CDN; it asks for the admin token.
+pub const DASHBOARD: &str = include_str!("dashboard.html");
+
+async fn dashboard(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
+    // Without a token the admin API, and so the dashboard, does not exist.
+    if state.token.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' data:"))
+        .body(DASHBOARD))
+}
+
 /// Registers the admin routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/api/openapi.json",
-        web::get().to(|| async {
-            HttpResponse::Ok()
-                .content_type("application/json")
-                .body(OPENAPI)
-        }),
-    )
-    .route("/api/sources", web::get().to(sources::list))
-    .route("/api/queue/stats", web::get().to(queue::queue_stats))
-    .route("/api/queue/clean", web::post().to(queue::clean))
-    .route("/api/circuits", web::get().to(circuits::list))
-    .route(
-        "/api/circuits/{source}/{destination}/reset",
-        web::post().to(circuits::reset),
-    )
-    .route("/api/events", web::get().to(events::list))
-    .route("/api/events/replay", web::post().to(replay::bulk))
-    .route("/api/events/{id}", web::get().to(events::detail))
-    .route("/api/events/{id}/replay", web::post().to(replay::one))
-    .route("/api/replays/{id}", web::get().to(replay::progress));
+    cfg.route("/dashboard", web::get().to(dashboard))
+        .route(
+            "/api/openapi.json",
+            web::get().to(|| async {
+                HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body(OPENAPI)
+            }),
+        )
+        .route("/api/sources", web::get().to(sources::list))
+        .route("/api/queue/stats", web::get().to(queue::queue_stats))
+        .route("/api/queue/clean", web::post().to(queue::clean))
+        .route("/api/circuits", web::get().to(circuits::list))
+        .route(
+            "/api/circuits/{source}/{destination}/reset",
+            web::post().to(circuits::reset),
+        )
+        .route("/api/events", web::get().to(events::list))
+        .route("/api/events/replay", web::post().to(replay::bulk))
+        .route("/api/events/{id}", web::get().to(events::detail))
+        .route("/api/events/{id}/replay", web::post().to(replay::one))
+        .route("/api/replays/{id}", web::get().to(replay::progress));
 }
 
 /// Maps a Redis failure to the HTTP contract.

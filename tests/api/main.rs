@@ -1,6 +1,7 @@
 //! Integration tests against the real Redis and PostgreSQL.
 
 mod admin;
+mod dashboard;
 mod delivery;
 mod helpers;
 mod ingest;

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Writes a PNG of the dashboard with data in it: starts a gateway and a destination on local
+# ports, sends webhooks (some to a destination that refuses them, so there are dead letters,
+# retries and an open circuit), then photographs the page in headless Chromium.
+#   scripts/dashboard-screenshot.sh [OUT.png]   (default: dashboard.png)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=$(realpath -m "${1:-dashboard.png}")
+port=${SHOT_PORT:-18180}
+sink_port=${SHOT_SINK_PORT:-18198}
+run_id=$(date +%s)-$$
+prefix="hookgate-shot-$run_id"
+db="hookgate_shot_${run_id//-/_}"
+pg=${SHOT_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
+redis_url=${REDIS_URL:-redis://127.0.0.1:6379}
+token=screenshot-token
+workdir=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  redis-cli -u "$redis_url" --scan --pattern "$prefix:*" | xargs -r -n 500 redis-cli -u "$redis_url" del >/dev/null || true
+  psql "$pg/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$workdir"
+}
+trap cleanup EXIT
+scripts/dev-services.sh >/dev/null
+cargo build --release --quiet
+bin=target/release/hookgate
+cat > "$workdir/shot.toml" <<TOML
+[server]
+bind = "127.0.0.1:$port"
+metrics_interval_seconds = 1
+[redis]
+url = "$redis_url"
+key_prefix = "$prefix"
+[database]
+url = "$pg/$db"
+[admin]
+token = "$token"
+[[sources]]
+name = "chatwoot"
+kind = "chatwoot"
+secrets = ["demo-chatwoot"]
+[[sources.destinations]]
+name = "inbox-app"
+url = "http://127.0.0.1:$sink_port/chatwoot"
+[[sources]]
+name = "pluggy"
+kind = "pluggy"
+secrets = ["demo-pluggy"]
+[sources.retry]
+base_delay_ms = 500
+[sources.circuit]
+failure_threshold = 3
+open_seconds = 300
+[[sources.destinations]]
+name = "finance"
+url = "http://127.0.0.1:1/unreachable"
+timeout_ms = 500
+[[sources]]
+name = "c2s"
+kind = "c2s"
+secrets = ["demo-c2s"]
+[[sources.destinations]]
+name = "crm"
+url = "http://127.0.0.1:$sink_port/crm/status/410"
+TOML
+RUST_LOG=warn "$bin" --config "$workdir/shot.toml" sink --bind "127.0.0.1:$sink_port" &
+pids+=($!)
+RUST_LOG=warn "$bin" --config "$workdir/shot.toml" serve &
+pids+=($!)
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done
+send() { "$bin" --config "$workdir/shot.toml" send --url "http://127.0.0.1:$port" "$@" >/dev/null; }
+for i in $(seq 1 40); do send --source chatwoot --data "{\"event\":\"message_created\",\"id\":$i,\"account\":{\"id\":1}}"; done
+for i in $(seq 1 6); do send --source pluggy --data "{\"event\":\"item/updated\",\"eventId\":\"evt-$i\",\"itemId\":\"item-$i\"}"; done
+# C2S's "crm" answers 410: dead letters.
+for i in $(seq 1 3); do send --source c2s --data "{\"id\":\"lead-$i\",\"hook_action\":\"on_create_lead\",\"attributes\":{\"updated_at\":\"2026-11-22T10:0$i:00Z\"}}"; done
+sleep 3
+(cd tests/browser && node screenshot.mjs "http://127.0.0.1:$port" "$token" "$out")

@@ -1,0 +1,121 @@
+//! The dashboard in headless Chromium (Debian's `chromium`, driven by playwright-core from
+//! tests/browser; `scripts/dev-services.sh` installs both).
+
+use std::time::Duration;
+
+use hookgate::send::sample_body;
+
+use crate::helpers::{eventually, spawn_app, TestEnv};
+use crate::sink::{Behaviour, Sink};
+
+const TOKEN: &str = "dashboard-token";
+
+#[actix_web::test]
+async fn the_dashboard_replays_a_dead_letter_and_resets_a_circuit() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    sink.set("/gone", Behaviour::Status(410));
+    sink.set("/down", Behaviour::Status(500));
+    let toml = format!(
+        r#"
+[[sources]]
+name = "leads"
+kind = "github"
+secrets = ["l"]
+[[sources.destinations]]
+name = "crm"
+url = "{gone}"
+
+[[sources]]
+name = "orders"
+kind = "github"
+secrets = ["o"]
+[sources.retry]
+max_attempts = 100
+base_delay_ms = 20
+max_delay_ms = 50
+[sources.circuit]
+failure_threshold = 2
+open_seconds = 600
+[[sources.destinations]]
+name = "app"
+url = "{down}"
+max_in_flight = 1
+"#,
+        gone = sink.url("/gone"),
+        down = sink.url("/down")
+    );
+    let mut settings = env.settings(&toml);
+    let no_admin = spawn_app(settings.clone()).await;
+    assert_eq!(
+        no_admin.get_text("/dashboard").await.0,
+        404,
+        "no dashboard without a token"
+    );
+    settings.admin_token = Some(hookgate::config::Secret::new(TOKEN));
+    let app = spawn_app(settings).await;
+    let (status, page) = app.get_text("/dashboard").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("<title>hookgate</title>"));
+
+    let (_, dead) = app.post_signed("leads", &sample_body(1)).await;
+    let dead_id = dead["id"].as_str().expect("id").to_string();
+    for i in 0..3 {
+        app.post_signed("orders", &sample_body(100 + i)).await;
+    }
+    eventually(
+        Duration::from_secs(30),
+        "a dead letter and an open circuit",
+        || async {
+            let dead = env
+                .count_events(&format!("id = '{dead_id}' AND status = 'dead'"))
+                .await
+                == 1;
+            let (_, c) = app.call("GET", "/api/circuits", Some(TOKEN)).await;
+            let open = c["circuits"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["state"] == "open"));
+            (dead && open).then_some(())
+        },
+    )
+    .await;
+    // The destinations are fixed; the operator acts in the browser.
+    sink.set("/gone", Behaviour::Ok);
+    sink.set("/down", Behaviour::Ok);
+    let dir = format!("{}/tests/browser", env!("CARGO_MANIFEST_DIR"));
+    let args = [
+        "dashboard.mjs".to_string(),
+        app.address.clone(),
+        TOKEN.to_string(),
+        dead_id.clone(),
+        "orders-app".to_string(),
+    ];
+    let out = actix_web::rt::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .args(args)
+            .current_dir(dir)
+            .output()
+    })
+    .await
+    .expect("joined")
+    .unwrap_or_else(|e| {
+        panic!("node is needed for the browser test ({e}); run scripts/dev-services.sh")
+    });
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "the browser test failed (scripts/dev-services.sh installs chromium and playwright-core):\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("replayed and delivered") && stdout.contains("reset and closed"),
+        "{stdout}"
+    );
+    assert_eq!(
+        sink.by_event("/gone").get(&dead_id).map(Vec::len),
+        Some(2),
+        "delivered again by the replay"
+    );
+}
