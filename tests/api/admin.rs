@@ -82,10 +82,36 @@ async fn admin_api_is_absent_without_a_token_and_guarded_with_one() {
         assert_eq!(on.call("GET", path, Some("wrong")).await.0, 401, "{path}");
         assert_eq!(on.call("GET", path, Some(TOKEN)).await.0, 200, "{path}");
     }
-    let (status, _) = on
-        .call("POST", "/api/circuits/orders/app/reset", Some("wrong"))
-        .await;
-    assert_eq!(status, 401);
+    // Every admin route, reads and writes alike, refuses a missing or wrong token before
+    // doing anything, and none exists without a configured token.
+    let id = "01a20000-0000-7000-8000-000000000000";
+    let routes = [
+        ("GET", "/api/sources".to_string()),
+        ("GET", "/api/queue/stats".into()),
+        ("POST", "/api/queue/clean".into()),
+        ("GET", "/api/events".into()),
+        ("GET", format!("/api/events/{id}")),
+        ("POST", format!("/api/events/{id}/replay")),
+        ("POST", "/api/events/replay".into()),
+        ("GET", format!("/api/replays/{id}")),
+        ("GET", "/api/circuits".into()),
+        ("POST", "/api/circuits/orders/app/reset".into()),
+    ];
+    for (method, path) in &routes {
+        for token in [None, Some("wrong"), Some("")] {
+            let (status, body) = on.call(method, path, token).await;
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (401, Some("unauthorized")),
+                "{method} {path} {token:?}"
+            );
+        }
+        assert_eq!(
+            off.call(method, path, Some(TOKEN)).await.0,
+            404,
+            "{method} {path} without an admin token"
+        );
+    }
 }
 
 #[actix_web::test]
