@@ -108,6 +108,88 @@ pub async fn run(addr: SocketAddr, requests: Arc<Vec<Bytes>>, connections: usize
             connection(addr, requests, next).await
         }));
     }
+    report(started, tasks).await
+}
+
+struct Part {
+    hist: Histogram<u64>,
+    ok: usize,
+    non_2xx: usize,
+    errors: usize,
+}
+
+/// One keep-alive connection that sends requests and records their answers.
+struct Client {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+    buf: BytesMut,
+    part: Part,
+}
+
+impl Client {
+    fn new(addr: SocketAddr) -> Self {
+        Client {
+            addr,
+            stream: None,
+            buf: BytesMut::with_capacity(8192),
+            part: Part {
+                hist: crate::telemetry::latency_histogram(),
+                ok: 0,
+                non_2xx: 0,
+                errors: 0,
+            },
+        }
+    }
+
+    /// Sends one request (connecting first if needed) and records the answer and its latency.
+    async fn exchange(&mut self, req: &[u8]) {
+        let t = Instant::now();
+        if self.stream.is_none() {
+            match TcpStream::connect(self.addr).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    self.stream = Some(s);
+                    self.buf.clear();
+                }
+                Err(_) => {
+                    self.part.errors += 1;
+                    return;
+                }
+            }
+        }
+        let Some(s) = self.stream.as_mut() else {
+            return;
+        };
+        let buf = &mut self.buf;
+        let answer = async {
+            s.write_all(req).await?;
+            read_response(s, buf).await
+        }
+        .await;
+        self.part
+            .hist
+            .saturating_record(t.elapsed().as_micros() as u64);
+        match answer {
+            Ok((status, close)) => {
+                if (200..300).contains(&status) {
+                    self.part.ok += 1;
+                } else {
+                    self.part.non_2xx += 1;
+                }
+                if close {
+                    self.stream = None;
+                }
+            }
+            Err(_) => {
+                self.part.errors += 1;
+                self.stream = None;
+            }
+        }
+    }
+}
+
+/// Merges the connections' figures.
+async fn report(started: Instant, tasks: Vec<tokio::task::JoinHandle<Part>>) -> LoadReport {
     let mut hist = crate::telemetry::latency_histogram();
     let (mut ok, mut non_2xx, mut errors) = (0, 0, 0);
     for t in tasks {
@@ -130,64 +212,12 @@ pub async fn run(addr: SocketAddr, requests: Arc<Vec<Bytes>>, connections: usize
     }
 }
 
-struct Part {
-    hist: Histogram<u64>,
-    ok: usize,
-    non_2xx: usize,
-    errors: usize,
-}
-
 async fn connection(addr: SocketAddr, requests: Arc<Vec<Bytes>>, next: Arc<AtomicUsize>) -> Part {
-    let mut part = Part {
-        hist: crate::telemetry::latency_histogram(),
-        ok: 0,
-        non_2xx: 0,
-        errors: 0,
-    };
-    let mut stream: Option<TcpStream> = None;
-    let mut buf = BytesMut::with_capacity(8192);
-    loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(req) = requests.get(i) else { break };
-        let t = Instant::now();
-        if stream.is_none() {
-            match TcpStream::connect(addr).await {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    stream = Some(s);
-                    buf.clear();
-                }
-                Err(_) => {
-                    part.errors += 1;
-                    continue;
-                }
-            }
-        }
-        let Some(s) = stream.as_mut() else { continue };
-        let answer = async {
-            s.write_all(req).await?;
-            read_response(s, &mut buf).await
-        }
-        .await;
-        part.hist.saturating_record(t.elapsed().as_micros() as u64);
-        match answer {
-            Ok((status, close)) => {
-                if (200..300).contains(&status) {
-                    part.ok += 1;
-                } else {
-                    part.non_2xx += 1;
-                }
-                if close {
-                    stream = None;
-                }
-            }
-            Err(_) => {
-                part.errors += 1;
-                stream = None;
-            }
-        }
+    let mut client = Client::new(addr);
+    while let Some(req) = requests.get(next.fetch_add(1, Ordering::Relaxed)) {
+        client.exchange(req).await;
     }
-    part
+    client.part
 }
 
 /// Reads one response; returns its status and whether the server closes the connection.
@@ -297,18 +327,11 @@ pub async fn run_rate(
         let host = host.to_string();
         let next = next.clone();
         tasks.push(tokio::spawn(async move {
-            let mut part = Part {
-                hist: crate::telemetry::latency_histogram(),
-                ok: 0,
-                non_2xx: 0,
-                errors: 0,
-            };
+            let mut client = Client::new(addr);
             // Spread the connections' ticks over one period.
             tokio::time::sleep(period.mul_f64(c as f64 / connections.max(1) as f64)).await;
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut stream: Option<TcpStream> = None;
-            let mut buf = BytesMut::with_capacity(8192);
             while started.elapsed() < duration {
                 tick.tick().await;
                 let n = base + next.fetch_add(1, Ordering::Relaxed) as u64;
@@ -321,68 +344,14 @@ pub async fn run_rate(
                 let Ok(signed) = sign(&source, &body, unix_now()) else {
                     break;
                 };
-                let req = raw_request(&host, &signed.path, &signed.headers, &body);
-                if stream.is_none() {
-                    match TcpStream::connect(addr).await {
-                        Ok(s) => {
-                            let _ = s.set_nodelay(true);
-                            stream = Some(s);
-                            buf.clear();
-                        }
-                        Err(_) => {
-                            part.errors += 1;
-                            continue;
-                        }
-                    }
-                }
-                let Some(s) = stream.as_mut() else { continue };
-                let t = Instant::now();
-                let answer = async {
-                    s.write_all(&req).await?;
-                    read_response(s, &mut buf).await
-                }
-                .await;
-                part.hist.saturating_record(t.elapsed().as_micros() as u64);
-                match answer {
-                    Ok((status, close)) => {
-                        if (200..300).contains(&status) {
-                            part.ok += 1;
-                        } else {
-                            part.non_2xx += 1;
-                        }
-                        if close {
-                            stream = None;
-                        }
-                    }
-                    Err(_) => {
-                        part.errors += 1;
-                        stream = None;
-                    }
-                }
+                client
+                    .exchange(&raw_request(&host, &signed.path, &signed.headers, &body))
+                    .await;
             }
-            part
+            client.part
         }));
     }
-    let mut hist = crate::telemetry::latency_histogram();
-    let (mut ok, mut non_2xx, mut errors) = (0, 0, 0);
-    for t in tasks {
-        if let Ok(part) = t.await {
-            hist.add(&part.hist).ok();
-            ok += part.ok;
-            non_2xx += part.non_2xx;
-            errors += part.errors;
-        }
-    }
-    LoadReport {
-        sent: ok + non_2xx + errors,
-        ok,
-        non_2xx,
-        errors,
-        elapsed: started.elapsed(),
-        p50_us: hist.value_at_quantile(0.5),
-        p99_us: hist.value_at_quantile(0.99),
-        max_us: hist.max(),
-    }
+    report(started, tasks).await
 }
 
 /// `hookgate sink`: answers 200 (or NNN to paths ending in `/status/NNN`), counts
