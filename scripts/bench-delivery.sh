@@ -11,28 +11,8 @@ rate=${2:-1000}
 seconds=${3:-10}
 port=${BENCH_PORT:-18080}
 sink_port=${BENCH_SINK_PORT:-18098}
-run_id=$(date +%s)-$$
-prefix="hookgate-bench-$run_id"
-db="hookgate_bench_${run_id//-/_}"
-pg=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
-redis_url=${REDIS_URL:-redis://127.0.0.1:6379}
-workdir=$(mktemp -d)
-pids=()
-
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  redis-cli -u "$redis_url" --scan --pattern "$prefix:*" | xargs -r -n 500 redis-cli -u "$redis_url" del >/dev/null || true
-  psql "$pg/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$workdir"
-}
-trap cleanup EXIT
-
-for p in "$port" "$sink_port"; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-    echo "port $p is in use: stop what listens there or set BENCH_PORT/BENCH_SINK_PORT" >&2; exit 1
-  fi
-done
+. scripts/lib.sh
+hg_setup bench "$port" "$sink_port"
 cargo build --release --quiet
 bin=target/release/hookgate
 
@@ -55,7 +35,6 @@ url = "http://127.0.0.1:$sink_port/hooks"
 max_in_flight = 64
 TOML
 
-wait_for() { for _ in $(seq 1 100); do curl -sf "$1" >/dev/null && return 0; sleep 0.1; done; echo "$1 did not answer" >&2; exit 1; }
 sink_stat() { curl -s "http://127.0.0.1:$sink_port/stats" | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
 wait_delivered() { # count deadline_seconds
   local deadline=$((SECONDS + $2))
@@ -69,8 +48,8 @@ RUST_LOG=warn "$bin" --config "$workdir/bench.toml" sink --bind "127.0.0.1:$sink
 pids+=($!)
 RUST_LOG=warn "$bin" --config "$workdir/bench.toml" serve &
 pids+=($!)
-wait_for "http://127.0.0.1:$sink_port/stats"
-wait_for "http://127.0.0.1:$port/ready"
+hg_wait_for "http://127.0.0.1:$sink_port/stats"
+hg_wait_for "http://127.0.0.1:$port/ready"
 
 echo "== warm-up"
 "$bin" --config "$workdir/bench.toml" loadgen --source chatwoot --url "http://127.0.0.1:$port" --requests 5000 --connections 32 >/dev/null 2>&1

@@ -9,29 +9,11 @@ requests=${1:-200000}
 connections=${2:-64}
 port=${BENCH_PORT:-18080}
 base_port=${BENCH_BASELINE_PORT:-18099}
-run_id=$(date +%s)-$$
-prefix="hookgate-bench-$run_id"
-db="hookgate_bench_${run_id//-/_}"
-pg=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
-redis_url=${REDIS_URL:-redis://127.0.0.1:6379}
-workdir=$(mktemp -d)
-pids=()
+. scripts/lib.sh
+hg_setup bench "$port" "$base_port"
+# The baseline server writes under its own prefix.
+trap 'hg_cleanup; redis-cli -u "$redis_url" --scan --pattern "hookgate-baseline:*" | xargs -r -n 500 redis-cli -u "$redis_url" del >/dev/null || true' EXIT
 
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  redis-cli -u "$redis_url" --scan --pattern "$prefix:*" | xargs -r -n 500 redis-cli -u "$redis_url" del >/dev/null || true
-  redis-cli -u "$redis_url" --scan --pattern "hookgate-baseline:*" | xargs -r -n 500 redis-cli -u "$redis_url" del >/dev/null || true
-  psql "$pg/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$workdir"
-}
-trap cleanup EXIT
-
-for p in "$port" "$base_port"; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-    echo "port $p is in use: stop what listens there or set BENCH_PORT/BENCH_BASELINE_PORT" >&2; exit 1
-  fi
-done
 cargo build --release --quiet
 bin=target/release/hookgate
 
@@ -50,13 +32,6 @@ kind = "chatwoot"
 secrets = ["bench-secret"]
 TOML
 
-wait_ready() {
-  for _ in $(seq 1 100); do
-    if curl -sf "$1" >/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "server at $1 did not become ready" >&2; exit 1
-}
 load() { # url requests
   "$bin" --config "$workdir/bench.toml" loadgen --source chatwoot --url "$1" \
     --requests "$2" --connections "$connections" 2>/dev/null | grep '^figures:'
@@ -66,7 +41,7 @@ field() { sed -n "s/.*$2=\([^ ]*\).*/\1/p" <<<"$1"; }
 echo "== hookgate ingest: $requests signed chatwoot webhooks, $connections connections, $(nproc) cores"
 RUST_LOG=warn "$bin" --config "$workdir/bench.toml" serve &
 pids+=($!)
-wait_ready "http://127.0.0.1:$port/ready"
+hg_wait_for "http://127.0.0.1:$port/ready"
 load "http://127.0.0.1:$port" 5000 >/dev/null
 full=$(load "http://127.0.0.1:$port" "$requests")
 echo "full path:  $full"

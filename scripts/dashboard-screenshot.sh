@@ -8,22 +8,9 @@ cd "$(dirname "$0")/.."
 out=$(realpath -m "${1:-dashboard.png}")
 port=${SHOT_PORT:-18180}
 sink_port=${SHOT_SINK_PORT:-18198}
-run_id=$(date +%s)-$$
-prefix="hookgate-shot-$run_id"
-db="hookgate_shot_${run_id//-/_}"
-pg=${SHOT_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
-redis_url=${REDIS_URL:-redis://127.0.0.1:6379}
 token=screenshot-token
-workdir=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  redis-cli -u "$redis_url" --scan --pattern "$prefix:*" | xargs -r -n 500 redis-cli -u "$redis_url" del >/dev/null || true
-  psql "$pg/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$workdir"
-}
-trap cleanup EXIT
+. scripts/lib.sh
+hg_setup shot "$port" "$sink_port"
 scripts/dev-services.sh >/dev/null
 cargo build --release --quiet
 bin=target/release/hookgate
@@ -70,7 +57,7 @@ RUST_LOG=warn "$bin" --config "$workdir/shot.toml" sink --bind "127.0.0.1:$sink_
 pids+=($!)
 RUST_LOG=warn "$bin" --config "$workdir/shot.toml" serve &
 pids+=($!)
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done
+hg_wait_for "http://127.0.0.1:$port/ready"
 send() { "$bin" --config "$workdir/shot.toml" send --url "http://127.0.0.1:$port" "$@" >/dev/null; }
 for i in $(seq 1 40); do send --source chatwoot --data "{\"event\":\"message_created\",\"id\":$i,\"account\":{\"id\":1}}"; done
 for i in $(seq 1 6); do send --source pluggy --data "{\"event\":\"item/updated\",\"eventId\":\"evt-$i\",\"itemId\":\"item-$i\"}"; done

@@ -1,0 +1,41 @@
+# Shared by the scripts that run a throwaway gateway: its own Redis key prefix and database,
+# a temporary folder, background processes, and removal of all of it on exit.
+# Source it, then call `hg_setup NAME PORT...`.
+
+hg_setup() { # name, ports that must be free
+  local name=$1; shift
+  run_id=$(date +%s)-$$
+  prefix="hookgate-$name-$run_id"
+  db="hookgate_${name}_${run_id//-/_}"
+  pg=${HG_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
+  redis_url=${REDIS_URL:-redis://127.0.0.1:6379}
+  workdir=$(mktemp -d)
+  pids=()
+  trap hg_cleanup EXIT
+  local p
+  for p in "$@"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "port $p is in use: stop what listens there or choose other ports" >&2
+      exit 1
+    fi
+  done
+}
+
+hg_cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  redis-cli -u "$redis_url" --scan --pattern "$prefix:*" | xargs -r -n 500 redis-cli -u "$redis_url" del >/dev/null || true
+  psql "$pg/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$workdir"
+}
+
+hg_wait_for() { # url
+  local _
+  for _ in $(seq 1 100); do
+    curl -sf "$1" >/dev/null && return 0
+    sleep 0.1
+  done
+  echo "$1 did not answer" >&2
+  exit 1
+}
