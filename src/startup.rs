@@ -28,6 +28,8 @@ pub struct Application {
     audit: Addr<AuditWriter>,
     supervisors: Vec<Addr<SourceSupervisor>>,
     grace: Duration,
+    /// The threads of the delivery supervisors and the audit writer.
+    arbiters: Vec<Arbiter>,
 }
 
 impl Application {
@@ -63,7 +65,9 @@ impl Application {
         let audit_settings = settings.audit.clone();
         let database_url = settings.database.url.clone();
         let audit_pool = postgres.clone();
-        let audit = AuditWriter::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+        let mut arbiters = Vec::new();
+        let audit_arbiter = Arbiter::new();
+        let audit = AuditWriter::start_in_arbiter(&audit_arbiter.handle(), move |_| {
             AuditWriter::new(audit_pool, database_url, audit_settings, prepared)
         });
 
@@ -90,8 +94,9 @@ impl Application {
                 let delivery = settings.delivery.clone();
                 let consumer = settings.server.replica_id.clone();
                 let audit = audit.clone();
+                let arbiter = Arbiter::new();
                 supervisors.push(actix::Supervisor::start_in_arbiter(
-                    &Arbiter::new().handle(),
+                    &arbiter.handle(),
                     move |_| {
                         SourceSupervisor::new(
                             source,
@@ -103,6 +108,7 @@ impl Application {
                         )
                     },
                 ));
+                arbiters.push(arbiter);
             }
         }
 
@@ -220,18 +226,27 @@ impl Application {
             settings.sources.len(),
             settings.origin
         );
+        // Last, so that the supervisors feeding it stop first.
+        arbiters.push(audit_arbiter);
         Ok(Application {
             port,
             server,
             audit,
             supervisors,
             grace: Duration::from_secs(settings.delivery.shutdown_grace_seconds + 1),
+            arbiters,
         })
     }
 
     /// The port the server listens on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Takes the threads of the delivery supervisors and the audit writer, so that an embedder
+    /// (the tests) can stop and join them: they outlive the actix System that started them.
+    pub fn take_arbiters(&mut self) -> Vec<Arbiter> {
+        std::mem::take(&mut self.arbiters)
     }
 
     /// A handle to stop the server gracefully.

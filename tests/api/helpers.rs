@@ -219,14 +219,29 @@ pub struct TestApp {
     #[allow(dead_code)] // used by tests that stop a replica
     pub handle: ServerHandle,
     client: awc::Client,
+    arbiters: Vec<actix::Arbiter>,
+}
+
+impl Drop for TestApp {
+    /// Stops the delivery and audit threads for good: they would outlive the test's System,
+    /// keep working and re-create the keys the test's cleanup removes.
+    fn drop(&mut self) {
+        for a in &self.arbiters {
+            a.stop();
+        }
+        for a in self.arbiters.drain(..) {
+            let _ = a.join();
+        }
+    }
 }
 
 /// Builds and starts a gateway with these settings.
 pub async fn spawn_app(settings: Settings) -> TestApp {
     init();
-    let app = Application::build(settings.clone())
+    let mut app = Application::build(settings.clone())
         .await
         .expect("application builds");
+    let arbiters = app.take_arbiters();
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     actix_web::rt::spawn(app.run_until_stopped());
@@ -237,6 +252,7 @@ pub async fn spawn_app(settings: Settings) -> TestApp {
         client: awc::Client::builder()
             .timeout(Duration::from_secs(15))
             .finish(),
+        arbiters,
     }
 }
 
