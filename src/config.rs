@@ -81,6 +81,9 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     pub admin_token: Option<Secret>,
     pub sources: Vec<SourceConfig>,
+    /// Secret fields that took the default of a `${VAR:-default}`: fine for trying hookgate
+    /// out, wrong in production; `check-config` and start-up say so.
+    pub defaulted_secrets: Vec<String>,
 }
 
 /// HTTP server settings.
@@ -383,12 +386,24 @@ impl Settings {
                 None => ConfigError(format!("{origin}: {message}")),
             }
         })?;
+        let mut defaulted = Vec::new();
         for (key, item) in value.iter_mut() {
-            interpolate(item, key, env)?;
+            interpolate(item, key, env, &mut defaulted)?;
         }
         let raw: RawConfig = serde_path_to_error::deserialize(toml::Value::Table(value))
             .map_err(|e| ConfigError::at(e.path(), e.inner().to_string().replace('\n', " ")))?;
-        Settings::validate(raw, origin, env)
+        let mut settings = Settings::validate(raw, origin, env)?;
+        settings.defaulted_secrets = defaulted
+            .into_iter()
+            .filter(|path| {
+                let field = path.rsplit('.').next().unwrap_or_default();
+                field.starts_with("secrets[")
+                    || field == "secret"
+                    || field == "path_token"
+                    || path == "admin.token"
+            })
+            .collect();
+        Ok(settings)
     }
 
     fn validate(
@@ -503,6 +518,7 @@ impl Settings {
             },
             admin_token: admin_token.map(Secret::new),
             sources,
+            defaulted_secrets: Vec::new(),
         })
     }
 
@@ -732,18 +748,28 @@ fn validate_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Replaces `${VAR}` (and `${VAR:-default}`) in every string of the document.
-fn interpolate(value: &mut toml::Value, path: &str, env: Env<'_>) -> Result<(), ConfigError> {
+/// Replaces `${VAR}` (and `${VAR:-default}`) in every string of the document, noting in
+/// `defaulted` the fields that took a default.
+fn interpolate(
+    value: &mut toml::Value,
+    path: &str,
+    env: Env<'_>,
+    defaulted: &mut Vec<String>,
+) -> Result<(), ConfigError> {
     match value {
         toml::Value::String(s) if s.contains("${") => {
-            *s = expand(s, env).map_err(|var| {
+            let (expanded, used_default) = expand(s, env).map_err(|var| {
                 ConfigError::at(path, format!("environment variable {var} is not set"))
             })?;
+            if used_default {
+                defaulted.push(path.to_string());
+            }
+            *s = expanded;
         }
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 let p = format!("{path}[{i}]");
-                interpolate(item, &p, env)?;
+                interpolate(item, &p, env, defaulted)?;
             }
         }
         toml::Value::Table(table) => {
@@ -754,7 +780,7 @@ fn interpolate(value: &mut toml::Value, path: &str, env: Env<'_>) -> Result<(), 
                 .unwrap_or_default();
             for (key, item) in table.iter_mut() {
                 let p = format!("{path}{name}.{key}");
-                interpolate(item, &p, env)?;
+                interpolate(item, &p, env, defaulted)?;
             }
         }
         _ => {}
@@ -762,8 +788,10 @@ fn interpolate(value: &mut toml::Value, path: &str, env: Env<'_>) -> Result<(), 
     Ok(())
 }
 
-/// Expands `${VAR}` and `${VAR:-default}`; returns the name of the first unset variable.
-pub fn expand(input: &str, env: Env<'_>) -> Result<String, String> {
+/// Expands `${VAR}` and `${VAR:-default}`, saying whether a default was used; the error is
+/// the name of the first unset variable.
+pub fn expand(input: &str, env: Env<'_>) -> Result<(String, bool), String> {
+    let mut used_default = false;
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
     while let Some(start) = rest.find("${") {
@@ -771,24 +799,25 @@ pub fn expand(input: &str, env: Env<'_>) -> Result<String, String> {
         let after = &rest[start + 2..];
         let Some(end) = after.find('}') else {
             out.push_str(&rest[start..]);
-            return Ok(out);
+            return Ok((out, used_default));
         };
         let inner = &after[..end];
         let (name, default) = match inner.split_once(":-") {
             Some((n, d)) => (n, Some(d)),
             None => (inner, None),
         };
-        match env(name)
-            .filter(|v| !v.is_empty())
-            .or(default.map(str::to_string))
-        {
-            Some(v) => out.push_str(&v),
-            None => return Err(name.to_string()),
+        match (env(name).filter(|v| !v.is_empty()), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => {
+                used_default = true;
+                out.push_str(d);
+            }
+            (None, None) => return Err(name.to_string()),
         }
         rest = &after[end + 1..];
     }
     out.push_str(rest);
-    Ok(out)
+    Ok((out, used_default))
 }
 
 #[cfg(test)]
@@ -861,8 +890,18 @@ url = "http://app:9000/hooks/pluggy"
 
     #[test]
     fn default_value_in_interpolation() {
-        assert_eq!(expand("a${X:-b}c", &|_| None).as_deref(), Ok("abc"));
-        assert_eq!(expand("${X}", &|_| Some("v".into())).as_deref(), Ok("v"));
+        assert_eq!(
+            expand("a${X:-b}c", &|_| None),
+            Ok(("abc".to_string(), true))
+        );
+        assert_eq!(
+            expand("${X}", &|_| Some("v".into())),
+            Ok(("v".to_string(), false))
+        );
+        assert_eq!(
+            expand("${X:-d}", &|_| Some("v".into())),
+            Ok(("v".to_string(), false))
+        );
     }
 
     #[test]
@@ -905,6 +944,16 @@ url = "http://app:9000/hooks/pluggy"
             );
             assert!(!err.contains('\n'), "multi-line error: {err:?}");
         }
+    }
+
+    #[test]
+    fn secrets_from_defaults_are_reported_and_others_not() {
+        let text = "[[sources]]\nname='a'\nkind='github'\nsecrets=['${A_SECRET:-dev}']\n\
+                    [[sources.destinations]]\nname='d'\nurl='${URL:-http://x}'";
+        let s = load(text, &[]).expect("loads");
+        assert_eq!(s.defaulted_secrets, ["sources[0] (a).secrets[0]"]);
+        let s = load(text, &[("A_SECRET", "real")]).expect("loads");
+        assert!(s.defaulted_secrets.is_empty());
     }
 
     #[test]

@@ -346,6 +346,9 @@ fn check_config(settings: &Settings) {
             "disabled (HOOKGATE_ADMIN_TOKEN unset)"
         }
     );
+    for field in &settings.defaulted_secrets {
+        println!("warning:       {field} is the ${{...:-default}} fallback of its variable: set the variable in production");
+    }
     println!("sources:       {}", settings.sources.len());
     for s in &settings.sources {
         let path = if s.path_token.is_some() || s.kind == hookgate::verify::Kind::Token {

@@ -39,6 +39,9 @@ impl Application {
         // awc's rustls needs a process-wide crypto provider before the first client is built.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let prometheus = telemetry::prometheus();
+        for field in &settings.defaulted_secrets {
+            log::warn!("{field} is the ${{...:-default}} fallback of its variable: set the variable in production");
+        }
         let sources = Sources::from_settings(&settings).map_err(anyhow::Error::msg)?;
         let redis = queue::pool(&settings.redis)?;
         let postgres = db::pool(&settings.database);
