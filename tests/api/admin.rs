@@ -5,7 +5,7 @@ use std::time::Duration;
 use hookgate::circuit;
 use hookgate::source::SourceKeys;
 
-use crate::helpers::{eventually, spawn_app, TestApp, TestEnv};
+use crate::helpers::{eventually, run, spawn_app, TestApp, TestEnv};
 use crate::sink::{Behaviour, Sink};
 
 const TOKEN: &str = "admin-token-for-tests";
@@ -467,23 +467,14 @@ async fn bulk_replay_by_filter_redelivers_with_progress_on_any_replica() {
     assert_eq!(status, 400);
 }
 
-/// Runs the hookgate binary off the test's runtime; returns (success, stdout, stderr).
+/// Runs the hookgate binary with the environment of a fresh shell; returns (success, stdout, stderr).
 async fn cli(args: Vec<String>) -> (bool, String, String) {
-    actix_web::rt::task::spawn_blocking(move || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
-            .args(&args)
-            .env_remove("HOOKGATE_CONFIG")
-            .env_remove("HOOKGATE_ADMIN_TOKEN")
-            .output()
-            .expect("the binary runs");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .expect("joined")
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"));
+    cmd.args(&args)
+        .env_remove("HOOKGATE_CONFIG")
+        .env_remove("HOOKGATE_ADMIN_TOKEN");
+    let ran = run(cmd).await;
+    (ran.ok, ran.stdout, ran.stderr)
 }
 
 #[actix_web::test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use hookgate::send::sample_body;
 
-use crate::helpers::{eventually, spawn_app, TestEnv};
+use crate::helpers::{eventually, run, spawn_app, TestEnv};
 use crate::sink::{Behaviour, Sink};
 
 const TOKEN: &str = "dashboard-token";
@@ -90,23 +90,12 @@ max_in_flight = 1
         dead_id.clone(),
         "orders-app".to_string(),
     ];
-    let out = actix_web::rt::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .args(args)
-            .current_dir(dir)
-            .output()
-    })
-    .await
-    .expect("joined")
-    .unwrap_or_else(|e| {
-        panic!("node is needed for the browser test ({e}); run scripts/dev-services.sh")
-    });
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
+    let mut node = std::process::Command::new("node");
+    node.args(args).current_dir(dir);
+    let ran = run(node).await;
+    let (stdout, stderr) = (&ran.stdout, &ran.stderr);
     assert!(
-        out.status.success(),
+        ran.ok,
         "the browser test failed (scripts/dev-services.sh installs chromium and playwright-core):\n{stdout}\n{stderr}"
     );
     assert!(

@@ -449,3 +449,28 @@ impl TcpProxy {
         self.cut.notify_waiters();
     }
 }
+
+/// What a finished child process said.
+pub struct Ran {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs a command to its end off the test's runtime (the gateways under test may need it).
+pub async fn run(mut cmd: std::process::Command) -> Ran {
+    let program = format!("{:?}", cmd.get_program());
+    let out = actix_web::rt::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("joined")
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {program} ({e}); scripts/dev-services.sh installs what the tests need"
+            )
+        });
+    Ran {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

@@ -2,26 +2,16 @@
 
 use serde_json::{json, Value};
 
+use crate::helpers::run;
 use crate::sink::{Behaviour, Sink};
 
 async fn script(name: &str, arg: &str, env: Vec<(&'static str, String)>) -> (bool, String, String) {
-    let path = format!("{}/scripts/{name}", env!("CARGO_MANIFEST_DIR"));
-    let arg = arg.to_string();
-    actix_web::rt::task::spawn_blocking(move || {
-        let out = std::process::Command::new("bash")
-            .arg(path)
-            .arg(arg)
-            .envs(env)
-            .output()
-            .expect("bash runs");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .expect("joined")
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(format!("{}/scripts/{name}", env!("CARGO_MANIFEST_DIR")))
+        .arg(arg)
+        .envs(env);
+    let ran = run(cmd).await;
+    (ran.ok, ran.stdout, ran.stderr)
 }
 
 #[actix_web::test]
