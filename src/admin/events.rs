@@ -100,52 +100,32 @@ fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-/// The columns of [`Summary`], in its order.
-const SUMMARY_COLUMNS: (
-    e::id,
-    e::source,
-    e::event_type,
-    e::idempotency_key,
-    e::status,
-    e::attempts,
-    e::last_error,
-    e::received_at,
-    e::delivered_at,
-) = (
-    e::id,
-    e::source,
-    e::event_type,
-    e::idempotency_key,
-    e::status,
-    e::attempts,
-    e::last_error,
-    e::received_at,
-    e::delivered_at,
-);
-
-type Summary = (
-    Uuid,
-    String,
-    Option<String>,
-    String,
-    String,
-    i32,
-    Option<String>,
-    OffsetDateTime,
-    Option<OffsetDateTime>,
-);
+/// An event as the list shows it: the audit row without headers and payload.
+#[derive(Debug, Queryable, Selectable)]
+#[diesel(table_name = e)]
+struct Summary {
+    id: Uuid,
+    source: String,
+    event_type: Option<String>,
+    idempotency_key: String,
+    status: String,
+    attempts: i32,
+    last_error: Option<String>,
+    received_at: OffsetDateTime,
+    delivered_at: Option<OffsetDateTime>,
+}
 
 fn summary_json(r: &Summary) -> Value {
     json!({
-        "id": r.0,
-        "source": r.1,
-        "event_type": r.2,
-        "idempotency_key": r.3,
-        "status": r.4,
-        "attempts": r.5,
-        "last_error": r.6,
-        "received_at": rfc3339(r.7),
-        "delivered_at": r.8.map(rfc3339),
+        "id": r.id,
+        "source": r.source,
+        "event_type": r.event_type,
+        "idempotency_key": r.idempotency_key,
+        "status": r.status,
+        "attempts": r.attempts,
+        "last_error": r.last_error,
+        "received_at": rfc3339(r.received_at),
+        "delivered_at": r.delivered_at.map(rfc3339),
     })
 }
 
@@ -159,7 +139,7 @@ pub(super) async fn list(
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let cursor = q.cursor;
     let rows: Vec<Summary> = with_pg(&state.postgres, move |conn| {
-        let mut query = filter.query().select(SUMMARY_COLUMNS);
+        let mut query = filter.query().select(Summary::as_select());
         if let Some(cursor) = cursor {
             query = query.filter(e::id.lt(cursor));
         }
@@ -171,7 +151,7 @@ pub(super) async fn list(
     let page = &rows[..rows.len().min(limit as usize)];
     Ok(HttpResponse::Ok().json(json!({
         "events": page.iter().map(summary_json).collect::<Vec<_>>(),
-        "next_cursor": if more { page.last().map(|r| r.0) } else { None },
+        "next_cursor": if more { page.last().map(|r| r.id) } else { None },
     })))
 }
 
@@ -204,7 +184,7 @@ pub(super) async fn detail(
         let event: Full = e::table
             .filter(e::id.eq(id))
             .select((
-                SUMMARY_COLUMNS,
+                Summary::as_select(),
                 e::stream_id,
                 e::content_type,
                 e::headers,
