@@ -393,7 +393,7 @@ impl Worker {
                     due_ms: until,
                     attempt: event.attempt,
                 };
-                self.settle(&entry.id, from_retry, &event, park).await;
+                self.settle(&entry.id, from_retry, &event, park, None).await;
                 return;
             }
         }
@@ -475,7 +475,7 @@ impl Worker {
             }
         };
         self.record_attempt(&event, n, &result, status, error);
-        self.settle_with_result(&entry.id, from_retry, &event, outcome, &result)
+        self.settle(&entry.id, from_retry, &event, outcome, Some(&result))
             .await;
     }
 
@@ -500,23 +500,6 @@ impl Worker {
             attempted_at: OffsetDateTime::now_utc(),
             delivery_status: status,
         });
-    }
-
-    async fn settle_with_result(
-        &self,
-        entry_id: &str,
-        from_retry: bool,
-        event: &QueuedEvent,
-        outcome: Settle,
-        result: &Attempt,
-    ) {
-        match outcome {
-            Settle::Dead { reason } => {
-                let fields = self.dead_fields(event, reason, Some(result));
-                self.settle_dead(entry_id, from_retry, fields).await;
-            }
-            other => self.settle(entry_id, from_retry, event, other).await,
-        }
     }
 
     /// A dead letter: the event, where it was going, why it died and the last answer.
@@ -583,7 +566,16 @@ impl Worker {
         );
     }
 
-    async fn settle(&self, entry_id: &str, from_retry: bool, event: &QueuedEvent, outcome: Settle) {
+    /// Records an outcome and acknowledges the entry in one script; `result` is the attempt
+    /// that led to it, if any (a park for an open circuit has none).
+    async fn settle(
+        &self,
+        entry_id: &str,
+        from_retry: bool,
+        event: &QueuedEvent,
+        outcome: Settle,
+        result: Option<&Attempt>,
+    ) {
         let stream = self.stream_of(from_retry).to_string();
         let group = self.keys.group.clone();
         let del = if from_retry { "1" } else { "0" };
@@ -627,38 +619,26 @@ impl Worker {
                 .await
             }
             Settle::Dead { reason } => {
-                let fields = self.dead_fields(event, reason, None);
-                self.settle_dead(&entry_id, from_retry, fields).await
+                let fields = self.dead_fields(event, reason, result);
+                let dead = self.source.keys.dead.clone();
+                let counter = self.keys.dead.clone();
+                let script = &self.scripts.dead;
+                self.run_settle("dead", || {
+                    let mut inv = script.prepare_invoke();
+                    inv.key(&stream)
+                        .key(&dead)
+                        .key(&counter)
+                        .arg(&group)
+                        .arg(&entry_id)
+                        .arg(del);
+                    for (k, v) in &fields {
+                        inv.arg(*k).arg(v.as_slice());
+                    }
+                    inv
+                })
+                .await
             }
         }
-    }
-
-    async fn settle_dead(
-        &self,
-        entry_id: &str,
-        from_retry: bool,
-        fields: Vec<(&'static str, Vec<u8>)>,
-    ) {
-        let stream = self.stream_of(from_retry).to_string();
-        let dead = self.source.keys.dead.clone();
-        let counter = self.keys.dead.clone();
-        let group = self.keys.group.clone();
-        let del = if from_retry { "1" } else { "0" };
-        let script = &self.scripts.dead;
-        self.run_settle("dead", || {
-            let mut inv = script.prepare_invoke();
-            inv.key(&stream)
-                .key(&dead)
-                .key(&counter)
-                .arg(&group)
-                .arg(entry_id)
-                .arg(del);
-            for (k, v) in &fields {
-                inv.arg(*k).arg(v.as_slice());
-            }
-            inv
-        })
-        .await
     }
 
     async fn ack_only(&self, entry_id: &str, from_retry: bool) {
