@@ -9,13 +9,13 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use crate::audit::PgPool;
 use crate::config::Secret;
 use crate::error::ApiError;
-use crate::queue::RedisPool as Pool;
+use crate::queue::RedisPool;
 use crate::source::Sources;
 use crate::verify::secret_eq;
 
 mod circuits;
 mod events;
-mod queue;
+mod queues;
 mod replay;
 mod sources;
 
@@ -24,7 +24,7 @@ pub struct AdminState {
     pub token: Option<Secret>,
     /// Prefix of hookgate's Redis keys (replay progress lives under it).
     pub key_prefix: String,
-    pub redis: Pool,
+    pub redis: RedisPool,
     pub postgres: PgPool,
     pub sources: Sources,
 }
@@ -87,8 +87,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             }),
         )
         .route("/api/sources", web::get().to(sources::list))
-        .route("/api/queue/stats", web::get().to(queue::queue_stats))
-        .route("/api/queue/clean", web::post().to(queue::clean))
+        .route("/api/queue/stats", web::get().to(queues::queue_stats))
+        .route("/api/queue/clean", web::post().to(queues::clean))
         .route("/api/circuits", web::get().to(circuits::list))
         .route(
             "/api/circuits/{source}/{destination}/reset",
