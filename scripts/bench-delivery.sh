@@ -16,15 +16,7 @@ hg_setup bench "$port" "$sink_port"
 cargo build --release --quiet
 bin=target/release/hookgate
 
-cat > "$workdir/bench.toml" <<TOML
-[server]
-bind = "127.0.0.1:$port"
-summary_interval_seconds = 3600
-[redis]
-url = "$redis_url"
-key_prefix = "$prefix"
-[database]
-url = "$pg/$db"
+{ hg_config_head "$port"; cat <<TOML
 [[sources]]
 name = "chatwoot"
 kind = "chatwoot"
@@ -34,6 +26,7 @@ name = "sink"
 url = "http://127.0.0.1:$sink_port/hooks"
 max_in_flight = 64
 TOML
+} > "$workdir/bench.toml"
 
 sink_stat() { curl -s "http://127.0.0.1:$sink_port/stats" | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
 wait_delivered() { # count deadline_seconds

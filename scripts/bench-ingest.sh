@@ -17,20 +17,13 @@ trap 'hg_cleanup; redis-cli -u "$redis_url" --scan --pattern "hookgate-baseline:
 cargo build --release --quiet
 bin=target/release/hookgate
 
-cat > "$workdir/bench.toml" <<TOML
-[server]
-bind = "127.0.0.1:$port"
-summary_interval_seconds = 3600
-[redis]
-url = "$redis_url"
-key_prefix = "$prefix"
-[database]
-url = "$pg/$db"
+{ hg_config_head "$port"; cat <<TOML
 [[sources]]
 name = "chatwoot"
 kind = "chatwoot"
 secrets = ["bench-secret"]
 TOML
+} > "$workdir/bench.toml"
 
 load() { # url requests
   "$bin" --config "$workdir/bench.toml" loadgen --source chatwoot --url "$1" \

@@ -14,15 +14,7 @@ hg_setup shot "$port" "$sink_port"
 scripts/dev-services.sh >/dev/null
 cargo build --release --quiet
 bin=target/release/hookgate
-cat > "$workdir/shot.toml" <<TOML
-[server]
-bind = "127.0.0.1:$port"
-metrics_interval_seconds = 1
-[redis]
-url = "$redis_url"
-key_prefix = "$prefix"
-[database]
-url = "$pg/$db"
+{ hg_config_head "$port"; cat <<TOML
 [admin]
 token = "$token"
 [[sources]]
@@ -53,6 +45,7 @@ secrets = ["demo-c2s"]
 name = "crm"
 url = "http://127.0.0.1:$sink_port/crm/status/410"
 TOML
+} > "$workdir/shot.toml"
 RUST_LOG=warn "$bin" --config "$workdir/shot.toml" sink --bind "127.0.0.1:$sink_port" &
 pids+=($!)
 RUST_LOG=warn "$bin" --config "$workdir/shot.toml" serve &

@@ -39,3 +39,16 @@ hg_wait_for() { # url
   echo "$1 did not answer" >&2
   exit 1
 }
+
+hg_config_head() { # port: the [server], [redis] and [database] sections of a throwaway gateway
+  cat <<TOML
+[server]
+bind = "127.0.0.1:$1"
+summary_interval_seconds = 3600
+[redis]
+url = "$redis_url"
+key_prefix = "$prefix"
+[database]
+url = "$pg/$db"
+TOML
+}
