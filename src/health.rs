@@ -65,3 +65,87 @@ async fn ready(deps: web::Data<Readiness>) -> HttpResponse {
         HttpResponse::ServiceUnavailable().json(body)
     }
 }
+
+/// Why `hookgate health` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot reach {addr}: {reason}")]
+    Unreachable {
+        addr: String,
+        reason: std::io::Error,
+    },
+    #[error("{addr} answered {status_line:?}")]
+    Unhealthy { addr: String, status_line: String },
+}
+
+/// Asks the local server's `/health`, as a container HEALTHCHECK does: the runtime image has
+/// no curl, so the binary checks itself. `bind` is the server's listen address.
+pub fn probe(bind: &str, timeout: Duration) -> Result<(), ProbeError> {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+
+    let addr = local_address(bind);
+    let unreachable = |reason| ProbeError::Unreachable {
+        addr: addr.clone(),
+        reason,
+    };
+    let target: SocketAddr = addr.parse().map_err(|_| {
+        unreachable(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not an ip:port address",
+        ))
+    })?;
+    let mut stream = TcpStream::connect_timeout(&target, timeout).map_err(unreachable)?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(unreachable)?;
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(unreachable)?;
+    stream
+        .write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .map_err(unreachable)?;
+    let mut head = [0u8; 64];
+    let n = stream.read(&mut head).map_err(unreachable)?;
+    let status_line = String::from_utf8_lossy(&head[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    if status_line.split(' ').nth(1) == Some("200") {
+        Ok(())
+    } else {
+        Err(ProbeError::Unhealthy { addr, status_line })
+    }
+}
+
+/// The loopback address that reaches a server bound to `bind` (a wildcard host becomes
+/// loopback).
+fn local_address(bind: &str) -> String {
+    match bind.rsplit_once(':') {
+        Some(("0.0.0.0", port)) => format!("127.0.0.1:{port}"),
+        Some(("[::]", port)) => format!("[::1]:{port}"),
+        _ => bind.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_binds_are_probed_on_loopback() {
+        assert_eq!(local_address("0.0.0.0:8080"), "127.0.0.1:8080");
+        assert_eq!(local_address("[::]:9000"), "[::1]:9000");
+        assert_eq!(local_address("10.0.0.5:8080"), "10.0.0.5:8080");
+    }
+
+    #[test]
+    fn probe_reports_a_closed_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        drop(listener);
+        let err = probe(&addr, Duration::from_millis(500)).expect_err("nothing listens");
+        assert!(err.to_string().contains("cannot reach"), "{err}");
+    }
+}

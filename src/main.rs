@@ -111,6 +111,13 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8098")]
         bind: String,
     },
+    /// Exit 0 when the local server's /health answers 200 (a container HEALTHCHECK: the
+    /// image has no curl).
+    Health {
+        /// The server's address (default: server.bind of the configuration).
+        #[arg(long)]
+        addr: Option<String>,
+    },
     /// Benchmark baseline: a minimal actix handler doing one Redis EVAL per request.
     #[command(hide = true)]
     BaselineServer {
@@ -270,6 +277,11 @@ fn main() -> ExitCode {
                 .await
             })
         }),
+        Command::Health { addr } => {
+            let addr = addr.unwrap_or_else(|| settings.server.bind.clone());
+            hookgate::health::probe(&addr, std::time::Duration::from_secs(3))
+                .map_err(anyhow::Error::from)
+        }
         Command::BaselineServer { bind } => {
             let redis_url = settings.redis.url.clone();
             actix_web::rt::System::new().block_on(loadgen::baseline_server(&bind, &redis_url))

@@ -214,6 +214,9 @@ impl Application {
                 }))
         })
         .shutdown_timeout(10)
+        // Longer than the 60 s Nginx keeps idle upstream connections (nginx/nginx.conf), so
+        // the proxy never reuses a connection this side is closing at that very moment.
+        .keep_alive(Duration::from_secs(75))
         // Signals are the binary's to handle: actix-server would stop the whole System right
         // after the HTTP server, before deliveries in flight could finish.
         .disable_signals();
