@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure Redis and PostgreSQL answer on loopback, that libpq is there to build against,
-# and that the dashboard's browser test has Chromium and playwright-core. Already there:
+# that Nginx is installed (the local cluster), and that the dashboard's browser test has
+# Chromium and playwright-core. Already there:
 # nothing is touched. Missing: installs the Debian/Ubuntu packages (and the npm package) and
 # starts the services for development (PostgreSQL gets trust auth on loopback: dev only).
 set -euo pipefail
@@ -61,6 +62,8 @@ if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1; 
   say "PostgreSQL is up but user postgres cannot log in from 127.0.0.1 without a password;"
   say "set DATABASE_URL (and TEST_POSTGRES_URL for the tests) to a URL that can"
 fi
+# Nginx: the front door of scripts/cluster.sh and of the chaos test.
+if ! command -v nginx >/dev/null 2>&1; then say "installing nginx"; apt_install nginx; fi
 # The dashboard's browser test: Debian's Chromium, driven by playwright-core (no download).
 if ! command -v chromium >/dev/null 2>&1; then say "installing chromium"; apt_install chromium; fi
 if ! command -v node >/dev/null 2>&1; then say "installing nodejs"; apt_install nodejs npm; fi
@@ -69,4 +72,4 @@ if [ ! -d "$browser_dir/node_modules/playwright-core" ]; then
   say "installing playwright-core for the browser test"
   (cd "$browser_dir" && npm ci --no-audit --no-fund --loglevel=error)
 fi
-say "redis, postgresql and the browser-test tools are ready"
+say "redis, postgresql, nginx and the browser-test tools are ready"
