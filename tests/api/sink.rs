@@ -41,16 +41,28 @@ impl Received {
     }
 }
 
+/// How the sink answered one request.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub path: String,
+    pub webhook_id: String,
+    pub status: u16,
+    /// When the request arrived.
+    pub at: Instant,
+}
+
 #[derive(Default)]
 struct State {
     received: Mutex<Vec<Received>>,
+    outcomes: Mutex<Vec<Outcome>>,
     /// Requests being answered now, and the most at once, per path.
     concurrent: Mutex<HashMap<String, (usize, usize)>>,
     behaviour: Mutex<HashMap<String, Behaviour>>,
     seen: Mutex<HashMap<(String, String), usize>>,
 }
 
-/// The running sink.
+/// The running sink (clones share it).
+#[derive(Clone)]
 pub struct Sink {
     pub base: String,
     state: Arc<State>,
@@ -127,9 +139,25 @@ impl Sink {
             .unwrap_or(0)
     }
 
-    /// Distinct events that got a 2xx on a path (approximated by behaviour: the last request).
+    /// How every request so far was answered, on every path.
+    pub fn outcomes(&self) -> Vec<Outcome> {
+        self.state.outcomes.lock().expect("lock").clone()
+    }
+
+    /// Distinct events received on a path, whatever the answer.
     pub fn distinct(&self, path: &str) -> usize {
         self.by_event(path).len()
+    }
+
+    /// When each event was answered 2xx on a path: more than one entry is a redelivery.
+    pub fn delivered(&self, path: &str) -> HashMap<String, Vec<Instant>> {
+        let mut map: HashMap<String, Vec<Instant>> = HashMap::new();
+        for o in self.outcomes() {
+            if o.path == path && (200..300).contains(&o.status) {
+                map.entry(o.webhook_id).or_default().push(o.at);
+            }
+        }
+        map
     }
 }
 
@@ -141,6 +169,7 @@ async fn answer(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpR
         .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
         .collect::<HashMap<_, _>>();
     let id = headers.get("webhook-id").cloned().unwrap_or_default();
+    let id_for_outcome = id.clone();
     state.received.lock().expect("lock").push(Received {
         path: path.clone(),
         headers,
@@ -166,10 +195,17 @@ async fn answer(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpR
         entry.0 += 1;
         entry.1 = entry.1.max(entry.0);
     }
+    let at = Instant::now();
     let response = respond(behaviour, nth).await;
     if let Some(entry) = state.concurrent.lock().expect("lock").get_mut(&path) {
         entry.0 -= 1;
     }
+    state.outcomes.lock().expect("lock").push(Outcome {
+        path,
+        webhook_id: id_for_outcome,
+        status: response.status().as_u16(),
+        at,
+    });
     response
 }
 
