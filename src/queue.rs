@@ -199,14 +199,14 @@ impl std::fmt::Display for EntryId {
     }
 }
 
-/// Removes the entries every one of `groups` is done with: below the oldest entry any of
-/// them still has pending, or has not read yet. A missing group (about to be re-created from
-/// the start) keeps everything. Returns how many entries went.
-pub async fn trim_acknowledged(
+/// The oldest entry any of `groups` still needs: the first it has pending, or the first it
+/// has not read yet. Everything below can be trimmed. None when nothing may go: no stream
+/// yet, or a missing group (about to be re-created from the start) keeps everything.
+pub async fn trim_floor(
     conn: &mut impl redis::aio::ConnectionLike,
     stream: &str,
     groups: &[String],
-) -> redis::RedisResult<u64> {
+) -> redis::RedisResult<Option<EntryId>> {
     let info: redis::streams::StreamInfoGroupsReply = match redis::cmd("XINFO")
         .arg("GROUPS")
         .arg(stream)
@@ -215,13 +215,13 @@ pub async fn trim_acknowledged(
     {
         Ok(info) => info,
         // No stream yet: nothing to trim.
-        Err(e) if e.to_string().contains("no such key") => return Ok(0),
+        Err(e) if e.to_string().contains("no such key") => return Ok(None),
         Err(e) => return Err(e),
     };
     let mut floor: Option<EntryId> = None;
     for name in groups {
         let Some(group) = info.groups.iter().find(|g| &g.name == name) else {
-            return Ok(0);
+            return Ok(None);
         };
         let needed = if group.pending > 0 {
             let summary: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
@@ -236,10 +236,20 @@ pub async fn trim_acknowledged(
         } else {
             EntryId::parse(&group.last_delivered_id).map(EntryId::next)
         };
-        let Some(needed) = needed else { return Ok(0) };
+        let Some(needed) = needed else {
+            return Ok(None);
+        };
         floor = Some(floor.map_or(needed, |f| f.min(needed)));
     }
-    let Some(floor) = floor else { return Ok(0) };
+    Ok(floor)
+}
+
+/// Removes the entries below `floor`; returns how many went.
+pub async fn trim_below(
+    conn: &mut impl redis::aio::ConnectionLike,
+    stream: &str,
+    floor: EntryId,
+) -> redis::RedisResult<u64> {
     redis::cmd("XTRIM")
         .arg(stream)
         .arg("MINID")

@@ -9,9 +9,9 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpResponse, HttpServer};
 
 use crate::admin::{self, AdminState};
-use crate::audit::{db, AuditWriter, Drain};
+use crate::audit::{backfill, db, AuditWriter, Drain};
 use crate::config::Settings;
-use crate::delivery::{Budget, Shutdown, SourceSupervisor};
+use crate::delivery::{AuditLink, Budget, Shutdown, SourceSupervisor};
 use crate::dispatch::Dispatcher;
 use crate::error::ApiError;
 use crate::health::{self, Readiness};
@@ -96,7 +96,11 @@ impl Application {
                 let redis_settings = settings.redis.clone();
                 let delivery = settings.delivery.clone();
                 let consumer = settings.server.replica_id.clone();
-                let audit = audit.clone();
+                let audit = AuditLink {
+                    writer: audit.clone(),
+                    postgres: postgres.clone(),
+                    settle: backfill::settle_time(&settings.audit),
+                };
                 let arbiter = Arbiter::new();
                 supervisors.push(actix::Supervisor::start_in_arbiter(
                     &arbiter.handle(),
@@ -159,6 +163,7 @@ impl Application {
             key_prefix: settings.redis.key_prefix.clone(),
             redis: redis.clone(),
             postgres: postgres.clone(),
+            trim_settle: backfill::settle_time(&settings.audit),
             sources: ingest_state.sources.clone(),
         });
         let readiness = web::Data::new(Readiness {

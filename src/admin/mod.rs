@@ -26,6 +26,8 @@ pub struct AdminState {
     pub key_prefix: String,
     pub redis: RedisPool,
     pub postgres: PgPool,
+    /// Entries younger than this are not trimmed by clean ([`crate::audit::backfill`]).
+    pub trim_settle: std::time::Duration,
     pub sources: Sources,
 }
 

@@ -6,9 +6,10 @@ use actix_web::{web, HttpResponse};
 use serde_json::{json, Map};
 
 use super::{redis_down, Admin, AdminState};
+use crate::audit::backfill::{self, TrimError, TrimTarget};
 use crate::circuit::now_ms;
 use crate::error::ApiError;
-use crate::queue::{self, EntryId};
+use crate::queue::EntryId;
 use crate::stats::{self, QueueFigures};
 
 pub(super) async fn queue_stats(
@@ -80,9 +81,24 @@ pub(super) async fn clean(
         let entries = if groups.is_empty() {
             0
         } else {
-            queue::trim_acknowledged(&mut *conn, &s.keys.stream, &groups)
+            let target = TrimTarget {
+                source: &s.config.name,
+                stream: &s.keys.stream,
+                groups: &groups,
+                min_age: state.trim_settle,
+            };
+            match backfill::trim_delivered(&mut *conn, &state.postgres, &target, &mut Vec::new())
                 .await
-                .map_err(redis_down)?
+            {
+                Ok((n, _)) => n,
+                Err(TrimError::Redis(e)) => return Err(redis_down(e)),
+                // The entries stay until their audit rows can be checked: nothing to report
+                // as an error, the next clean (or the background trim) takes them.
+                Err(TrimError::Audit(e)) => {
+                    log::warn!("clean: source {} not trimmed: {e}", s.config.name);
+                    0
+                }
+            }
         };
         let dead: u64 = redis::cmd("XTRIM")
             .arg(&s.keys.dead)

@@ -1,5 +1,6 @@
 //! The PostgreSQL audit trail: rows written in batches by an actor, off the ingest path.
 
+pub mod backfill;
 pub mod db;
 pub mod schema;
 mod writer;

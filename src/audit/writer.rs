@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use diesel::prelude::*;
-use diesel::upsert::excluded;
+use diesel::sql_types::{self, Array, Integer, Nullable, Text, Timestamptz};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::db::{self, PgPool};
-use super::schema::{deliveries, delivery_attempts, webhook_events};
+use super::schema::{delivery_attempts, webhook_events};
 use crate::config::AuditSettings;
 use crate::dispatch::NewEvent;
 
@@ -35,6 +35,13 @@ pub struct NewEventRow {
     attempts: i32,
     last_error: Option<String>,
     delivered_at: Option<OffsetDateTime>,
+}
+
+impl NewEventRow {
+    /// The event id.
+    pub(super) fn id(&self) -> Uuid {
+        self.id
+    }
 }
 
 /// Records a newly accepted event.
@@ -65,6 +72,11 @@ impl NewEventRecord {
             last_error: None,
             delivered_at: None,
         })
+    }
+
+    /// The row itself (the backfill writes it directly).
+    pub(super) fn into_row(self) -> NewEventRow {
+        self.0
     }
 
     fn size(&self) -> usize {
@@ -109,21 +121,9 @@ struct AttemptRow<'a> {
     attempted_at: OffsetDateTime,
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = deliveries, treat_none_as_default_value = false)]
-struct DeliveryRow<'a> {
-    event_id: Uuid,
-    destination: &'a str,
-    status: &'a str,
-    attempts: i32,
-    last_error: Option<&'a str>,
-    last_status_code: Option<i32>,
-    updated_at: OffsetDateTime,
-    delivered_at: Option<OffsetDateTime>,
-}
-
 /// Rolls the deliveries of the given events up into their `webhook_events` row: the status
 /// is the least advanced delivery's (a destination not attempted yet counts as `queued`).
+/// Rows already up to date are not rewritten.
 const ROLL_UP_SQL: &str = r#"
 UPDATE webhook_events e SET
   status = CASE WHEN d.n < e.destinations THEN 'queued' ELSE d.status END,
@@ -141,6 +141,27 @@ FROM (
   FROM deliveries WHERE event_id = ANY($1) GROUP BY event_id
 ) d
 WHERE e.id = d.event_id
+  AND (e.status, e.attempts, e.last_error, e.delivered_at) IS DISTINCT FROM (
+    CASE WHEN d.n < e.destinations THEN 'queued' ELSE d.status END,
+    d.attempts,
+    d.last_error,
+    CASE WHEN d.n >= e.destinations AND d.status = 'delivered' THEN d.delivered_at END
+  )
+"#;
+
+/// One row per (event, destination) with its latest attempt, unless a later one is there.
+const UPSERT_DELIVERIES_SQL: &str = r#"
+INSERT INTO deliveries
+  (event_id, destination, status, attempts, last_error, last_status_code, updated_at, delivered_at)
+SELECT * FROM UNNEST($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (event_id, destination) DO UPDATE SET
+  status = excluded.status,
+  attempts = excluded.attempts,
+  last_error = excluded.last_error,
+  last_status_code = excluded.last_status_code,
+  updated_at = excluded.updated_at,
+  delivered_at = excluded.delivered_at
+WHERE deliveries.updated_at <= excluded.updated_at
 "#;
 
 /// Resolves once every row buffered so far is written (used at shutdown and by tests).
@@ -299,19 +320,22 @@ fn write_batch(
     if !prepared {
         db::prepare(url).map_err(|e| e.to_string())?;
     }
-    let roll_up = fold_outcomes(events, attempts);
+    let mut rolled = fold_outcomes(events, attempts);
     let mut conn = pool.get().map_err(|e| e.to_string())?;
     conn.transaction::<_, diesel::result::Error, _>(|conn| {
-        if !events.is_empty() {
-            insert_events(conn, events)?;
+        if !events.is_empty() && insert_events(conn, events)? {
+            // Some rows were there already (written from the stream by a trim, or by an
+            // earlier try) and kept: their status comes from `deliveries`, outcomes folded
+            // into this batch's rows included, which insert_attempts writes just below.
+            rolled.extend(events.iter().map(|e| e.id));
+            rolled.sort_unstable();
+            rolled.dedup();
         }
         if !attempts.is_empty() {
             insert_attempts(conn, attempts)?;
         }
-        if !roll_up.is_empty() {
-            diesel::sql_query(ROLL_UP_SQL)
-                .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(&roll_up)
-                .execute(conn)?;
+        if !rolled.is_empty() {
+            roll_up(conn, &rolled)?;
         }
         Ok(())
     })
@@ -351,17 +375,27 @@ fn fold_outcomes(events: &mut [NewEventRow], attempts: &[AttemptRecord]) -> Vec<
     roll_up
 }
 
-fn insert_events(conn: &mut PgConnection, events: &Vec<NewEventRow>) -> QueryResult<()> {
+/// Rolls the deliveries of `ids` up into their `webhook_events` rows.
+pub(super) fn roll_up(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<()> {
+    diesel::sql_query(ROLL_UP_SQL)
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Inserts new event rows; true when some existed already (and were kept).
+fn insert_events(conn: &mut PgConnection, events: &Vec<NewEventRow>) -> QueryResult<bool> {
     // COPY costs PostgreSQL a fraction of a multi-row INSERT, but cannot skip rows that exist.
-    // They exist only when an earlier write committed and its answer was lost: then the batch
-    // goes again as INSERT ... ON CONFLICT DO NOTHING, inside a savepoint.
+    // They exist when an earlier write committed and its answer was lost, or when a trim wrote
+    // them from the stream first: then the batch goes again as INSERT ... ON CONFLICT DO
+    // NOTHING, inside a savepoint.
     let copied = conn.transaction(|conn| {
         diesel::copy_from(webhook_events::table)
             .from_insertable(events)
             .execute(conn)
     });
     match copied {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(false),
         Err(diesel::result::Error::DatabaseError(
             diesel::result::DatabaseErrorKind::UniqueViolation,
             _,
@@ -369,7 +403,7 @@ fn insert_events(conn: &mut PgConnection, events: &Vec<NewEventRow>) -> QueryRes
             .values(events)
             .on_conflict_do_nothing()
             .execute(conn)
-            .map(|_| ()),
+            .map(|_| true),
         Err(e) => Err(e),
     }
 }
@@ -400,31 +434,29 @@ fn insert_attempts(conn: &mut PgConnection, attempts: &[AttemptRecord]) -> Query
             *slot = a;
         }
     }
-    let deliveries: Vec<DeliveryRow<'_>> = latest
-        .values()
-        .map(|a| DeliveryRow {
-            event_id: a.event_id,
-            destination: &a.destination,
-            status: a.delivery_status,
-            attempts: a.attempt,
-            last_error: a.error.as_deref(),
-            last_status_code: a.status_code,
-            updated_at: a.attempted_at,
-            delivered_at: (a.delivery_status == "delivered").then_some(a.attempted_at),
-        })
-        .collect();
-    diesel::insert_into(deliveries::table)
-        .values(&deliveries)
-        .on_conflict((deliveries::event_id, deliveries::destination))
-        .do_update()
-        .set((
-            deliveries::status.eq(excluded(deliveries::status)),
-            deliveries::attempts.eq(excluded(deliveries::attempts)),
-            deliveries::last_error.eq(excluded(deliveries::last_error)),
-            deliveries::last_status_code.eq(excluded(deliveries::last_status_code)),
-            deliveries::updated_at.eq(excluded(deliveries::updated_at)),
-            deliveries::delivered_at.eq(excluded(deliveries::delivered_at)),
-        ))
+    // Replicas flush their batches independently: an earlier attempt written after a later
+    // one (a failure on one replica, then the success of its retry on another) must not take
+    // the row back, hence the WHERE on the time of the attempt.
+    let rows: Vec<&AttemptRecord> = latest.into_values().collect();
+    diesel::sql_query(UPSERT_DELIVERIES_SQL)
+        .bind::<Array<sql_types::Uuid>, _>(rows.iter().map(|a| a.event_id).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            rows.iter()
+                .map(|a| a.destination.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(rows.iter().map(|a| a.delivery_status).collect::<Vec<_>>())
+        .bind::<Array<Integer>, _>(rows.iter().map(|a| a.attempt).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(
+            rows.iter().map(|a| a.error.as_deref()).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Integer>>, _>(rows.iter().map(|a| a.status_code).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(rows.iter().map(|a| a.attempted_at).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Timestamptz>>, _>(
+            rows.iter()
+                .map(|a| (a.delivery_status == "delivered").then_some(a.attempted_at))
+                .collect::<Vec<_>>(),
+        )
         .execute(conn)?;
     Ok(())
 }

@@ -8,4 +8,4 @@ mod supervisor;
 mod worker;
 
 pub use event::QueuedEvent;
-pub use supervisor::{Budget, Shutdown, SourceSupervisor};
+pub use supervisor::{AuditLink, Budget, Shutdown, SourceSupervisor};

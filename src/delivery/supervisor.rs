@@ -12,7 +12,8 @@ use actix::prelude::*;
 use futures_util::FutureExt;
 
 use super::worker::Worker;
-use crate::audit::{AttemptBatch, AttemptRecord, AuditWriter};
+use crate::audit::backfill::{self, TrimTarget};
+use crate::audit::{AttemptBatch, AttemptRecord, AuditWriter, PgPool};
 use crate::config::{DeliverySettings, RedisSettings};
 use crate::queue;
 use crate::source::Source;
@@ -60,7 +61,7 @@ pub struct SourceSupervisor {
     redis: RedisSettings,
     settings: DeliverySettings,
     consumer: String,
-    audit: Addr<AuditWriter>,
+    audit: AuditLink,
     stopping: Rc<Cell<bool>>,
     workers: Vec<Rc<Worker>>,
     pending_audit: Rc<RefCell<Vec<AttemptRecord>>>,
@@ -74,7 +75,7 @@ impl SourceSupervisor {
         redis: RedisSettings,
         settings: DeliverySettings,
         consumer: String,
-        audit: Addr<AuditWriter>,
+        audit: AuditLink,
     ) -> Self {
         SourceSupervisor {
             source,
@@ -92,7 +93,7 @@ impl SourceSupervisor {
     fn hand_off_audit(&mut self) {
         let batch = std::mem::take(&mut *self.pending_audit.borrow_mut());
         if !batch.is_empty() {
-            self.audit.do_send(AttemptBatch(batch));
+            self.audit.writer.do_send(AttemptBatch(batch));
         }
     }
 
@@ -119,12 +120,26 @@ impl SourceSupervisor {
     }
 }
 
+/// The audit trail as a source supervisor sees it.
+#[derive(Clone)]
+pub struct AuditLink {
+    /// Where attempt records go.
+    pub writer: Addr<AuditWriter>,
+    /// Checked before entries are trimmed, so that no event leaves without its row.
+    pub postgres: PgPool,
+    /// Entries younger than this are not trimmed yet ([`backfill::settle_time`]).
+    pub settle: Duration,
+}
+
 /// Trims the source stream of entries every destination is done with, until stopped: the
-/// bodies of delivered webhooks do not stay in Redis memory.
+/// bodies of delivered webhooks do not stay in Redis memory. One replica at a time does it
+/// (a lock that lasts an interval): the others would only repeat the same reads.
 async fn trim_loop(
     source: Arc<Source>,
     pool: queue::RedisPool,
     settings: DeliverySettings,
+    audit: AuditLink,
+    consumer: String,
     stopping: Rc<Cell<bool>>,
 ) {
     let groups: Vec<String> = source
@@ -134,28 +149,40 @@ async fn trim_loop(
         .map(|d| source.keys.destination(&d.name).group)
         .collect();
     let every = Duration::from_secs(settings.trim_interval_seconds);
+    let lock = format!("{}:trim-lock", source.keys.stream);
+    let target = TrimTarget {
+        source: &source.config.name,
+        stream: &source.keys.stream,
+        groups: &groups,
+        min_age: audit.settle,
+    };
+    let mut recheck = Vec::new();
     while !stopping.get() {
         actix_web::rt::time::sleep(every).await;
-        let trimmed = match pool.get().await {
-            Ok(mut conn) => {
-                queue::trim_acknowledged(&mut *conn, &source.keys.stream, &groups).await
+        let mut conn = match pool.get().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                log::warn!("source {}: no Redis connection to trim: {e}", target.source);
+                continue;
             }
-            Err(e) => Err(redis::RedisError::from((
-                redis::ErrorKind::Io,
-                "no Redis connection",
-                e.to_string(),
-            ))),
         };
-        match trimmed {
-            Ok(n) if n > 0 => log::debug!(
-                "source {}: trimmed {n} delivered entries",
-                source.config.name
-            ),
+        let mine: redis::RedisResult<Option<String>> = redis::cmd("SET")
+            .arg(&lock)
+            .arg(&consumer)
+            .arg("NX")
+            .arg("PX")
+            .arg((every.as_millis() as u64).saturating_sub(100).max(100))
+            .query_async(&mut *conn)
+            .await;
+        if !matches!(mine, Ok(Some(_))) {
+            continue;
+        }
+        match backfill::trim_delivered(&mut *conn, &audit.postgres, &target, &mut recheck).await {
+            Ok((n, _)) if n > 0 => {
+                log::debug!("source {}: trimmed {n} delivered entries", target.source)
+            }
             Ok(_) => {}
-            Err(e) => log::warn!(
-                "source {}: trimming the stream failed: {e}",
-                source.config.name
-            ),
+            Err(e) => log::warn!("source {}: the stream was not trimmed: {e}", target.source),
         }
     }
 }
@@ -208,6 +235,8 @@ impl Actor for SourceSupervisor {
                 self.source.clone(),
                 pool.clone(),
                 self.settings.clone(),
+                self.audit.clone(),
+                self.consumer.clone(),
                 self.stopping.clone(),
             ),
         );

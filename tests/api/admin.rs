@@ -56,6 +56,27 @@ async fn post_events(app: &TestApp, source: &str, n: u64) -> Vec<String> {
     ids
 }
 
+/// Calls `POST /api/queue/clean` until `n` entries of `source` went (entries younger than a
+/// second stay for the next call); returns how many went. Young dead letters stay.
+async fn clean_until_trimmed(app: &TestApp, source: &str, n: u64) -> u64 {
+    let trimmed = std::cell::Cell::new(0);
+    eventually(Duration::from_secs(10), "delivered entries trimmed", || {
+        let trimmed = &trimmed;
+        async move {
+            let (status, body) = app.call("POST", "/api/queue/clean", Some(TOKEN)).await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["data"]["removed_dead_letters"], 0);
+            let went = body["data"]["sources"][source]["trimmed_entries"]
+                .as_u64()
+                .expect("a count");
+            trimmed.set(trimmed.get() + went);
+            (trimmed.get() >= n).then_some(())
+        }
+    })
+    .await;
+    trimmed.get()
+}
+
 #[actix_web::test]
 async fn admin_api_is_absent_without_a_token_and_guarded_with_one() {
     let env = TestEnv::new();
@@ -353,12 +374,11 @@ async fn clean_trims_delivered_entries_and_old_dead_letters() {
         (s["totalCompleted"] == 4 && s["totalFailed"] == 2).then_some(())
     })
     .await;
-    // Keep young dead letters: only the delivered entries go.
-    let (status, body) = app.call("POST", "/api/queue/clean", Some(TOKEN)).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["data"]["sources"]["orders"]["trimmed_entries"], 4);
-    assert_eq!(body["data"]["removed_dead_letters"], 0);
+    // Keep young dead letters: only the delivered entries go, once their audit rows have had
+    // time to arrive (entries younger than a second stay for the next clean).
+    assert_eq!(clean_until_trimmed(&app, "orders", 4).await, 4);
     assert_eq!(env.stream_len("orders").await, 0);
+    assert_eq!(env.count_events("source = 'orders'").await, 4);
     let dead = SourceKeys::new(&env.prefix, "leads").dead;
     let mut r = env.redis().await;
     let n: u64 = redis::cmd("XLEN")
@@ -382,6 +402,52 @@ async fn clean_trims_delivered_entries_and_old_dead_letters() {
         .await
         .expect("XLEN");
     assert_eq!(n, 0);
+}
+
+#[actix_web::test]
+async fn entries_leave_the_stream_only_with_their_audit_rows() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    let app = admin_app(&env, &sink, Some(TOKEN)).await;
+    let ids = post_events(&app, "orders", 4).await;
+    eventually(Duration::from_secs(30), "delivered and audited", || async {
+        (env.count_events("source = 'orders' AND status = 'delivered'")
+            .await
+            == 4)
+            .then_some(())
+    })
+    .await;
+    // As if the replica that accepted two of them had been killed before writing their rows.
+    env.execute(&format!(
+        "DELETE FROM webhook_events WHERE id IN ('{}', '{}')",
+        ids[0], ids[1]
+    ))
+    .await;
+    assert_eq!(clean_until_trimmed(&app, "orders", 4).await, 4);
+    assert_eq!(env.stream_len("orders").await, 0);
+    // Written back from the stream, whole, with the status of their deliveries.
+    assert_eq!(
+        env.count_events("source = 'orders' AND status = 'delivered' AND attempts = 1")
+            .await,
+        4
+    );
+    let (status, event) = app
+        .call("GET", &format!("/api/events/{}", ids[0]), Some(TOKEN))
+        .await;
+    assert_eq!(status, 200, "{event}");
+    assert_eq!(event["status"], "delivered", "{event}");
+    assert_eq!(event["source"], "orders", "{event}");
+    assert!(
+        event["payload"]
+            .as_str()
+            .is_some_and(|p| p.contains("evt-")),
+        "{event}"
+    );
+    assert_eq!(
+        event["delivery_attempts"].as_array().map(Vec::len),
+        Some(1),
+        "{event}"
+    );
 }
 
 #[actix_web::test]

@@ -1,0 +1,222 @@
+//! Trimming a source stream without losing audit rows. Event rows are buffered in the replica
+//! that accepted the event and written in batches; a replica killed with SIGKILL loses what it
+//! had buffered, and a long PostgreSQL outage can overflow the buffer. The stream still holds
+//! those events until they are trimmed, so every entry about to be trimmed is checked against
+//! `webhook_events` first and written from the stream when its row is missing.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use diesel::prelude::*;
+use redis::streams::StreamRangeReply;
+use uuid::Uuid;
+
+use super::db::PgPool;
+use super::schema::webhook_events;
+use super::writer::{roll_up, NewEventRecord, NewEventRow};
+use crate::circuit::now_ms;
+use crate::config::AuditSettings;
+use crate::delivery::QueuedEvent;
+use crate::dispatch::NewEvent;
+use crate::queue::{self, EntryId};
+
+/// Entries read and checked per round trip.
+const CHUNK: usize = 500;
+
+/// Past this many entries a stream is trimmed even when the audit rows cannot be checked
+/// (PostgreSQL down): Redis running out of memory would stop ingest, which is worse.
+const MAX_UNCHECKED_ENTRIES: u64 = 1_000_000;
+
+/// Why a trim did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum TrimError {
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("the audit rows of entries to trim cannot be checked: {0}")]
+    Audit(String),
+}
+
+/// How old entries must be before they are trimmed: a live replica writes its buffered rows
+/// within about a flush interval, so ten of them (at least a second) leaves room to spare.
+pub fn settle_time(settings: &AuditSettings) -> Duration {
+    Duration::from_millis((settings.flush_interval_ms * 10).max(1_000))
+}
+
+/// What to trim: a source's stream, the consumer groups of its destinations.
+pub struct TrimTarget<'a> {
+    pub source: &'a str,
+    pub stream: &'a str,
+    pub groups: &'a [String],
+    /// Entries younger than this stay: their rows are normally still on their way from the
+    /// replica that accepted them, and writing them here would only be wasted work.
+    pub min_age: Duration,
+}
+
+/// Removes the entries every destination is done with, after making sure each has its
+/// audit row. Returns how many entries went and how many rows were written from the stream.
+///
+/// `recheck` carries the rows written by the previous call: their statuses are rolled up
+/// again, because a delivery recorded by another replica while a row was being written here
+/// can miss it (each transaction sees the other's work only once committed).
+pub async fn trim_delivered(
+    conn: &mut impl redis::aio::ConnectionLike,
+    pg: &PgPool,
+    target: &TrimTarget<'_>,
+    recheck: &mut Vec<Uuid>,
+) -> Result<(u64, usize), TrimError> {
+    if !recheck.is_empty() {
+        let (pool, ids) = (pg.clone(), recheck.clone());
+        let rolled = actix_web::rt::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(|e| e.to_string())?;
+            roll_up(&mut conn, &ids).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| TrimError::Audit(e.to_string()))?;
+        rolled.map_err(TrimError::Audit)?;
+        recheck.clear();
+    }
+    let Some(floor) = queue::trim_floor(conn, target.stream, target.groups).await? else {
+        return Ok((0, 0));
+    };
+    let young = EntryId(
+        now_ms().saturating_sub(target.min_age.as_millis() as u64),
+        0,
+    );
+    let floor = floor.min(young);
+    let written = match backfill_below(conn, pg, target, floor).await {
+        Ok(ids) => {
+            let n = ids.len();
+            recheck.extend(ids);
+            n
+        }
+        Err(TrimError::Audit(e)) => {
+            let length: u64 = redis::cmd("XLEN")
+                .arg(target.stream)
+                .query_async(conn)
+                .await?;
+            if length <= MAX_UNCHECKED_ENTRIES {
+                return Err(TrimError::Audit(e));
+            }
+            log::error!(
+                "source {}: {length} entries in the stream and their audit rows cannot be checked ({e}); trimming anyway, rows of delivered events may be missing",
+                target.source
+            );
+            0
+        }
+        Err(e) => return Err(e),
+    };
+    let trimmed = queue::trim_below(conn, target.stream, floor).await?;
+    Ok((trimmed, written))
+}
+
+/// Writes the missing audit rows of the entries below `floor`; returns their ids.
+async fn backfill_below(
+    conn: &mut impl redis::aio::ConnectionLike,
+    pg: &PgPool,
+    target: &TrimTarget<'_>,
+    floor: EntryId,
+) -> Result<Vec<Uuid>, TrimError> {
+    let destinations = target.groups.len();
+    let mut start = "-".to_string();
+    let mut written = Vec::new();
+    loop {
+        let page: StreamRangeReply = redis::cmd("XRANGE")
+            .arg(target.stream)
+            .arg(&start)
+            .arg(format!("({floor}"))
+            .arg("COUNT")
+            .arg(CHUNK)
+            .query_async(conn)
+            .await?;
+        let Some(last) = page.ids.last() else {
+            return Ok(written);
+        };
+        start = format!("({}", last.id);
+        let rows: Vec<NewEventRow> = page
+            .ids
+            .iter()
+            .filter_map(|entry| match QueuedEvent::parse(entry) {
+                Ok(event) => row(target.source, destinations, entry.id.clone(), event),
+                Err(e) => {
+                    log::warn!("source {}: {e}", target.source);
+                    None
+                }
+            })
+            .collect();
+        let pool = pg.clone();
+        let ids = actix_web::rt::task::spawn_blocking(move || write_missing(&pool, rows))
+            .await
+            .map_err(|e| TrimError::Audit(e.to_string()))?
+            .map_err(TrimError::Audit)?;
+        written.extend(ids);
+        if page.ids.len() < CHUNK {
+            return Ok(written);
+        }
+    }
+}
+
+/// The audit row of a stream entry, as its replica would have written it.
+fn row(
+    source: &str,
+    destinations: usize,
+    stream_id: String,
+    event: QueuedEvent,
+) -> Option<NewEventRow> {
+    let id = Uuid::parse_str(&event.id).ok()?;
+    let non_empty = |s: String| (!s.is_empty()).then_some(s);
+    let headers = serde_json::from_str(&event.headers).unwrap_or(serde_json::json!({}));
+    let event = NewEvent {
+        id,
+        key: event.key,
+        event_type: non_empty(event.event_type),
+        received_at_ms: event.received_at_ms,
+        content_type: non_empty(event.content_type),
+        headers,
+        body: event.body,
+    };
+    Some(NewEventRecord::new(source, destinations, event, stream_id).into_row())
+}
+
+/// Inserts the rows not in `webhook_events` yet, then rolls the deliveries of every row up
+/// (only rows that are behind are rewritten); returns the ids of the rows inserted.
+///
+/// Every destination has acknowledged these entries, so a status still behind its deliveries
+/// is a roll-up two replicas' transactions both missed (each ran before the other's commit);
+/// this is the last pass before the entries go.
+fn write_missing(pool: &PgPool, rows: Vec<NewEventRow>) -> Result<Vec<Uuid>, String> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    let ids: Vec<Uuid> = rows.iter().map(NewEventRow::id).collect();
+    let existing: HashSet<Uuid> = webhook_events::table
+        .select(webhook_events::id)
+        .filter(webhook_events::id.eq_any(&ids))
+        .load::<Uuid>(&mut conn)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .collect();
+    let missing: Vec<NewEventRow> = rows
+        .into_iter()
+        .filter(|r| !existing.contains(&r.id()))
+        .collect();
+    let missing_ids: Vec<Uuid> = missing.iter().map(NewEventRow::id).collect();
+    if !missing.is_empty() {
+        diesel::insert_into(webhook_events::table)
+            .values(&missing)
+            .on_conflict_do_nothing()
+            .execute(&mut conn)
+            .map_err(|e| e.to_string())?;
+    }
+    // After the insert is committed: deliveries recorded from now on roll up into these rows.
+    roll_up(&mut conn, &ids).map_err(|e| e.to_string())?;
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    log::warn!(
+        "audit: wrote {} event rows from the stream: the replica that accepted them stopped before writing them",
+        missing.len()
+    );
+    metrics::counter!("hookgate_audit_backfilled_total").increment(missing.len() as u64);
+    Ok(missing_ids)
+}
