@@ -94,6 +94,8 @@ cmd_start() {
     export -p | grep -v -E '^declare -x (PWD|OLDPWD|SHLVL|_)='
     # Each replica gets its own id (hostname-pid), as each container does.
     echo 'unset HOOKGATE_REPLICA_ID PORT'
+    # The launcher expands $1 (the replica's index) itself.
+    # shellcheck disable=SC2016
     printf 'export HOOKGATE_BIND=127.0.0.1:$((%q + $1))\n' "$port"
     printf 'exec %q --config %q serve\n' "$bin" "$config"
   } >"$dir/run-replica.sh")

@@ -27,6 +27,15 @@ use serde_json::Value;
 use helpers::{eventually, run, TestEnv};
 use sink::{Behaviour, Sink};
 
+/// Prints a line of the figures on stderr directly: the test harness would hold back
+/// `println!` of a passing test, and the figures are wanted in every run (CI's included).
+macro_rules! figure {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Webhooks with a key of their own; each of the others repeats one of these keys.
 const UNIQUE: usize = 18_000;
 /// Keys sent twice at the same moment, and keys sent again a little later.
@@ -656,14 +665,19 @@ async fn three_replicas_behind_nginx_lose_nothing_under_chaos() {
         .filter(|s| matches!(&s.answer, Some((w, _)) if w == "duplicate"))
         .count();
     let mut twice_queued = Vec::new();
+    // Enqueued by the replica that was killed before it answered: Nginx sent the request to
+    // another replica, which answered `duplicate` with the same id.
+    let mut never_queued = 0;
     let mut split_ids = Vec::new();
     let mut repeats_not_duplicate = 0;
     let (mut pairs_split, mut pairs_seen) = (0, 0);
     for (key, group) in &by_key {
         let answers: Vec<&(String, String)> =
             group.iter().filter_map(|s| s.answer.as_ref()).collect();
-        if answers.iter().filter(|(w, _)| w == "queued").count() > 1 {
-            twice_queued.push(*key);
+        match answers.iter().filter(|(w, _)| w == "queued").count() {
+            0 => never_queued += 1,
+            1 => {}
+            _ => twice_queued.push(*key),
         }
         if answers
             .iter()
@@ -711,41 +725,41 @@ async fn three_replicas_behind_nginx_lose_nothing_under_chaos() {
         .count();
     let health_ok = health.iter().filter(|s| **s == 200).count();
 
-    println!("chaos figures (3 replicas behind Nginx; replica 2 SIGKILLed and restarted; destination failing 20 s):");
-    println!("  sent                 {total} webhooks ({UNIQUE} keys; {PAIRS} sent twice at once, {LATE} again later) in {send_seconds:.1} s");
-    println!(
+    figure!("chaos figures (3 replicas behind Nginx; replica 2 SIGKILLed and restarted; destination failing 20 s):");
+    figure!("  sent                 {total} webhooks ({UNIQUE} keys; {PAIRS} sent twice at once, {LATE} again later) in {send_seconds:.1} s");
+    figure!(
         "  accepted             {} (2xx), never accepted {never_accepted}",
         sent.len() - never_accepted
     );
-    println!("  answered queued      {queued}");
-    println!("  answered duplicate   {duplicates} (of {} repeats; simultaneous pairs on different replicas: {pairs_split} of {pairs_seen})", PAIRS + LATE);
-    println!(
+    figure!("  answered queued      {queued} ({never_queued} first sends answered duplicate: enqueued by the killed replica, retried by Nginx on another)");
+    figure!("  answered duplicate   {duplicates} (of {} repeats; simultaneous pairs on different replicas: {pairs_split} of {pairs_seen})", PAIRS + LATE);
+    figure!(
         "  sender retries       {} {:?} (status 0: no answer)",
         retried.len(),
         retried_by_status
     );
-    println!("  delivered            {} distinct events ({} deliveries answered 200, {failed_by_sink} answered 503 while failing)", ok_at.len(), ok_at.values().map(Vec::len).sum::<usize>());
-    println!(
+    figure!("  delivered            {} distinct events ({} deliveries answered 200, {failed_by_sink} answered 503 while failing)", ok_at.len(), ok_at.values().map(Vec::len).sum::<usize>());
+    figure!(
         "  redelivered          {} (in flight at the kill)",
         redelivered.len()
     );
-    println!("  lost                 {}", lost.len());
-    println!(
+    figure!("  lost                 {}", lost.len());
+    figure!(
         "  circuits opened      {circuits_opened} of {}",
         SOURCES.len()
     );
-    println!(
+    figure!(
         "  audit rows           {audit_rows} of {} events ({backfilled} backfills from the stream, {:.1} s after the queues emptied); {stale_statuses} statuses not rolled up (settled by the killed replica as it died)",
         ids.len(),
         audit_wait.elapsed().as_secs_f64()
     );
-    println!(
+    figure!(
         "  ingest latency       p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (through Nginx)",
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
-    println!("  rate-limit burst     {limited} of {} answered 429 ({limited_well_formed} with JSON and Retry-After); /health {health_ok} of {} 200", burst.len(), health.len());
+    figure!("  rate-limit burst     {limited} of {} answered 429 ({limited_well_formed} with JSON and Retry-After); /health {health_ok} of {} 200", burst.len(), health.len());
 
     assert_eq!(never_accepted, 0, "webhooks never accepted");
     assert!(
@@ -763,6 +777,11 @@ async fn three_replicas_behind_nginx_lose_nothing_under_chaos() {
     assert!(
         twice_queued.is_empty(),
         "keys enqueued twice: {twice_queued:?}"
+    );
+    assert_eq!(
+        queued + never_queued,
+        UNIQUE,
+        "one queued answer per key (none when Nginx retried it after the kill)"
     );
     assert!(
         split_ids.is_empty(),
