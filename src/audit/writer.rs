@@ -528,3 +528,117 @@ impl Handler<Drain> for AuditWriter {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseSettings;
+    use diesel::sql_types::BigInt;
+
+    /// A database of its own, dropped at the end.
+    struct TempDb {
+        url: String,
+        name: String,
+        base: String,
+    }
+
+    impl TempDb {
+        fn new() -> TempDb {
+            let base = std::env::var("TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+            let name = format!("hookgate_unit_{}", Uuid::new_v4().simple());
+            let url = format!("{base}/{name}");
+            db::prepare(&url).expect("the test database is created and migrated");
+            TempDb { url, name, base }
+        }
+
+        fn count(&self, sql: &str) -> i64 {
+            #[derive(QueryableByName)]
+            struct Count {
+                #[diesel(sql_type = BigInt)]
+                n: i64,
+            }
+            let mut conn = PgConnection::establish(&self.url).expect("connects");
+            diesel::sql_query(sql)
+                .get_result::<Count>(&mut conn)
+                .expect("counts")
+                .n
+        }
+    }
+
+    impl Drop for TempDb {
+        fn drop(&mut self) {
+            if let Ok(mut conn) = PgConnection::establish(&format!("{}/postgres", self.base)) {
+                let _ = diesel::sql_query(format!(
+                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                    self.name
+                ))
+                .execute(&mut conn);
+            }
+        }
+    }
+
+    fn attempt(event: Uuid, n: i32, status: &'static str, at: OffsetDateTime) -> AttemptRecord {
+        AttemptRecord {
+            event_id: event,
+            destination: "app".into(),
+            attempt: n,
+            status_code: Some(if status == "delivered" { 200 } else { 503 }),
+            duration_ms: 1,
+            error: (status != "delivered").then(|| "503".to_string()),
+            attempted_at: at,
+            delivery_status: status,
+        }
+    }
+
+    #[test]
+    fn an_earlier_attempt_written_late_does_not_take_a_delivery_back() {
+        let db = TempDb::new();
+        let pool = db::pool(&DatabaseSettings {
+            url: db.url.clone(),
+            pool_size: 2,
+        });
+        let id = Uuid::now_v7();
+        let event = NewEvent {
+            id,
+            key: "k".into(),
+            event_type: None,
+            received_at_ms: 1_795_000_000_000,
+            content_type: None,
+            headers: serde_json::json!({}),
+            body: bytes::Bytes::from_static(b"{}"),
+        };
+        let mut events = vec![NewEventRecord::new("orders", 1, event, "1-0".into()).into_row()];
+        write_batch(&pool, &db.url, true, &mut events, &[]).expect("event written");
+        let t1 = OffsetDateTime::now_utc();
+        let t2 = t1 + time::Duration::seconds(1);
+        // The retry's success (another replica) is written first, the first failure after.
+        write_batch(
+            &pool,
+            &db.url,
+            true,
+            &mut Vec::new(),
+            &[attempt(id, 2, "delivered", t2)],
+        )
+        .expect("success written");
+        write_batch(
+            &pool,
+            &db.url,
+            true,
+            &mut Vec::new(),
+            &[attempt(id, 1, "retrying", t1)],
+        )
+        .expect("failure written");
+        assert_eq!(
+            db.count(
+                "SELECT count(*) AS n FROM deliveries WHERE status = 'delivered' AND attempts = 2"
+            ),
+            1
+        );
+        assert_eq!(
+            db.count("SELECT count(*) AS n FROM webhook_events WHERE status = 'delivered'"),
+            1
+        );
+        assert_eq!(db.count("SELECT count(*) AS n FROM delivery_attempts"), 2);
+    }
+}
