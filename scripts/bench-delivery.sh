@@ -16,17 +16,7 @@ hg_setup bench "$port" "$sink_port"
 cargo build --release --quiet
 bin=target/release/hookgate
 
-{ hg_config_head "$port"; cat <<TOML
-[[sources]]
-name = "chatwoot"
-kind = "chatwoot"
-secrets = ["bench-secret"]
-[[sources.destinations]]
-name = "sink"
-url = "http://127.0.0.1:$sink_port/hooks"
-max_in_flight = 64
-TOML
-} > "$workdir/bench.toml"
+{ hg_config_head "$port"; hg_chatwoot_source "http://127.0.0.1:$sink_port/hooks"; } > "$workdir/bench.toml"
 
 sink_stat() { curl -s "http://127.0.0.1:$sink_port/stats" | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
 wait_delivered() { # count deadline_seconds

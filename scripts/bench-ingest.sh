@@ -17,13 +17,7 @@ trap 'hg_cleanup; redis-cli -u "$redis_url" --scan --pattern "hookgate-baseline:
 cargo build --release --quiet
 bin=target/release/hookgate
 
-{ hg_config_head "$port"; cat <<TOML
-[[sources]]
-name = "chatwoot"
-kind = "chatwoot"
-secrets = ["bench-secret"]
-TOML
-} > "$workdir/bench.toml"
+{ hg_config_head "$port"; hg_chatwoot_source; } > "$workdir/bench.toml"
 
 load() { # url requests
   "$bin" --config "$workdir/bench.toml" loadgen --source chatwoot --url "$1" \

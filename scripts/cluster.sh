@@ -14,6 +14,8 @@
 #   CLUSTER_PORT     Nginx's port (default 8080); replica I listens on CLUSTER_PORT+I
 #   CLUSTER_DIR      pids, logs and Nginx's config (default target/cluster)
 #   HOOKGATE_BIN     the hookgate binary (default: built with cargo build --release)
+#   CLUSTER_UNLIMITED  addresses (CIDR, space-separated) that Nginx does not rate limit, as
+#                    the geo $unlimited_sender block of nginx.conf (a benchmark's client)
 #   REDIS_URL, DATABASE_URL, HOOKGATE_ADMIN_TOKEN, RUST_LOG and the config's ${VARS} are
 #   passed to the replicas as they are when start runs.
 set -euo pipefail
@@ -115,6 +117,10 @@ cmd_start() {
       -e "s|^http {|http {\n    client_body_temp_path $dir/nginx/tmp/body;\n    proxy_temp_path $dir/nginx/tmp/proxy;\n    fastcgi_temp_path $dir/nginx/tmp/fastcgi;\n    uwsgi_temp_path $dir/nginx/tmp/uwsgi;\n    scgi_temp_path $dir/nginx/tmp/scgi;|" \
       "$root/nginx/nginx.conf" >"$dir/nginx/nginx.conf"
   grep -q "listen 127.0.0.1:$port;" "$dir/nginx/nginx.conf" || die "nginx.conf has no 'listen 8080;' line to fill in"
+  local addr
+  for addr in ${CLUSTER_UNLIMITED:-}; do
+    sed -i "/^ *geo \$unlimited_sender {/a\        $addr 1;" "$dir/nginx/nginx.conf"
+  done
   : >"$dir/nginx/upstreams.conf"
   for i in $(seq 1 "$n"); do
     echo "server 127.0.0.1:$((port + i)) max_fails=1 fail_timeout=2s;" >>"$dir/nginx/upstreams.conf"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the scripts that run a throwaway gateway: its own Redis key prefix and database,
 # a temporary folder, background processes, and removal of all of it on exit.
 # Source it, then call `hg_setup NAME PORT...`.
@@ -51,4 +52,21 @@ key_prefix = "$prefix"
 [database]
 url = "$pg/$db"
 TOML
+}
+
+hg_chatwoot_source() { # [destination URL]: the benchmarks' source, delivering there if given
+  cat <<TOML
+[[sources]]
+name = "chatwoot"
+kind = "chatwoot"
+secrets = ["bench-secret"]
+TOML
+  if [ -n "${1:-}" ]; then
+    cat <<TOML
+[[sources.destinations]]
+name = "sink"
+url = "$1"
+max_in_flight = 64
+TOML
+  fi
 }
