@@ -10,10 +10,13 @@ say() { printf 'check-deploy: %s\n' "$*"; }
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-if ! command -v nginx >/dev/null 2>&1; then
+# Debian puts nginx in /usr/sbin, which is not on a normal user's PATH.
+nginx=$(command -v nginx || command -v /usr/sbin/nginx || true)
+if [ -z "$nginx" ]; then
   say "installing nginx"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx >/dev/null
+  nginx=$(command -v nginx || command -v /usr/sbin/nginx)
 fi
 
 work=$(mktemp -d)
@@ -22,7 +25,7 @@ trap 'rm -rf "$work"' EXIT
 nginx_test() { # upstreams file
   cp nginx/nginx.conf "$work/nginx.conf"
   cp "$1" "$work/upstreams.conf"
-  nginx -t -q -e stderr -p "$work" -c "$work/nginx.conf" -g "pid $work/nginx.pid;"
+  "$nginx" -t -q -e stderr -p "$work" -c "$work/nginx.conf" -g "pid $work/nginx.pid;"
 }
 
 printf 'server 127.0.0.1:8081 max_fails=1 fail_timeout=2s;\nserver 127.0.0.1:8082 max_fails=1 fail_timeout=2s;\n' \
@@ -31,7 +34,7 @@ nginx_test "$work/cluster-upstreams.conf"
 say "nginx -t: nginx/nginx.conf with the local cluster's upstreams is valid"
 
 # `server ... resolve` in an upstream needs Nginx 1.27.3 (the compose image has 1.29).
-version=$(nginx -v 2>&1 | sed -n 's|.*nginx/\([0-9.]*\).*|\1|p')
+version=$("$nginx" -v 2>&1 | sed -n 's|.*nginx/\([0-9.]*\).*|\1|p')
 if [ "$(printf '%s\n1.27.3\n' "$version" | sort -V | head -n 1)" = "1.27.3" ]; then
   nginx_test nginx/upstreams.compose.conf
   say "nginx -t: nginx/nginx.conf with upstreams.compose.conf is valid"

@@ -67,7 +67,10 @@ cmd_start() {
     done
     alive "$(pid_of nginx)" && die "a cluster is running in $dir: stop it first"
   fi
-  command -v nginx >/dev/null || die "nginx is not installed (apt-get install nginx, or scripts/dev-services.sh)"
+  # Debian puts nginx in /usr/sbin, which is not on a normal user's PATH.
+  local nginx
+  nginx=$(command -v nginx || command -v /usr/sbin/nginx) ||
+    die "nginx is not installed (apt-get install nginx, or scripts/dev-services.sh)"
   local port=${CLUSTER_PORT:-8080}
   local config=${HOOKGATE_CONFIG:-$root/hookgate.example.toml}
   local bin=${HOOKGATE_BIN:-}
@@ -128,8 +131,8 @@ cmd_start() {
   local globals="daemon off; pid $dir/nginx.pid;"
   # As root, Nginx's workers would run as nobody, who may not reach this folder.
   if [ "$(id -u)" -eq 0 ]; then globals="$globals user root;"; fi
-  nginx -t -q -e stderr -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -g "$globals"
-  nohup nginx -e stderr -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -g "$globals" \
+  "$nginx" -t -q -e stderr -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -g "$globals"
+  nohup "$nginx" -e stderr -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -g "$globals" \
     >"$dir/nginx-access.log" 2>"$dir/nginx.log" &
   wait_ready nginx "http://127.0.0.1:$port/ready" "$!"
 

@@ -63,7 +63,7 @@ if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1; 
   say "set DATABASE_URL (and TEST_POSTGRES_URL for the tests) to a URL that can"
 fi
 # Nginx: the front door of scripts/cluster.sh and of the chaos test.
-if ! command -v nginx >/dev/null 2>&1; then say "installing nginx"; apt_install nginx; fi
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then say "installing nginx"; apt_install nginx; fi
 # The dashboard's browser test: Debian's Chromium, driven by playwright-core (no download).
 if ! command -v chromium >/dev/null 2>&1; then say "installing chromium"; apt_install chromium; fi
 if ! command -v node >/dev/null 2>&1; then say "installing nodejs"; apt_install nodejs npm; fi
