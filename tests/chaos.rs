@@ -539,6 +539,19 @@ async fn three_replicas_behind_nginx_lose_nothing_under_chaos() {
     }));
     let (burst, health) = futures_util::future::join(burst, health).await;
 
+    // Nginx's own refusals speak the gateway's JSON too: a body over the limit.
+    let mut res = admin
+        .post(cluster.url("/webhooks/chatwoot"))
+        .insert_header(("content-type", "application/json"))
+        .send_body(vec![b' '; 1_100_000])
+        .await
+        .expect("Nginx answers");
+    let too_large = (
+        res.status().as_u16(),
+        res.headers().contains_key("x-request-id"),
+        res.json::<Value>().await.unwrap_or(Value::Null),
+    );
+
     // Everything accepted is delivered, and nothing is left in flight that could arrive again.
     let accepted: HashMap<usize, String> = sent
         .iter()
@@ -818,5 +831,10 @@ async fn three_replicas_behind_nginx_lose_nothing_under_chaos() {
         health_ok,
         health.len(),
         "/health answered 200 throughout the burst"
+    );
+    assert_eq!(
+        (too_large.0, too_large.1, &too_large.2["error"]),
+        (413, true, &Value::from("payload_too_large")),
+        "a body over Nginx's limit: {too_large:?}"
     );
 }
