@@ -94,6 +94,15 @@ pub struct Source {
 }
 
 impl Source {
+    /// The consumer groups of its destinations on its stream, in configuration order.
+    pub fn groups(&self) -> Vec<String> {
+        self.config
+            .destinations
+            .iter()
+            .map(|d| self.keys.destination(&d.name).group)
+            .collect()
+    }
+
     /// Builds the run-time source from validated config.
     pub fn new(config: SourceConfig, key_prefix: &str) -> Result<Self, String> {
         let verifier = verify::build(&config)?;

@@ -77,6 +77,7 @@ impl Application {
         // One supervisor per source with destinations, each on its own arbiter (thread): a
         // busy or stuck source cannot take another's thread.
         let mut supervisors = Vec::new();
+        let trim_settle = backfill::settle_time(&settings.audit);
         if settings.delivery.enabled {
             let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let highest = settings
@@ -99,7 +100,7 @@ impl Application {
                 let audit = AuditLink {
                     writer: audit.clone(),
                     postgres: postgres.clone(),
-                    settle: backfill::settle_time(&settings.audit),
+                    settle: trim_settle,
                 };
                 let arbiter = Arbiter::new();
                 supervisors.push(actix::Supervisor::start_in_arbiter(
@@ -163,7 +164,7 @@ impl Application {
             key_prefix: settings.redis.key_prefix.clone(),
             redis: redis.clone(),
             postgres: postgres.clone(),
-            trim_settle: backfill::settle_time(&settings.audit),
+            trim_settle,
             sources: ingest_state.sources.clone(),
         });
         let readiness = web::Data::new(Readiness {

@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::{json, Map};
 
 use super::{redis_down, Admin, AdminState};
-use crate::audit::backfill::{self, TrimError, TrimTarget};
+use crate::audit::backfill::{self, TrimError};
 use crate::circuit::now_ms;
 use crate::error::ApiError;
 use crate::queue::EntryId;
@@ -72,32 +72,22 @@ pub(super) async fn clean(
     let mut sources: Vec<_> = state.sources.iter().collect();
     sources.sort_by(|a, b| a.config.name.cmp(&b.config.name));
     for s in sources {
-        let groups: Vec<String> = s
-            .config
-            .destinations
-            .iter()
-            .map(|d| s.keys.destination(&d.name).group)
-            .collect();
-        let entries = if groups.is_empty() {
-            0
-        } else {
-            let target = TrimTarget {
-                source: &s.config.name,
-                stream: &s.keys.stream,
-                groups: &groups,
-                min_age: state.trim_settle,
-            };
-            match backfill::trim_delivered(&mut *conn, &state.postgres, &target, &mut Vec::new())
-                .await
-            {
-                Ok((n, _)) => n,
-                Err(TrimError::Redis(e)) => return Err(redis_down(e)),
-                // The entries stay until their audit rows can be checked: nothing to report
-                // as an error, the next clean (or the background trim) takes them.
-                Err(TrimError::Audit(e)) => {
-                    log::warn!("clean: source {} not trimmed: {e}", s.config.name);
-                    0
-                }
+        let trimmed = backfill::trim_delivered(
+            &mut *conn,
+            &state.postgres,
+            s,
+            state.trim_settle,
+            &mut Vec::new(),
+        )
+        .await;
+        let entries = match trimmed {
+            Ok(n) => n,
+            Err(TrimError::Redis(e)) => return Err(redis_down(e)),
+            // The entries stay until their audit rows can be checked: nothing to report as an
+            // error, the next clean (or the background trim) takes them.
+            Err(TrimError::Audit(e)) => {
+                log::warn!("clean: source {} not trimmed: {e}", s.config.name);
+                0
             }
         };
         let dead: u64 = redis::cmd("XTRIM")

@@ -19,6 +19,7 @@ use crate::config::AuditSettings;
 use crate::delivery::QueuedEvent;
 use crate::dispatch::NewEvent;
 use crate::queue::{self, EntryId};
+use crate::source::Source;
 
 /// Entries read and checked per round trip.
 const CHUNK: usize = 500;
@@ -42,18 +43,11 @@ pub fn settle_time(settings: &AuditSettings) -> Duration {
     Duration::from_millis((settings.flush_interval_ms * 10).max(1_000))
 }
 
-/// What to trim: a source's stream, the consumer groups of its destinations.
-pub struct TrimTarget<'a> {
-    pub source: &'a str,
-    pub stream: &'a str,
-    pub groups: &'a [String],
-    /// Entries younger than this stay: their rows are normally still on their way from the
-    /// replica that accepted them, and writing them here would only be wasted work.
-    pub min_age: Duration,
-}
-
-/// Removes the entries every destination is done with, after making sure each has its
-/// audit row. Returns how many entries went and how many rows were written from the stream.
+/// Removes the entries of `source`'s stream that every destination is done with and that are
+/// older than `min_age`, after making sure each has its audit row. Returns how many went.
+///
+/// Younger entries stay: their rows are normally still on their way from the replica that
+/// accepted them, and writing them here would only be wasted work.
 ///
 /// `recheck` carries the rows written by the previous call: their statuses are rolled up
 /// again, because a delivery recorded by another replica while a row was being written here
@@ -61,9 +55,10 @@ pub struct TrimTarget<'a> {
 pub async fn trim_delivered(
     conn: &mut impl redis::aio::ConnectionLike,
     pg: &PgPool,
-    target: &TrimTarget<'_>,
+    source: &Source,
+    min_age: Duration,
     recheck: &mut Vec<Uuid>,
-) -> Result<(u64, usize), TrimError> {
+) -> Result<u64, TrimError> {
     if !recheck.is_empty() {
         let (pool, ids) = (pg.clone(), recheck.clone());
         let rolled = actix_web::rt::task::spawn_blocking(move || {
@@ -75,53 +70,42 @@ pub async fn trim_delivered(
         rolled.map_err(TrimError::Audit)?;
         recheck.clear();
     }
-    let Some(floor) = queue::trim_floor(conn, target.stream, target.groups).await? else {
-        return Ok((0, 0));
+    let (name, stream, groups) = (&source.config.name, &source.keys.stream, source.groups());
+    let Some(floor) = queue::trim_floor(conn, stream, &groups).await? else {
+        return Ok(0);
     };
-    let young = EntryId(
-        now_ms().saturating_sub(target.min_age.as_millis() as u64),
-        0,
-    );
+    let young = EntryId(now_ms().saturating_sub(min_age.as_millis() as u64), 0);
     let floor = floor.min(young);
-    let written = match backfill_below(conn, pg, target, floor).await {
-        Ok(ids) => {
-            let n = ids.len();
-            recheck.extend(ids);
-            n
-        }
+    match backfill_below(conn, pg, name, stream, groups.len(), floor).await {
+        Ok(ids) => recheck.extend(ids),
         Err(TrimError::Audit(e)) => {
-            let length: u64 = redis::cmd("XLEN")
-                .arg(target.stream)
-                .query_async(conn)
-                .await?;
+            let length: u64 = redis::cmd("XLEN").arg(stream).query_async(conn).await?;
             if length <= MAX_UNCHECKED_ENTRIES {
                 return Err(TrimError::Audit(e));
             }
             log::error!(
-                "source {}: {length} entries in the stream and their audit rows cannot be checked ({e}); trimming anyway, rows of delivered events may be missing",
-                target.source
+                "source {name}: {length} entries in the stream and their audit rows cannot be checked ({e}); trimming anyway, rows of delivered events may be missing"
             );
-            0
         }
         Err(e) => return Err(e),
-    };
-    let trimmed = queue::trim_below(conn, target.stream, floor).await?;
-    Ok((trimmed, written))
+    }
+    Ok(queue::trim_below(conn, stream, floor).await?)
 }
 
 /// Writes the missing audit rows of the entries below `floor`; returns their ids.
 async fn backfill_below(
     conn: &mut impl redis::aio::ConnectionLike,
     pg: &PgPool,
-    target: &TrimTarget<'_>,
+    source: &str,
+    stream: &str,
+    destinations: usize,
     floor: EntryId,
 ) -> Result<Vec<Uuid>, TrimError> {
-    let destinations = target.groups.len();
     let mut start = "-".to_string();
     let mut written = Vec::new();
     loop {
         let page: StreamRangeReply = redis::cmd("XRANGE")
-            .arg(target.stream)
+            .arg(stream)
             .arg(&start)
             .arg(format!("({floor}"))
             .arg("COUNT")
@@ -136,9 +120,9 @@ async fn backfill_below(
             .ids
             .iter()
             .filter_map(|entry| match QueuedEvent::parse(entry) {
-                Ok(event) => row(target.source, destinations, entry.id.clone(), event),
+                Ok(event) => row(source, destinations, entry.id.clone(), event),
                 Err(e) => {
-                    log::warn!("source {}: {e}", target.source);
+                    log::warn!("source {source}: {e}");
                     None
                 }
             })

@@ -12,7 +12,7 @@ use actix::prelude::*;
 use futures_util::FutureExt;
 
 use super::worker::Worker;
-use crate::audit::backfill::{self, TrimTarget};
+use crate::audit::backfill;
 use crate::audit::{AttemptBatch, AttemptRecord, AuditWriter, PgPool};
 use crate::config::{DeliverySettings, RedisSettings};
 use crate::queue;
@@ -142,27 +142,16 @@ async fn trim_loop(
     consumer: String,
     stopping: Rc<Cell<bool>>,
 ) {
-    let groups: Vec<String> = source
-        .config
-        .destinations
-        .iter()
-        .map(|d| source.keys.destination(&d.name).group)
-        .collect();
     let every = Duration::from_secs(settings.trim_interval_seconds);
     let lock = format!("{}:trim-lock", source.keys.stream);
-    let target = TrimTarget {
-        source: &source.config.name,
-        stream: &source.keys.stream,
-        groups: &groups,
-        min_age: audit.settle,
-    };
+    let name = &source.config.name;
     let mut recheck = Vec::new();
     while !stopping.get() {
         actix_web::rt::time::sleep(every).await;
         let mut conn = match pool.get().await {
             Ok(conn) => conn,
             Err(e) => {
-                log::warn!("source {}: no Redis connection to trim: {e}", target.source);
+                log::warn!("source {name}: no Redis connection to trim: {e}");
                 continue;
             }
         };
@@ -177,12 +166,18 @@ async fn trim_loop(
         if !matches!(mine, Ok(Some(_))) {
             continue;
         }
-        match backfill::trim_delivered(&mut *conn, &audit.postgres, &target, &mut recheck).await {
-            Ok((n, _)) if n > 0 => {
-                log::debug!("source {}: trimmed {n} delivered entries", target.source)
-            }
+        let trimmed = backfill::trim_delivered(
+            &mut *conn,
+            &audit.postgres,
+            &source,
+            audit.settle,
+            &mut recheck,
+        )
+        .await;
+        match trimmed {
+            Ok(n) if n > 0 => log::debug!("source {name}: trimmed {n} delivered entries"),
             Ok(_) => {}
-            Err(e) => log::warn!("source {}: the stream was not trimmed: {e}", target.source),
+            Err(e) => log::warn!("source {name}: the stream was not trimmed: {e}"),
         }
     }
 }
