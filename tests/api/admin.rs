@@ -201,9 +201,11 @@ async fn events_page_by_cursor_and_filter() {
     let app = admin_app(&env, &sink, Some(TOKEN)).await;
     let orders = post_events(&app, "orders", 7).await;
     post_events(&app, "leads", 2).await;
-    eventually(Duration::from_secs(30), "audit rows settled", || async {
-        (env.count_events("status IN ('delivered', 'dead')").await == 9).then_some(())
-    })
+    env.await_events(
+        "status IN ('delivered', 'dead')",
+        9,
+        Duration::from_secs(30),
+    )
     .await;
 
     let mut seen = Vec::new();
@@ -252,12 +254,11 @@ async fn event_detail_has_its_attempts_and_replay_delivers_again() {
     let sink = Sink::start();
     let app = admin_app(&env, &sink, Some(TOKEN)).await;
     let id = post_events(&app, "orders", 1).await.remove(0);
-    eventually(Duration::from_secs(30), "delivered", || async {
-        (env.count_events(&format!("id = '{id}' AND status = 'delivered'"))
-            .await
-            == 1)
-            .then_some(())
-    })
+    env.await_events(
+        &format!("id = '{id}' AND status = 'delivered'"),
+        1,
+        Duration::from_secs(30),
+    )
     .await;
     let (status, event) = app
         .call("GET", &format!("/api/events/{id}"), Some(TOKEN))
@@ -410,12 +411,11 @@ async fn entries_leave_the_stream_only_with_their_audit_rows() {
     let sink = Sink::start();
     let app = admin_app(&env, &sink, Some(TOKEN)).await;
     let ids = post_events(&app, "orders", 4).await;
-    eventually(Duration::from_secs(30), "delivered and audited", || async {
-        (env.count_events("source = 'orders' AND status = 'delivered'")
-            .await
-            == 4)
-            .then_some(())
-    })
+    env.await_events(
+        "source = 'orders' AND status = 'delivered'",
+        4,
+        Duration::from_secs(30),
+    )
     .await;
     // As if the replica that accepted two of them had been killed before writing their rows.
     env.execute(&format!(
@@ -459,15 +459,10 @@ async fn bulk_replay_by_filter_redelivers_with_progress_on_any_replica() {
     let b = admin_app(&env, &sink, Some(TOKEN)).await;
     let dead = post_events(&a, "leads", 12).await;
     post_events(&a, "orders", 3).await;
-    eventually(
+    env.await_events(
+        "source = 'leads' AND status = 'dead'",
+        12,
         Duration::from_secs(30),
-        "dead letters settled in the audit",
-        || async {
-            (env.count_events("source = 'leads' AND status = 'dead'")
-                .await
-                == 12)
-                .then_some(())
-        },
     )
     .await;
     // The destination is fixed; replay every dead event of the source.
@@ -550,12 +545,11 @@ async fn cli_stats_events_and_replay_drive_the_admin_api() {
     sink.set("/gone", Behaviour::Status(410));
     let app = admin_app(&env, &sink, Some(TOKEN)).await;
     let dead = post_events(&app, "leads", 4).await;
-    eventually(Duration::from_secs(30), "dead in the audit", || async {
-        (env.count_events("source = 'leads' AND status = 'dead'")
-            .await
-            == 4)
-            .then_some(())
-    })
+    env.await_events(
+        "source = 'leads' AND status = 'dead'",
+        4,
+        Duration::from_secs(30),
+    )
     .await;
     let admin = |cmd: &str| {
         vec![

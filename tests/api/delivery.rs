@@ -89,15 +89,10 @@ async fn a_thousand_events_arrive_exactly_once_and_signed() {
             standard_webhooks::signature(&key, id, ts, &r.body)
         );
     }
-    eventually(
+    env.await_events(
+        "status = 'delivered' AND attempts = 1 AND delivered_at IS NOT NULL",
+        1000,
         Duration::from_secs(30),
-        "1000 delivered audit rows",
-        || async {
-            (env.count_events("status = 'delivered' AND attempts = 1 AND delivered_at IS NOT NULL")
-                .await
-                == 1000)
-                .then_some(())
-        },
     )
     .await;
     assert_eq!(
@@ -133,12 +128,11 @@ async fn failing_twice_arrives_on_attempt_three() {
             "same webhook-id on every attempt"
         );
     }
-    eventually(Duration::from_secs(30), "the audit trail", || async {
-        (env.count_events("status = 'delivered' AND attempts = 3")
-            .await
-            == 20)
-            .then_some(())
-    })
+    env.await_events(
+        "status = 'delivered' AND attempts = 3",
+        20,
+        Duration::from_secs(30),
+    )
     .await;
     assert_eq!(
         env.count("delivery_attempts", "status_code = 500").await,
@@ -193,12 +187,11 @@ async fn failing_forever_ends_dead_after_max_attempts() {
             Some("told to answer 500")
         );
     }
-    eventually(Duration::from_secs(30), "dead audit rows", || async {
-        (env.count_events("status = 'dead' AND attempts = 3 AND last_error LIKE 'gave up%'")
-            .await
-            == 10)
-            .then_some(())
-    })
+    env.await_events(
+        "status = 'dead' AND attempts = 3 AND last_error LIKE 'gave up%'",
+        10,
+        Duration::from_secs(30),
+    )
     .await;
 }
 
@@ -210,15 +203,10 @@ async fn gone_410_is_dead_after_one_attempt() {
     let d = dest("gone", &sink.url("/gone"), "");
     let app = spawn_app(env.settings(&source("orders", &[d], FAST_RETRY))).await;
     post_many(&app, "orders", 5).await;
-    eventually(
+    env.await_events(
+        "status = 'dead' AND attempts = 1 AND last_error = '410 gone'",
+        5,
         Duration::from_secs(30),
-        "dead after one attempt",
-        || async {
-            (env.count_events("status = 'dead' AND attempts = 1 AND last_error = '410 gone'")
-                .await
-                == 5)
-                .then_some(())
-        },
     )
     .await;
     assert!(sink.by_event("/gone").values().all(|v| v.len() == 1));
@@ -299,12 +287,8 @@ async fn circuit_opens_waits_probes_and_closes() {
         },
     )
     .await;
-    eventually(
-        Duration::from_secs(30),
-        "all delivered in the audit",
-        || async { (env.count_events("status = 'delivered'").await == 10).then_some(()) },
-    )
-    .await;
+    env.await_events("status = 'delivered'", 10, Duration::from_secs(30))
+        .await;
     let mut r = env.redis().await;
     assert_eq!(
         circuit::read(&mut r, &keys.circuit)

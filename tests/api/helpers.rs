@@ -165,6 +165,17 @@ impl TestEnv {
         self.count("webhook_events", condition).await
     }
 
+    /// Waits until exactly `n` rows of `webhook_events` match a SQL condition, failing the
+    /// test after `limit`.
+    pub async fn await_events(&self, condition: &str, n: i64, limit: Duration) {
+        eventually(
+            limit,
+            &format!("{n} audit rows where {condition}"),
+            || async { (self.count_events(condition).await == n).then_some(()) },
+        )
+        .await
+    }
+
     /// Runs one SQL statement on the test's database (to break things on purpose).
     pub async fn execute(&self, sql: &str) {
         let (url, sql) = (self.database_url.clone(), sql.to_string());

@@ -6,7 +6,7 @@ use hookgate::config::Secret;
 use hookgate::send::{sample_body, unix_now};
 use serde_json::json;
 
-use crate::helpers::{eventually, spawn_app, Signed, TestApp, TestEnv, ALL_KINDS};
+use crate::helpers::{spawn_app, Signed, TestApp, TestEnv, ALL_KINDS};
 
 struct Case {
     source: &'static str,
@@ -121,10 +121,7 @@ async fn check_kind(case: Case) {
     // Nothing refused reached the stream; the accepted one reaches the audit trail.
     assert_eq!(env.stream_len(src).await, 1);
     let cond = format!("id = '{id}' AND source = '{src}' AND status = 'queued'");
-    eventually(Duration::from_secs(10), "the audit row", || async {
-        (env.count_events(&cond).await == 1).then_some(())
-    })
-    .await;
+    env.await_events(&cond, 1, Duration::from_secs(10)).await;
 }
 
 fn rand_n() -> u64 {
@@ -324,10 +321,7 @@ async fn configured_idempotency_key_overrides_the_default() {
     assert_eq!(send(two.clone(), "a").await, "duplicate");
     assert_eq!(send(two, "b").await, "queued");
     let cond = format!("source = 'hmac' AND idempotency_key = '{n}:a'");
-    eventually(Duration::from_secs(10), "the keyed audit row", || async {
-        (env.count_events(&cond).await == 1).then_some(())
-    })
-    .await;
+    env.await_events(&cond, 1, Duration::from_secs(10)).await;
 }
 
 #[actix_web::test]
@@ -352,12 +346,7 @@ async fn stored_headers_leave_out_secrets() {
     let id = answer["id"].as_str().expect("id").to_string();
     let cond =
         format!("id = '{id}' AND NOT headers ? 'x-webhook-secret' AND headers ? 'content-type'");
-    eventually(
-        Duration::from_secs(10),
-        "the audit row without the secret header",
-        || async { (env.count_events(&cond).await == 1).then_some(()) },
-    )
-    .await;
+    env.await_events(&cond, 1, Duration::from_secs(10)).await;
     let mut r = env.redis().await;
     let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
         .arg(env.stream("pluggy"))

@@ -114,12 +114,11 @@ url = "{gone}"
 
     // Admin.
     let id = queued.1["id"].as_str().expect("id").to_string();
-    eventually(Duration::from_secs(30), "the event settled", || async {
-        (env.count_events(&format!("id = '{id}' AND status = 'dead'"))
-            .await
-            == 1)
-            .then_some(())
-    })
+    env.await_events(
+        &format!("id = '{id}' AND status = 'dead'"),
+        1,
+        Duration::from_secs(30),
+    )
     .await;
     check(
         &doc,

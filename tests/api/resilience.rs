@@ -122,10 +122,7 @@ async fn one_key_posted_50_times_to_three_replicas_is_enqueued_once() {
     );
     assert_eq!(env.stream_len("chatwoot").await, 1);
     let cond = format!("id = '{}'", id.as_str().expect("id"));
-    eventually(Duration::from_secs(10), "one audit row", || async {
-        (env.count_events(&cond).await == 1).then_some(())
-    })
-    .await;
+    env.await_events(&cond, 1, Duration::from_secs(10)).await;
     assert_eq!(env.count_events("source = 'chatwoot'").await, 1);
 }
 
@@ -162,12 +159,7 @@ async fn postgres_down_does_not_fail_ingest_and_rows_arrive_when_it_is_back() {
         .collect::<Vec<_>>()
         .join(",");
     let cond = format!("id IN ({list})");
-    eventually(
-        Duration::from_secs(30),
-        "buffered audit rows after PostgreSQL is back",
-        || async { (env.count_events(&cond).await == 20).then_some(()) },
-    )
-    .await;
+    env.await_events(&cond, 20, Duration::from_secs(30)).await;
 }
 
 #[actix_web::test]
