@@ -184,6 +184,7 @@ pub async fn replay(
     event: Option<&str>,
     filter: &EventFilter,
     destination: Option<&str>,
+    all: bool,
     progress: &mut dyn Write,
 ) -> anyhow::Result<String> {
     let dest = destination
@@ -198,10 +199,24 @@ pub async fn replay(
             r["destination"].as_str().unwrap_or("all")
         ));
     }
-    let body = serde_json::json!({
-        "source": filter.source, "status": filter.status, "since": filter.since, "until": filter.until,
-        "destination": destination,
-    });
+    // Only the fields given: the server refuses a request that names no filter unless it
+    // says `all`, so an empty filter never replays everything by accident.
+    let mut body = serde_json::Map::new();
+    for (k, v) in [
+        ("source", &filter.source),
+        ("status", &filter.status),
+        ("since", &filter.since),
+        ("until", &filter.until),
+        ("destination", &destination.map(str::to_string)),
+    ] {
+        if let Some(v) = v {
+            body.insert(k.into(), Value::String(v.clone()));
+        }
+    }
+    if all {
+        body.insert("all".into(), Value::Bool(true));
+    }
+    let body = Value::Object(body);
     let started = c.post("/api/events/replay", Some(&body)).await?;
     let id = started["replay_id"]
         .as_str()

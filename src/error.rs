@@ -1,7 +1,7 @@
 //! Errors of the HTTP contract, mapped to status codes and JSON bodies in one place.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{web, HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::verify::VerifyError;
@@ -19,6 +19,10 @@ pub enum ApiError {
     InvalidJson(String),
     #[error("{0}")]
     BadRequest(String),
+    /// An admin JSON body that is missing, not JSON, not `application/json`, or not the
+    /// expected shape (unknown fields included).
+    #[error("invalid body: {0}")]
+    InvalidBody(String),
     #[error("body is larger than the source's limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("the queue is unavailable, retry later: {0}")]
@@ -48,6 +52,7 @@ impl ApiError {
             ApiError::Unauthorized(e) => e.code(),
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::InvalidBody(_) => "invalid_body",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -66,7 +71,9 @@ impl ResponseError for ApiError {
             }
             ApiError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::InvalidJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidJson(_) | ApiError::BadRequest(_) | ApiError::InvalidBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -91,4 +98,25 @@ impl ResponseError for ApiError {
             message: self.to_string(),
         })
     }
+}
+
+/// Largest admin JSON body: filters and options, never payloads.
+const ADMIN_JSON_LIMIT: usize = 64 * 1024;
+
+/// JSON bodies of the admin API: `application/json` required, bounded, refused as
+/// `invalid_body` when they do not parse into the expected shape.
+pub fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(ADMIN_JSON_LIMIT)
+        .error_handler(|e, _| ApiError::InvalidBody(e.to_string()).into())
+}
+
+/// Query strings that do not parse into the expected shape are `bad_request`.
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into())
+}
+
+/// Path segments that do not parse (an id that is not a UUID) are `bad_request`.
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|e, _| ApiError::BadRequest(e.to_string()).into())
 }

@@ -103,6 +103,9 @@ enum Command {
         /// Only to this destination (default: every destination of the source).
         #[arg(long)]
         destination: Option<String>,
+        /// Replay every event: needed when no filter and no --event is given.
+        #[arg(long, conflicts_with_all = ["event", "source", "status", "since", "until"])]
+        all: bool,
     },
     /// A destination to try deliveries against: answers 200 (NNN to paths ending in
     /// /status/NNN), counts what it gets (GET /stats) and measures the latency of bodies sent
@@ -264,6 +267,7 @@ fn main() -> ExitCode {
             filter,
             event,
             destination,
+            all,
         } => admin_client(&settings, &admin).and_then(|c| {
             let filter = filter.into_filter();
             run_admin(async move {
@@ -272,6 +276,7 @@ fn main() -> ExitCode {
                     event.as_deref(),
                     &filter,
                     destination.as_deref(),
+                    all,
                     &mut std::io::stderr(),
                 )
                 .await

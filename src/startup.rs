@@ -13,7 +13,7 @@ use crate::audit::{backfill, db, AuditWriter, Drain};
 use crate::config::Settings;
 use crate::delivery::{AuditLink, Budget, Shutdown, SourceSupervisor};
 use crate::dispatch::Dispatcher;
-use crate::error::ApiError;
+use crate::error::{self, ApiError};
 use crate::health::{self, Readiness};
 use crate::ingest::{self, IngestState, WorkerDispatcher};
 use crate::queue;
@@ -193,15 +193,10 @@ impl Application {
                 .app_data(ingest_state.clone())
                 .app_data(readiness.clone())
                 .app_data(admin.clone())
-                // Malformed query strings and path segments get the JSON error shape too.
-                .app_data(
-                    web::QueryConfig::default()
-                        .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
-                )
-                .app_data(
-                    web::PathConfig::default()
-                        .error_handler(|e, _| ApiError::BadRequest(e.to_string()).into()),
-                )
+                // Malformed bodies, query strings and path segments get the JSON error shape.
+                .app_data(error::json_config())
+                .app_data(error::query_config())
+                .app_data(error::path_config())
                 .app_data(web::Data::new(WorkerDispatcher(dispatcher)))
                 .configure(ingest::routes)
                 .configure(health::routes)

@@ -38,6 +38,7 @@ struct Stored {
 
 /// Options of a replay.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct ReplayQuery {
     /// Replay to this destination only (default: every destination of the source).
     destination: Option<String>,
@@ -118,12 +119,45 @@ pub(super) async fn one(
     })))
 }
 
-/// Body of `POST /api/events/replay`.
-#[derive(Debug, Default, Deserialize)]
+/// Body of `POST /api/events/replay`. Strict on purpose: a typo in a field name must not
+/// widen the filter to every event.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct BulkReplay {
-    #[serde(flatten)]
-    filter: Filter,
+    /// Replay every event: the explicit form of "no filter".
+    #[serde(default)]
+    all: bool,
+    source: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
     destination: Option<String>,
+}
+
+impl BulkReplay {
+    /// The filter the request asks for; refuses a request that names none without `all`.
+    fn into_parts(self) -> Result<(Filter, Option<String>), ApiError> {
+        let filter = Filter {
+            source: self.source,
+            status: self.status,
+            since: self.since,
+            until: self.until,
+        };
+        let filtered = filter.source.is_some()
+            || filter.status.is_some()
+            || filter.since.is_some()
+            || filter.until.is_some();
+        match (self.all, filtered) {
+            (false, false) => Err(ApiError::InvalidBody(
+                "name what to replay: a filter (source, status, since, until) or {\"all\": true}"
+                    .into(),
+            )),
+            (true, true) => Err(ApiError::InvalidBody(
+                "\"all\": true replays every event; leave it out to use a filter".into(),
+            )),
+            _ => Ok((filter, self.destination)),
+        }
+    }
 }
 
 fn progress_key(state: &AdminState, id: &Uuid) -> String {
@@ -133,21 +167,21 @@ fn progress_key(state: &AdminState, id: &Uuid) -> String {
 /// Starts replaying every event matching the filter; answers at once with the replay's id.
 pub(super) async fn bulk(
     _: Admin,
-    body: Option<web::Json<BulkReplay>>,
+    body: web::Json<BulkReplay>,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
-    let req = body.map(web::Json::into_inner).unwrap_or_default();
-    if let (Some(d), Some(s)) = (&req.destination, &req.filter.source) {
+    let (filter, destination) = body.into_inner().into_parts()?;
+    if let (Some(d), Some(s)) = (&destination, &filter.source) {
         let source = state
             .sources
             .get(s)
             .ok_or_else(|| ApiError::UnknownSource(s.clone()))?;
         target(source, Some(d))?;
-    } else if req.destination.is_some() {
+    } else if destination.is_some() {
         return Err(ApiError::BadRequest("destination needs a source".into()));
     }
-    let description = json!({ "filter": &req.filter.describe(), "destination": req.destination });
-    let filter = Arc::new(req.filter.parse()?);
+    let description = json!({ "filter": &filter.describe(), "destination": destination });
+    let filter = Arc::new(filter.parse()?);
     let counting = filter.clone();
     let total: i64 = with_pg(&state.postgres, move |conn| {
         counting.query().count().get_result(conn)
@@ -181,7 +215,7 @@ pub(super) async fn bulk(
         .map_err(redis_down)?;
     drop(conn);
     log::info!("replay {id} started: {total} events ({description})");
-    actix_web::rt::spawn(run_bulk(state.clone(), id, filter, req.destination, key));
+    actix_web::rt::spawn(run_bulk(state.clone(), id, filter, destination, key));
     Ok(HttpResponse::Accepted()
         .json(json!({ "replay_id": id, "total": total, "state": "running" })))
 }

@@ -528,6 +528,73 @@ async fn bulk_replay_by_filter_redelivers_with_progress_on_any_replica() {
     assert_eq!(status, 400);
 }
 
+#[actix_web::test]
+async fn bulk_replay_refuses_every_body_that_is_not_an_explicit_request() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    let app = admin_app(&env, &sink, Some(TOKEN)).await;
+    post_events(&app, "orders", 3).await;
+    env.await_events("status = 'delivered'", 3, Duration::from_secs(30))
+        .await;
+    let json = Some("application/json");
+    let refused: [(Option<&str>, &[u8]); 9] = [
+        (json, b"not json"),
+        (json, b""),
+        (json, b"{}"),
+        (json, br#"{"sourc":"orders"}"#),
+        (json, br#"{"source":"orders","limit":1}"#),
+        (json, br#"{"all":"yes"}"#),
+        (json, br#"{"all":true,"source":"orders"}"#),
+        (None, br#"{"source":"orders"}"#),
+        (Some("text/plain"), br#"{"all":true}"#),
+    ];
+    for (content_type, body) in refused {
+        let (status, answer) = app
+            .call_body("POST", "/api/events/replay", TOKEN, content_type, body)
+            .await;
+        let shown = String::from_utf8_lossy(body);
+        assert_eq!(status, 400, "{content_type:?} {shown}: {answer}");
+        assert_eq!(answer["error"], "invalid_body", "{shown}: {answer}");
+        assert!(answer["message"].as_str().is_some(), "{answer}");
+    }
+    // Nothing was replayed: no replay was started and the stream holds only the originals.
+    let mut redis = env.redis().await;
+    let replays: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:replay:*", env.prefix))
+        .query_async(&mut redis)
+        .await
+        .expect("KEYS");
+    assert!(replays.is_empty(), "{replays:?}");
+    assert!(env.stream_len("orders").await <= 3);
+    // Unknown query parameters of the single replay are refused as well.
+    let (status, answer) = app
+        .call(
+            "POST",
+            "/api/events/01a20000-0000-7000-8000-000000000000/replay?destinaton=app",
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (400, Some("bad_request"))
+    );
+
+    // Meaning it is enough.
+    let (status, started) = app
+        .call_json(
+            "POST",
+            "/api/events/replay",
+            TOKEN,
+            &serde_json::json!({"all": true}),
+        )
+        .await;
+    assert_eq!(
+        (status, started["total"].as_u64()),
+        (202, Some(3)),
+        "{started}"
+    );
+}
+
 /// Runs the hookgate binary with the environment of a fresh shell; returns (success, stdout, stderr).
 async fn cli(args: Vec<String>) -> (bool, String, String) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"));
@@ -594,6 +661,11 @@ async fn cli_stats_events_and_replay_drive_the_admin_api() {
             .then_some(())
     })
     .await;
+
+    // With no filter the CLI asks for --all instead of replaying everything.
+    let (ok, _, err) = cli(admin("replay")).await;
+    assert!(!ok);
+    assert!(err.contains("400") && err.contains("all"), "{err}");
 
     let (ok, _, err) = cli(vec![
         "stats".into(),

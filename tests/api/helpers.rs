@@ -335,12 +335,30 @@ impl TestApp {
 
     /// Sends a JSON body with a bearer token; the answer's body as JSON.
     pub async fn call_json(&self, method: &str, path: &str, token: &str, body: &Value) -> Answer {
+        let bytes = serde_json::to_vec(body).expect("JSON");
+        self.call_body(method, path, token, Some("application/json"), &bytes)
+            .await
+    }
+
+    /// Sends raw bytes, with this Content-Type (or none), with a bearer token.
+    pub async fn call_body(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Answer {
         let method = actix_web::http::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut res = self
+        let mut req = self
             .client
             .request(method, format!("{}{path}", self.address))
-            .insert_header(("authorization", format!("Bearer {token}")))
-            .send_json(body)
+            .insert_header(("authorization", format!("Bearer {token}")));
+        if let Some(ct) = content_type {
+            req = req.insert_header(("content-type", ct));
+        }
+        let mut res = req
+            .send_body(body.to_vec())
             .await
             .expect("request completes");
         let bytes = res.body().limit(1 << 22).await.expect("body is read");
