@@ -141,6 +141,18 @@ impl Handler<Enqueue> for Dispatcher {
                     },
                     Some((record, source)),
                 ))
+            } else if value == id {
+                // Our own first try: it ran, but its connection broke before the answer came
+                // back and the pool ran it again. It is queued; its audit row comes from the
+                // stream (the backfill before a trim), as the stream id is not known here.
+                source.wake();
+                Ok::<_, DispatchError>((
+                    Enqueued::Queued {
+                        id,
+                        stream_id: String::new(),
+                    },
+                    None,
+                ))
             } else {
                 Ok::<_, DispatchError>((Enqueued::Duplicate { id: value }, None))
             }

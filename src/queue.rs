@@ -30,11 +30,13 @@ impl RedisManager {
 }
 
 impl bb8::ManageConnection for RedisManager {
-    type Connection = ConnectionManager;
+    type Connection = HealingConnection;
     type Error = redis::RedisError;
 
     async fn connect(&self) -> Result<Self::Connection, Self::Error> {
-        ConnectionManager::new_with_config(self.client.clone(), self.config.clone()).await
+        ConnectionManager::new_with_config(self.client.clone(), self.config.clone())
+            .await
+            .map(HealingConnection)
     }
 
     async fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
@@ -47,6 +49,55 @@ impl bb8::ManageConnection for RedisManager {
     fn has_broken(&self, _conn: &mut Self::Connection) -> bool {
         // It heals itself: a failed command triggers a reconnect for the next one.
         false
+    }
+}
+
+/// A pooled connection that runs a command once more when the first try finds the connection
+/// broken (Redis restarted since it was last used). The failure makes the inner manager
+/// reconnect, and the second try waits for that new connection, so no caller sees the stale
+/// one. Timeouts are not retried: that would double the sender's wait.
+pub struct HealingConnection(ConnectionManager);
+
+/// Whether a command failed because its connection was dead, not because of the command.
+fn is_broken_connection(e: &redis::RedisError) -> bool {
+    e.is_connection_dropped() && !e.is_timeout()
+}
+
+impl redis::aio::ConnectionLike for HealingConnection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        Box::pin(async move {
+            match self.0.send_packed_command(cmd).await {
+                Err(e) if is_broken_connection(&e) => {
+                    log::debug!("Redis connection was broken ({e}); running the command again");
+                    self.0.send_packed_command(cmd).await
+                }
+                other => other,
+            }
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        Box::pin(async move {
+            match self.0.send_packed_commands(pipeline, offset, count).await {
+                Err(e) if is_broken_connection(&e) => {
+                    log::debug!("Redis connection was broken ({e}); running the pipeline again");
+                    self.0.send_packed_commands(pipeline, offset, count).await
+                }
+                other => other,
+            }
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
     }
 }
 

@@ -8,6 +8,7 @@ mod ingest;
 mod ingest_errors;
 mod metrics;
 mod openapi;
+mod redis_server;
 mod registration;
 mod resilience;
 mod sink;

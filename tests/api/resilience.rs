@@ -7,6 +7,7 @@ use hookgate::send::{sample_body, unix_now};
 use tokio::net::TcpListener;
 
 use crate::helpers::{eventually, spawn_app, Signed, TcpProxy, TestEnv, ALL_KINDS};
+use crate::redis_server::RedisServer;
 
 #[actix_web::test]
 async fn redis_unreachable_is_503_quickly() {
@@ -187,5 +188,49 @@ async fn ingest_recovers_by_itself_after_redis_drops_every_connection() {
     for i in 0..20 {
         let (status, answer) = app.post_signed("pluggy", &sample_body(20_000 + i)).await;
         assert_eq!(status, 200, "after recovery: {answer}");
+    }
+}
+
+#[actix_web::test]
+async fn no_request_sees_a_stale_connection_after_redis_restarts() {
+    let env = TestEnv::new();
+    let mut redis = RedisServer::start();
+    let mut settings = env.settings(ALL_KINDS);
+    settings.redis.url = redis.url();
+    settings.admin_token = Some(hookgate::config::Secret::new("restart-token"));
+    let app = spawn_app(settings).await;
+    // Open pooled connections on every path: ingest (several at once) and the admin API.
+    let burst = |from: u64| {
+        let app = &app;
+        futures_util::future::join_all(
+            (from..from + 10)
+                .map(move |n| async move { app.post_signed("pluggy", &sample_body(n)).await }),
+        )
+    };
+    for answer in burst(1).await {
+        assert_eq!(answer.0, 200, "{}", answer.1);
+    }
+    for _ in 0..3 {
+        let (status, body) = app
+            .call("GET", "/api/queue/stats", Some("restart-token"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    // An operator restarts Redis: every pooled connection is now dead.
+    redis.shutdown();
+    redis.restart();
+
+    for _ in 0..3 {
+        let (status, body) = app
+            .call("GET", "/api/queue/stats", Some("restart-token"))
+            .await;
+        assert_eq!(status, 200, "stats right after the restart: {body}");
+    }
+    // 200 webhooks, ten at a time: none may meet a broken connection.
+    for round in 0..20 {
+        for (status, answer) in burst(1_000 + round * 10).await {
+            assert_eq!(status, 200, "round {round} after the restart: {answer}");
+        }
     }
 }
