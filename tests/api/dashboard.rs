@@ -57,6 +57,22 @@ max_in_flight = 1
     let (status, page) = app.get_text("/dashboard").await;
     assert_eq!(status, 200);
     assert!(page.contains("<title>hookgate</title>"));
+    // Only the page's own script runs (by hash), and no other site may frame it; the browser
+    // run below proves the script still runs under this policy.
+    let res = awc::Client::default()
+        .get(format!("{}/dashboard", app.address))
+        .send()
+        .await
+        .expect("dashboard");
+    let csp = res
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(csp.contains("script-src 'sha256-"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
 
     let (_, dead) = app.post_signed("leads", &sample_body(1)).await;
     let dead_id = dead["id"].as_str().expect("id").to_string();
