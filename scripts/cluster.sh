@@ -9,7 +9,8 @@
 #   scripts/cluster.sh restart I   start replica I again (after kill)
 #   scripts/cluster.sh stop        SIGTERM everything: replicas finish deliveries in flight
 #
-# Environment (read by start; the other commands use what start saved):
+# Environment (read by start, always from the caller; status, kill, restart and stop use
+# what the last start saved):
 #   HOOKGATE_CONFIG  the replicas' configuration (default hookgate.example.toml)
 #   CLUSTER_PORT     Nginx's port (default 8080); replica I listens on CLUSTER_PORT+I
 #   CLUSTER_DIR      pids, logs and Nginx's config (default target/cluster)
@@ -60,12 +61,14 @@ start_replica() { # index
 cmd_start() {
   local n=${1:-}
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "usage: scripts/cluster.sh start N (N replicas, N >= 1)"
-  if [ -f "$dir/cluster.env" ]; then
+  # The saved state only says whether the previous cluster still runs. Read it in a subshell:
+  # its HOOKGATE_CONFIG, CLUSTER_PORT and HOOKGATE_BIN must never replace the caller's.
+  if [ -f "$dir/cluster.env" ] && (
     load_state
-    for i in $(seq 1 "$REPLICAS"); do
-      alive "$(pid_of "replica-$i")" && die "a cluster is running in $dir: stop it first"
-    done
-    alive "$(pid_of nginx)" && die "a cluster is running in $dir: stop it first"
+    for i in $(seq 1 "$REPLICAS"); do alive "$(pid_of "replica-$i")" && exit 0; done
+    alive "$(pid_of nginx)"
+  ); then
+    die "a cluster is running in $dir: stop it first"
   fi
   # Debian puts nginx in /usr/sbin, which is not on a normal user's PATH.
   local nginx

@@ -5,6 +5,8 @@
 //!
 //! Its own test binary, so that it runs alone: its figures are not disturbed by other tests.
 
+#[path = "api/cluster.rs"]
+mod cluster;
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]
 mod helpers;
@@ -15,8 +17,6 @@ mod sink;
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
-use std::process::Command;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use hookgate::config::{ConfigOrigin, Settings, SourceConfig};
 use hookgate::send::{sample_body, sign, unix_now};
 use serde_json::Value;
 
+use cluster::{free_port_range, Cluster};
 use helpers::{eventually, run, TestEnv};
 use sink::{Behaviour, Sink};
 
@@ -50,65 +51,6 @@ const CLIENT_ADDRESSES: u8 = 16;
 const DELIVERY_TIMEOUT_MS: u64 = 5_000;
 const SOURCES: [&str; 3] = ["chatwoot", "c2s", "pluggy"];
 const ADMIN_TOKEN: &str = "chaos-admin-token";
-
-/// The cluster of `scripts/cluster.sh`, stopped when dropped.
-struct Cluster {
-    dir: PathBuf,
-    port: u16,
-    config: PathBuf,
-}
-
-impl Cluster {
-    fn script(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/cluster.sh"));
-        cmd.args(args)
-            .env("CLUSTER_DIR", &self.dir)
-            .env("CLUSTER_PORT", self.port.to_string())
-            .env("HOOKGATE_BIN", env!("CARGO_BIN_EXE_hookgate"))
-            .env("HOOKGATE_CONFIG", &self.config)
-            .env("RUST_LOG", "warn")
-            .env_remove("HOOKGATE_BIND")
-            .env_remove("PORT")
-            .env_remove("HOOKGATE_ADMIN_TOKEN");
-        cmd
-    }
-
-    async fn run(&self, args: &[&str]) -> String {
-        let out = run(self.script(args)).await;
-        assert!(
-            out.ok,
-            "cluster.sh {args:?} failed:\n{}\n{}",
-            out.stdout, out.stderr
-        );
-        out.stdout
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.script(&["stop"]).output();
-        if std::env::var("CHAOS_KEEP_LOGS").is_err() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-/// Nginx's port and the three replicas' after it, all free (below the ephemeral range).
-fn free_port_range(n: u16) -> u16 {
-    let seed = uuid::Uuid::new_v4().as_u128();
-    for i in 0..200u128 {
-        let base = 15_000 + ((seed + i * 7_919) % 15_000) as u16;
-        let free = (base..=base + n).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok());
-        if free {
-            return base;
-        }
-    }
-    panic!("no {} free consecutive ports", n + 1);
-}
 
 fn config(env: &TestEnv, sink: &Sink) -> String {
     let mut toml = format!(

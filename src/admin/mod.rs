@@ -106,29 +106,6 @@ fn inline_hash(page: &str, tag: &str) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_csp_names_the_hash_of_the_inline_script_and_style_and_nothing_unsafe() {
-        let page = "<style>b{}</style><script>go()</script>";
-        // printf 'go()' | openssl dgst -sha256 -binary | base64
-        assert_eq!(
-            inline_hash(page, "script"),
-            "'sha256-5KYv+PUboo5h+0+YAtGRPbwv5d/QxzHslP4YGnUaxRw='"
-        );
-        assert!(!DASHBOARD_CSP.contains("unsafe"));
-        assert!(DASHBOARD_CSP.contains("frame-ancestors 'none'"));
-        assert_eq!(
-            DASHBOARD.matches("<script>").count(),
-            1,
-            "one inline script"
-        );
-        assert_eq!(DASHBOARD.matches("<style>").count(), 1, "one inline style");
-    }
-}
-
 /// Registers the admin routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/dashboard", web::get().to(dashboard))
@@ -177,4 +154,27 @@ async fn with_pg<T: Send + 'static>(
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_csp_names_the_hash_of_the_inline_script_and_style_and_nothing_unsafe() {
+        let page = "<style>b{}</style><script>go()</script>";
+        // printf 'go()' | openssl dgst -sha256 -binary | base64
+        assert_eq!(
+            inline_hash(page, "script"),
+            "'sha256-5KYv+PUboo5h+0+YAtGRPbwv5d/QxzHslP4YGnUaxRw='"
+        );
+        assert!(!DASHBOARD_CSP.contains("unsafe"));
+        assert!(DASHBOARD_CSP.contains("frame-ancestors 'none'"));
+        assert_eq!(
+            DASHBOARD.matches("<script>").count(),
+            1,
+            "one inline script"
+        );
+        assert_eq!(DASHBOARD.matches("<style>").count(), 1, "one inline style");
+    }
 }

@@ -1,6 +1,8 @@
 //! Integration tests against the real Redis and PostgreSQL.
 
 mod admin;
+mod cluster;
+mod cluster_script;
 mod dashboard;
 mod delivery;
 mod helpers;
