@@ -10,16 +10,17 @@ WORKDIR /src
 
 # Dependencies only: empty sources with the real manifests.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir src \
+RUN mkdir -p src/bin/hookgate-tools \
     && echo 'fn main() {}' > src/main.rs \
+    && echo 'fn main() {}' > src/bin/hookgate-tools/main.rs \
     && touch src/lib.rs \
-    && cargo build --release --locked \
+    && cargo build --release --locked --bin hookgate \
     && rm -rf src target/release/.fingerprint/hookgate-*
 
 # The gateway itself.
 COPY src src
 COPY migrations migrations
-RUN cargo build --release --locked \
+RUN cargo build --release --locked --bin hookgate \
     && cp target/release/hookgate /usr/local/bin/hookgate
 
 FROM debian:bookworm-slim

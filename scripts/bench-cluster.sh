@@ -19,18 +19,19 @@ trap 'scripts/cluster.sh stop >/dev/null 2>&1 || true; hg_cleanup' EXIT
 
 cargo build --release --quiet
 bin=target/release/hookgate
+tools=target/release/hookgate-tools
 export HOOKGATE_BIN=$PWD/$bin
 
 { hg_config_head "$port"; hg_chatwoot_source "http://127.0.0.1:$sink_port/hooks/chatwoot"; } > "$workdir/bench.toml"
 export HOOKGATE_CONFIG=$workdir/bench.toml RUST_LOG=warn
 
-"$bin" sink --bind "127.0.0.1:$sink_port" >/dev/null 2>&1 &
+"$tools" sink --bind "127.0.0.1:$sink_port" >/dev/null 2>&1 &
 pids+=($!)
 hg_wait_for "http://127.0.0.1:$sink_port/stats"
 scripts/cluster.sh start "$replicas" >/dev/null
 
 load() { # url requests
-  "$bin" --config "$workdir/bench.toml" loadgen --source chatwoot --url "$1" \
+  "$tools" --config "$workdir/bench.toml" loadgen --source chatwoot --url "$1" \
     --requests "$2" --connections "$connections" 2>/dev/null | grep '^figures:'
 }
 field() { sed -n "s/.*$2=\([^ ]*\).*/\1/p" <<<"$1"; }

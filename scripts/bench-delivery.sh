@@ -15,6 +15,7 @@ sink_port=${BENCH_SINK_PORT:-18098}
 hg_setup bench "$port" "$sink_port"
 cargo build --release --quiet
 bin=target/release/hookgate
+tools=target/release/hookgate-tools
 
 { hg_config_head "$port"; hg_chatwoot_source "http://127.0.0.1:$sink_port/hooks"; } > "$workdir/bench.toml"
 
@@ -27,7 +28,7 @@ wait_delivered() { # count deadline_seconds
   done
 }
 
-RUST_LOG=warn "$bin" --config "$workdir/bench.toml" sink --bind "127.0.0.1:$sink_port" &
+RUST_LOG=warn "$tools" --config "$workdir/bench.toml" sink --bind "127.0.0.1:$sink_port" &
 pids+=($!)
 RUST_LOG=warn "$bin" --config "$workdir/bench.toml" serve &
 pids+=($!)
@@ -35,12 +36,12 @@ hg_wait_for "http://127.0.0.1:$sink_port/stats"
 hg_wait_for "http://127.0.0.1:$port/ready"
 
 echo "== warm-up"
-"$bin" --config "$workdir/bench.toml" loadgen --source chatwoot --url "http://127.0.0.1:$port" --requests 5000 --connections 32 >/dev/null 2>&1
+"$tools" --config "$workdir/bench.toml" loadgen --source chatwoot --url "http://127.0.0.1:$port" --requests 5000 --connections 32 >/dev/null 2>&1
 wait_delivered 5000 60
 
 echo "== latency at a fixed $rate events/s for $seconds s"
 curl -s -XPOST "http://127.0.0.1:$sink_port/reset" >/dev/null
-lat=$("$bin" --config "$workdir/bench.toml" loadgen --source chatwoot --url "http://127.0.0.1:$port" \
+lat=$("$tools" --config "$workdir/bench.toml" loadgen --source chatwoot --url "http://127.0.0.1:$port" \
   --rate "$rate" --seconds "$seconds" --connections 16 2>/dev/null | grep '^figures:')
 sent=$(sed -n 's/.*ok=\([0-9]*\).*/\1/p' <<<"$lat")
 wait_delivered "$sent" 60
@@ -51,7 +52,7 @@ printf 'ingest-to-delivery at %s/s: %s events, p50 %.2f ms, p99 %.2f ms\n' "$rat
 echo "== sustained: $events events as fast as they are accepted"
 curl -s -XPOST "http://127.0.0.1:$sink_port/reset" >/dev/null
 start=$(date +%s.%N)
-ingest=$("$bin" --config "$workdir/bench.toml" loadgen --source chatwoot --url "http://127.0.0.1:$port" \
+ingest=$("$tools" --config "$workdir/bench.toml" loadgen --source chatwoot --url "http://127.0.0.1:$port" \
   --requests "$events" --connections 64 2>/dev/null | grep '^figures:')
 ingest_done=$(date +%s.%N)
 wait_delivered "$events" 600

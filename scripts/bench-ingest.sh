@@ -16,11 +16,12 @@ trap 'hg_cleanup; redis-cli -u "$redis_url" --scan --pattern "hookgate-baseline:
 
 cargo build --release --quiet
 bin=target/release/hookgate
+tools=target/release/hookgate-tools
 
 { hg_config_head "$port"; hg_chatwoot_source; } > "$workdir/bench.toml"
 
 load() { # url requests
-  "$bin" --config "$workdir/bench.toml" loadgen --source chatwoot --url "$1" \
+  "$tools" --config "$workdir/bench.toml" loadgen --source chatwoot --url "$1" \
     --requests "$2" --connections "$connections" 2>/dev/null | grep '^figures:'
 }
 field() { sed -n "s/.*$2=\([^ ]*\).*/\1/p" <<<"$1"; }
@@ -39,7 +40,7 @@ echo "audit rows written: $rows (of $((requests + 5000)) accepted)"
 kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=()
 
 echo "== baseline: minimal actix handler, one Redis EVAL (SET NX EX + XADD) per request"
-REDIS_URL="$redis_url" RUST_LOG=warn "$bin" --config "$workdir/bench.toml" baseline-server --bind "127.0.0.1:$base_port" &
+REDIS_URL="$redis_url" RUST_LOG=warn "$tools" --config "$workdir/bench.toml" baseline-server --bind "127.0.0.1:$base_port" &
 pids+=($!)
 for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$base_port/" && break; sleep 0.1; done
 load "http://127.0.0.1:$base_port" 5000 >/dev/null

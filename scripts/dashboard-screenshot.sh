@@ -14,6 +14,7 @@ hg_setup shot "$port" "$sink_port"
 scripts/dev-services.sh >/dev/null
 cargo build --release --quiet
 bin=target/release/hookgate
+tools=target/release/hookgate-tools
 { hg_config_head "$port"; cat <<TOML
 [admin]
 token = "$token"
@@ -46,7 +47,7 @@ name = "crm"
 url = "http://127.0.0.1:$sink_port/crm/status/410"
 TOML
 } > "$workdir/shot.toml"
-RUST_LOG=warn "$bin" --config "$workdir/shot.toml" sink --bind "127.0.0.1:$sink_port" &
+RUST_LOG=warn "$tools" --config "$workdir/shot.toml" sink --bind "127.0.0.1:$sink_port" &
 pids+=($!)
 RUST_LOG=warn "$bin" --config "$workdir/shot.toml" serve &
 pids+=($!)

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod audit;
 pub mod circuit;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod delivery;
@@ -15,7 +16,6 @@ pub mod error;
 pub mod health;
 pub mod idempotency;
 pub mod ingest;
-pub mod loadgen;
 pub mod queue;
 pub mod retry;
 pub mod send;

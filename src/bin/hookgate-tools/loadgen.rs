@@ -11,8 +11,8 @@ use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::config::SourceConfig;
-use crate::send::{sample_body, sign, unix_now};
+use hookgate::config::SourceConfig;
+use hookgate::send::{sample_body, sign, unix_now};
 
 /// Figures of one load run.
 #[derive(Debug, Clone)]
@@ -133,7 +133,7 @@ impl Client {
             stream: None,
             buf: BytesMut::with_capacity(8192),
             part: Part {
-                hist: crate::telemetry::latency_histogram(),
+                hist: hookgate::telemetry::latency_histogram(),
                 ok: 0,
                 non_2xx: 0,
                 errors: 0,
@@ -190,7 +190,7 @@ impl Client {
 
 /// Merges the connections' figures.
 async fn report(started: Instant, tasks: Vec<tokio::task::JoinHandle<Part>>) -> LoadReport {
-    let mut hist = crate::telemetry::latency_histogram();
+    let mut hist = hookgate::telemetry::latency_histogram();
     let (mut ok, mut non_2xx, mut errors) = (0, 0, 0);
     for t in tasks {
         if let Ok(part) = t.await {
@@ -258,53 +258,6 @@ async fn read_response(s: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result
     Ok((status, close))
 }
 
-/// The baseline of `scripts/bench-ingest.sh`: a minimal actix handler doing one Redis EVAL
-/// (SET NX EX + XADD) per request, nothing else.
-pub async fn baseline_server(bind: &str, redis_url: &str) -> anyhow::Result<()> {
-    use actix_web::{web, App, HttpResponse, HttpServer};
-    const LUA: &str = "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', 60) then \
-        return redis.call('XADD', KEYS[2], '*', 'body', ARGV[2]) end return false";
-    let settings = crate::config::RedisSettings {
-        url: redis_url.to_string(),
-        key_prefix: "hookgate-baseline".into(),
-        pool_size: 16,
-        enqueue_timeout_ms: 2000,
-    };
-    let pool = crate::queue::pool(&settings)?;
-    let script = Arc::new(redis::Script::new(LUA));
-    HttpServer::new(move || {
-        let pool = pool.clone();
-        let script = script.clone();
-        App::new().default_service(web::to(move |body: web::Bytes| {
-            let pool = pool.clone();
-            let script = script.clone();
-            async move {
-                let id = uuid::Uuid::now_v7().to_string();
-                let Ok(mut conn) = pool.get().await else {
-                    return HttpResponse::ServiceUnavailable().finish();
-                };
-                let res: redis::RedisResult<Option<String>> = script
-                    .key(format!("hookgate-baseline:{{b}}:dedup:{id}"))
-                    .key("hookgate-baseline:{b}:stream")
-                    .arg(&id)
-                    .arg(body.as_ref())
-                    .invoke_async(&mut *conn)
-                    .await;
-                match res {
-                    Ok(_) => {
-                        HttpResponse::Ok().json(serde_json::json!({"status": "queued", "id": id}))
-                    }
-                    Err(_) => HttpResponse::ServiceUnavailable().finish(),
-                }
-            }
-        }))
-    })
-    .bind(bind)?
-    .run()
-    .await?;
-    Ok(())
-}
-
 /// Sends webhooks at a fixed rate for `duration`, signing each at send time with the send
 /// instant in its body (`sent_at_us`, unix µs), so a sink can measure ingest-to-delivery
 /// latency. Returns how many were accepted.
@@ -352,94 +305,4 @@ pub async fn run_rate(
         }));
     }
     report(started, tasks).await
-}
-
-/// `hookgate sink`: answers 200 (or NNN to paths ending in `/status/NNN`), counts
-/// deliveries and, for bodies carrying `sent_at_us`, records ingest-to-delivery latency.
-/// `GET /stats` reports, `POST /reset` starts over.
-pub async fn bench_sink(bind: &str) -> anyhow::Result<()> {
-    use actix_web::{web, App, HttpResponse, HttpServer};
-    use std::sync::atomic::AtomicU64;
-    use std::sync::Mutex;
-
-    struct Stats {
-        count: AtomicU64,
-        latency: Mutex<Histogram<u64>>,
-    }
-    let stats = web::Data::new(Stats {
-        count: AtomicU64::new(0),
-        latency: Mutex::new(crate::telemetry::latency_histogram()),
-    });
-    HttpServer::new(move || {
-        App::new()
-            .app_data(stats.clone())
-            .route(
-                "/stats",
-                web::get().to(|s: web::Data<Stats>| async move {
-                    let h = s
-                        .latency
-                        .lock()
-                        .map(|h| h.clone())
-                        .unwrap_or_else(|_| crate::telemetry::latency_histogram());
-                    HttpResponse::Ok().json(serde_json::json!({
-                        "count": s.count.load(Ordering::Relaxed),
-                        "timed": h.len(),
-                        "p50_us": h.value_at_quantile(0.5),
-                        "p99_us": h.value_at_quantile(0.99),
-                        "max_us": h.max(),
-                    }))
-                }),
-            )
-            .route(
-                "/reset",
-                web::post().to(|s: web::Data<Stats>| async move {
-                    s.count.store(0, Ordering::Relaxed);
-                    if let Ok(mut h) = s.latency.lock() {
-                        h.reset();
-                    }
-                    HttpResponse::Ok().finish()
-                }),
-            )
-            .default_service(web::to(
-                |req: actix_web::HttpRequest, body: web::Bytes, s: web::Data<Stats>| async move {
-                    // `.../status/NNN` answers NNN: a refusing destination for demos and tests.
-                    if let Some(code) = req
-                        .path()
-                        .rsplit_once("/status/")
-                        .and_then(|(_, c)| c.parse::<u16>().ok())
-                        .and_then(|c| actix_web::http::StatusCode::from_u16(c).ok())
-                    {
-                        return HttpResponse::build(code)
-                            .body(format!("answering {code} as asked"));
-                    }
-                    s.count.fetch_add(1, Ordering::Relaxed);
-                    if let Some(sent) = sent_at_us(&body) {
-                        let now = std::time::SystemTime::now()
-                            .duration_since(std::time::UNIX_EPOCH)
-                            .map(|d| d.as_micros() as u64)
-                            .unwrap_or_default();
-                        if let Ok(mut h) = s.latency.lock() {
-                            h.saturating_record(now.saturating_sub(sent));
-                        }
-                    }
-                    HttpResponse::Ok().finish()
-                },
-            ))
-    })
-    .bind(bind)?
-    .run()
-    .await?;
-    Ok(())
-}
-
-/// The `sent_at_us` number of a body, found without parsing the whole document.
-fn sent_at_us(body: &[u8]) -> Option<u64> {
-    const KEY: &[u8] = b"\"sent_at_us\":";
-    let start = body.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
-    let digits: String = body[start..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .map(|b| *b as char)
-        .collect();
-    digits.parse().ok()
 }
