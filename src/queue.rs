@@ -161,8 +161,24 @@ pub async fn ensure_group(
 }
 
 /// Whether an error says the consumer group is gone (Redis restarted empty, or deleted).
+/// Redis keeps the code when the command ran inside a script, so the code alone decides.
 pub fn is_nogroup(e: &redis::RedisError) -> bool {
-    e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP")
+    e.code() == Some("NOGROUP")
+}
+
+/// `XINFO GROUPS` of a stream, or None when the stream does not exist (yet): asked in one
+/// script so that a missing stream is an answer, not an error to recognise by its text.
+pub async fn stream_groups(
+    conn: &mut impl redis::aio::ConnectionLike,
+    stream: &str,
+) -> redis::RedisResult<Option<redis::streams::StreamInfoGroupsReply>> {
+    redis::Script::new(
+        "if redis.call('EXISTS', KEYS[1]) == 0 then return false end \
+         return redis.call('XINFO', 'GROUPS', KEYS[1])",
+    )
+    .key(stream)
+    .invoke_async(conn)
+    .await
 }
 
 // Settling a delivery: each outcome is recorded and the entry acknowledged in one script.
@@ -258,16 +274,9 @@ pub async fn trim_floor(
     stream: &str,
     groups: &[String],
 ) -> redis::RedisResult<Option<EntryId>> {
-    let info: redis::streams::StreamInfoGroupsReply = match redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg(stream)
-        .query_async(conn)
-        .await
-    {
-        Ok(info) => info,
-        // No stream yet: nothing to trim.
-        Err(e) if e.to_string().contains("no such key") => return Ok(None),
-        Err(e) => return Err(e),
+    // No stream yet: nothing to trim.
+    let Some(info) = stream_groups(conn, stream).await? else {
+        return Ok(None);
     };
     let mut floor: Option<EntryId> = None;
     for name in groups {
@@ -307,4 +316,49 @@ pub async fn trim_below(
         .arg(floor.to_string())
         .query_async(conn)
         .await
+}
+
+#[cfg(test)]
+mod redis_tests {
+    use super::*;
+
+    async fn shared_redis() -> redis::aio::MultiplexedConnection {
+        let url =
+            std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        redis::Client::open(url)
+            .expect("URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("the shared Redis runs (scripts/dev-services.sh)")
+    }
+
+    #[actix_web::test]
+    async fn a_missing_group_is_recognised_by_its_code_even_inside_a_script() {
+        let mut conn = shared_redis().await;
+        let stream = format!("hgtest-{}:{{s}}:stream", uuid::Uuid::new_v4().simple());
+        let err =
+            redis::Script::new("return redis.call('XAUTOCLAIM', KEYS[1], 'g', 'c', 0, '0-0')")
+                .key(&stream)
+                .invoke_async::<()>(&mut conn)
+                .await
+                .expect_err("no such group");
+        assert!(is_nogroup(&err), "{err:?}");
+
+        assert!(stream_groups(&mut conn, &stream)
+            .await
+            .expect("asked")
+            .is_none());
+        ensure_group(&mut conn, &stream, "g").await.expect("group");
+        let groups = stream_groups(&mut conn, &stream)
+            .await
+            .expect("asked")
+            .expect("a stream");
+        assert_eq!(groups.groups.len(), 1);
+        assert_eq!(groups.groups[0].name, "g");
+        let _: () = redis::cmd("DEL")
+            .arg(&stream)
+            .query_async(&mut conn)
+            .await
+            .expect("DEL");
+    }
 }
