@@ -20,6 +20,7 @@ pub mod queue;
 pub mod retry;
 pub mod send;
 pub mod source;
+pub mod spool;
 pub mod startup;
 pub mod stats;
 pub mod telemetry;

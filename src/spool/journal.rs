@@ -1,0 +1,448 @@
+//! A replica's spool folder: numbered segment files of framed records, appended and fsync'd
+//! in groups, read back oldest first, removed once drained. A torn or damaged tail (a crash
+//! mid-write) is found when the folder is opened and cut off, never blocking start-up.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::BytesMut;
+use uuid::Uuid;
+
+use super::record::{FrameError, SpoolRecord};
+
+/// A segment is closed and a new one started past this size, so drained ones can go whole.
+const SEGMENT_BYTES: u64 = 16 << 20;
+const CURSOR_FILE: &str = "drained";
+const LOCK_FILE: &str = "LOCK";
+
+/// Where a record is: segment number and byte offset of its frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub segment: u64,
+    pub offset: u64,
+}
+
+/// One spool folder, locked by this process for as long as the value lives.
+pub struct Journal {
+    dir: PathBuf,
+    /// Held for the lock; the OS releases it when the process dies, however it dies.
+    _lock: File,
+    /// Segment numbers in order, each with its length in bytes.
+    segments: Vec<(u64, u64)>,
+    active: Option<File>,
+    /// Records up to here went to Redis.
+    drained: Position,
+    /// Records not yet drained, by (source, key): a repeat answers duplicate at once.
+    keys: HashMap<(String, String), Uuid>,
+    /// Figures of the records not yet drained.
+    events: u64,
+    bytes: u64,
+    /// Roll to a new segment past this size.
+    segment_bytes: u64,
+}
+
+impl Journal {
+    /// Opens and locks `dir` (creating it); None when another live process holds it.
+    /// Reads every segment to rebuild the index and cuts off a torn or damaged tail.
+    pub fn open(dir: &Path) -> io::Result<Option<Journal>> {
+        fs::create_dir_all(dir)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs::TryLockError::Error(e)) => return Err(e),
+        }
+        let mut journal = Journal {
+            dir: dir.to_path_buf(),
+            _lock: lock,
+            segments: Vec::new(),
+            active: None,
+            drained: read_cursor(dir),
+            keys: HashMap::new(),
+            events: 0,
+            bytes: 0,
+            segment_bytes: SEGMENT_BYTES,
+        };
+        journal.recover()?;
+        Ok(Some(journal))
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Records waiting to be drained, and their bytes on disk.
+    pub fn figures(&self) -> (u64, u64) {
+        (self.events, self.bytes)
+    }
+
+    /// The id of a waiting record with this source and key.
+    pub fn find(&self, source: &str, key: &str) -> Option<Uuid> {
+        self.keys
+            .get(&(source.to_string(), key.to_string()))
+            .copied()
+    }
+
+    fn recover(&mut self) -> io::Result<()> {
+        let mut numbers: Vec<u64> = fs::read_dir(&self.dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| segment_number(&e.file_name().to_string_lossy()))
+            .collect();
+        numbers.sort_unstable();
+        for (i, &n) in numbers.iter().enumerate() {
+            let path = segment_path(&self.dir, n);
+            let data = fs::read(&path)?;
+            let mut offset = 0usize;
+            let start = if n == self.drained.segment {
+                self.drained.offset as usize
+            } else {
+                0
+            };
+            while offset < data.len() {
+                match SpoolRecord::decode(&data[offset..]) {
+                    Ok((record, used)) => {
+                        if n > self.drained.segment
+                            || (n == self.drained.segment && offset >= start)
+                        {
+                            self.index(&record, used as u64);
+                        }
+                        offset += used;
+                    }
+                    Err(e) => {
+                        let last = i + 1 == numbers.len();
+                        log::warn!(
+                            "spool {}: {} bytes at the end of segment {n} dropped ({e}{})",
+                            self.dir.display(),
+                            data.len() - offset,
+                            if matches!(e, FrameError::Torn) && last {
+                                ": a write cut short by a crash"
+                            } else {
+                                ""
+                            }
+                        );
+                        // Later appends must follow the last whole record.
+                        OpenOptions::new()
+                            .write(true)
+                            .open(&path)?
+                            .set_len(offset as u64)?;
+                        break;
+                    }
+                }
+            }
+            self.segments.push((n, offset as u64));
+        }
+        // Segments wholly below the cursor were drained before a crash.
+        self.release_through(self.drained)?;
+        Ok(())
+    }
+
+    fn index(&mut self, record: &SpoolRecord, bytes: u64) {
+        self.keys
+            .insert((record.source.clone(), record.key.clone()), record.id);
+        self.events += 1;
+        self.bytes += bytes;
+    }
+
+    /// Appends the records and fsyncs once for all of them (group commit). On error nothing
+    /// of this call counts as spooled (a partial write is cut off at the next open).
+    pub fn append(&mut self, records: &[SpoolRecord]) -> io::Result<()> {
+        let mut buf = BytesMut::new();
+        let mut sizes = Vec::with_capacity(records.len());
+        for r in records {
+            let before = buf.len();
+            r.encode(&mut buf);
+            sizes.push((buf.len() - before) as u64);
+        }
+        let full = self
+            .segments
+            .last()
+            .is_none_or(|&(_, len)| len >= self.segment_bytes);
+        if full || self.active.is_none() {
+            self.roll(full)?;
+        }
+        let Some(file) = self.active.as_mut() else {
+            return Err(io::Error::other("no active segment"));
+        };
+        file.write_all(&buf)?;
+        file.sync_data()?;
+        if let Some(last) = self.segments.last_mut() {
+            last.1 += buf.len() as u64;
+        }
+        for (r, size) in records.iter().zip(sizes) {
+            self.index(r, size);
+        }
+        Ok(())
+    }
+
+    /// Opens the segment to append to: the last one, or a new one when `new` (or none).
+    fn roll(&mut self, new: bool) -> io::Result<()> {
+        if new || self.segments.is_empty() {
+            let n = self.segments.last().map_or(1, |&(n, _)| n + 1);
+            let file = OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(segment_path(&self.dir, n))?;
+            // The new name must survive a crash too.
+            File::open(&self.dir)?.sync_all()?;
+            self.segments.push((n, 0));
+            self.active = Some(file);
+        } else if let Some(&(n, _)) = self.segments.last() {
+            self.active = Some(
+                OpenOptions::new()
+                    .append(true)
+                    .open(segment_path(&self.dir, n))?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Up to `max` waiting records, oldest first, each with the position after it.
+    pub fn oldest(&self, max: usize) -> io::Result<Vec<(Position, SpoolRecord)>> {
+        let mut out = Vec::new();
+        for &(n, len) in &self.segments {
+            if n < self.drained.segment || out.len() >= max {
+                continue;
+            }
+            let mut from = if n == self.drained.segment {
+                self.drained.offset
+            } else {
+                0
+            };
+            if from >= len {
+                continue;
+            }
+            let mut file = File::open(segment_path(&self.dir, n))?;
+            file.seek(SeekFrom::Start(from))?;
+            let mut data = Vec::new();
+            file.take(len - from).read_to_end(&mut data)?;
+            let mut at = 0usize;
+            while at < data.len() && out.len() < max {
+                let (record, used) = SpoolRecord::decode(&data[at..])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                at += used;
+                from += used as u64;
+                out.push((
+                    Position {
+                        segment: n,
+                        offset: from,
+                    },
+                    record,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Marks everything up to `to` as in Redis: forgets those records, removes the segments
+    /// they emptied and saves the cursor, so a restart does not send them again.
+    pub fn drained(&mut self, to: Position, records: &[SpoolRecord]) -> io::Result<()> {
+        for r in records {
+            if self
+                .keys
+                .remove(&(r.source.clone(), r.key.clone()))
+                .is_some()
+            {
+                self.events = self.events.saturating_sub(1);
+            }
+        }
+        self.drained = to.max(self.drained);
+        self.release_through(self.drained)?;
+        write_cursor(&self.dir, self.drained)?;
+        self.recount();
+        Ok(())
+    }
+
+    fn recount(&mut self) {
+        let drained = self.drained;
+        self.bytes = self
+            .segments
+            .iter()
+            .map(|&(n, len)| match n.cmp(&drained.segment) {
+                std::cmp::Ordering::Less => 0,
+                std::cmp::Ordering::Equal => len.saturating_sub(drained.offset),
+                std::cmp::Ordering::Greater => len,
+            })
+            .sum();
+        if self.keys.is_empty() {
+            self.events = 0;
+        }
+    }
+
+    /// Deletes segments wholly drained, except the one being appended to.
+    fn release_through(&mut self, to: Position) -> io::Result<()> {
+        let last = self.segments.last().map(|&(n, _)| n);
+        let mut kept = Vec::with_capacity(self.segments.len());
+        for &(n, len) in &self.segments {
+            let done = n < to.segment || (n == to.segment && to.offset >= len);
+            if done && Some(n) != last {
+                fs::remove_file(segment_path(&self.dir, n))?;
+            } else {
+                kept.push((n, len));
+            }
+        }
+        self.segments = kept;
+        Ok(())
+    }
+}
+
+fn segment_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("{n:020}.seg"))
+}
+
+fn segment_number(name: &str) -> Option<u64> {
+    name.strip_suffix(".seg")?.parse().ok()
+}
+
+fn read_cursor(dir: &Path) -> Position {
+    fs::read_to_string(dir.join(CURSOR_FILE))
+        .ok()
+        .and_then(|text| {
+            let (s, o) = text.trim().split_once(' ')?;
+            Some(Position {
+                segment: s.parse().ok()?,
+                offset: o.parse().ok()?,
+            })
+        })
+        .unwrap_or(Position {
+            segment: 0,
+            offset: 0,
+        })
+}
+
+/// Written beside and renamed over, so a crash leaves the old cursor or the new one.
+fn write_cursor(dir: &Path, at: Position) -> io::Result<()> {
+    let tmp = dir.join(format!("{CURSOR_FILE}.tmp"));
+    let mut file = File::create(&tmp)?;
+    write!(file, "{} {}", at.segment, at.offset)?;
+    file.sync_all()?;
+    fs::rename(&tmp, dir.join(CURSOR_FILE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::record::sample;
+
+    fn temp() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("hookgate-spool-{}", Uuid::new_v4()));
+        fs::create_dir_all(&dir).expect("temp");
+        dir
+    }
+
+    #[test]
+    fn records_come_back_oldest_first_after_a_reopen_and_go_once_drained() {
+        let dir = temp();
+        let mut j = Journal::open(&dir).expect("open").expect("free");
+        let written: Vec<_> = (0..5).map(sample).collect();
+        j.append(&written[..2]).expect("append");
+        j.append(&written[2..]).expect("append");
+        assert_eq!(j.find("pluggy", "key-3"), Some(written[3].id));
+        assert_eq!(j.figures().0, 5);
+        drop(j);
+
+        let mut j = Journal::open(&dir).expect("open").expect("free");
+        let back = j.oldest(3).expect("read");
+        let records: Vec<_> = back.iter().map(|(_, r)| r.clone()).collect();
+        assert_eq!(records, written[..3]);
+        j.drained(back[2].0, &records).expect("drained");
+        assert_eq!(j.figures().0, 2);
+        assert_eq!(j.find("pluggy", "key-0"), None);
+        drop(j);
+
+        let j = Journal::open(&dir).expect("open").expect("free");
+        let rest: Vec<_> = j
+            .oldest(10)
+            .expect("read")
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        assert_eq!(rest, written[3..]);
+        assert_eq!(j.figures().0, 2);
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_folder_is_locked_while_its_journal_lives() {
+        let dir = temp();
+        let j = Journal::open(&dir).expect("open").expect("free");
+        assert!(Journal::open(&dir).expect("open").is_none(), "locked");
+        drop(j);
+        assert!(Journal::open(&dir).expect("open").is_some(), "free again");
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_torn_last_record_is_cut_off_and_the_rest_drains_and_appends_go_on() {
+        let dir = temp();
+        let mut j = Journal::open(&dir).expect("open").expect("free");
+        let written: Vec<_> = (0..4).map(sample).collect();
+        j.append(&written).expect("append");
+        drop(j);
+        // A crash in the middle of the last record.
+        let seg = segment_path(&dir, 1);
+        let len = fs::metadata(&seg).expect("segment").len();
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .and_then(|f| f.set_len(len - 5))
+            .expect("truncate");
+
+        let mut j = Journal::open(&dir)
+            .expect("opens despite the tear")
+            .expect("free");
+        let back: Vec<_> = j
+            .oldest(10)
+            .expect("read")
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        assert_eq!(back, written[..3]);
+        let later = sample(9);
+        j.append(std::slice::from_ref(&later))
+            .expect("append after the tear");
+        let back: Vec<_> = j
+            .oldest(10)
+            .expect("read")
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        assert_eq!(back.len(), 4);
+        assert_eq!(back[3], later);
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn drained_segments_are_deleted_but_the_one_appended_to_stays() {
+        let dir = temp();
+        let mut j = Journal::open(&dir).expect("open").expect("free");
+        j.segment_bytes = 1;
+        j.append(&[sample(1)]).expect("append");
+        j.append(&[sample(2)]).expect("append");
+        assert!(segment_path(&dir, 2).exists(), "one record per segment");
+        let all = j.oldest(10).expect("read");
+        assert_eq!(all.len(), 2);
+        j.drained(all[0].0, &[all[0].1.clone()]).expect("drained");
+        assert!(!segment_path(&dir, 1).exists(), "drained segment removed");
+        assert_eq!(j.figures().0, 1);
+        j.drained(all[1].0, &[all[1].1.clone()]).expect("drained");
+        assert!(
+            segment_path(&dir, 2).exists(),
+            "the segment appended to stays"
+        );
+        assert_eq!(j.figures(), (0, 0));
+        drop(j);
+        let j = Journal::open(&dir).expect("open").expect("free");
+        assert!(
+            j.oldest(10).expect("read").is_empty(),
+            "nothing drained comes back"
+        );
+        fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}

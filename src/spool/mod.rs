@@ -1,0 +1,8 @@
+//! The spool: a local, fsync'd journal of verified webhooks that Redis could not take in time,
+//! drained into Redis when it is back. One folder per replica, each locked by its process.
+
+pub mod journal;
+pub mod record;
+
+pub use journal::{Journal, Position};
+pub use record::SpoolRecord;
