@@ -3,6 +3,8 @@
 
 pub mod journal;
 pub mod record;
+pub mod writer;
 
 pub use journal::{Journal, Position};
 pub use record::SpoolRecord;
+pub use writer::{SpoolError, SpoolWriter, Spooled};
