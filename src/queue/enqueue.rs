@@ -1,0 +1,115 @@
+//! De-duplicate and append to a source's stream: one event, or a batch of one source's events.
+
+/// De-duplication and stream append as one atomic step.
+///
+/// KEYS[1] dedup key, KEYS[2] stream. ARGV[1] event id, ARGV[2] dedup TTL seconds, then the
+/// entry's fields. Returns `{1, stream id}` when queued or `{0, first event id}` when the key
+/// was seen. If the XADD fails the dedup key is removed again, so a failed enqueue never
+/// leaves a key behind and the sender's retry is accepted.
+pub const ENQUEUE_LUA: &str = r#"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  return {0, redis.call('GET', KEYS[1])}
+end
+local sid = redis.pcall('XADD', KEYS[2], '*',
+  'id', ARGV[1], 'key', ARGV[3], 'type', ARGV[4], 'ts', ARGV[5],
+  'ct', ARGV[6], 'hdr', ARGV[7], 'body', ARGV[8])
+if type(sid) == 'table' and sid.err then
+  redis.call('DEL', KEYS[1])
+  return redis.error_reply(sid.err)
+end
+return {1, sid}
+"#;
+
+/// De-duplication and stream append for a batch of events of one source, each event atomic
+/// on its own (group commit: one round trip for what arrived during the last one).
+///
+/// KEYS[1] the stream, KEYS[1+i] the dedup key of event i. ARGV[1] dedup TTL seconds, then
+/// per event: id, key, type, ts, ct, hdr, body. Returns per event `{1, stream id}` queued,
+/// `{0, first id}` seen before (also the same key earlier in this batch), or `{-1, error}`:
+/// a failed step removes that event's dedup key again and leaves the others as they are.
+pub const ENQUEUE_BATCH_LUA: &str = r#"
+local out = {}
+for i = 2, #KEYS do
+  local a = 1 + (i - 2) * 7
+  local id = ARGV[a + 1]
+  local set = redis.pcall('SET', KEYS[i], id, 'NX', 'EX', ARGV[1])
+  if type(set) == 'table' and set.err then
+    out[#out + 1] = {-1, set.err}
+  elseif not set then
+    out[#out + 1] = {0, redis.call('GET', KEYS[i]) or ''}
+  else
+    local sid = redis.pcall('XADD', KEYS[1], '*',
+      'id', id, 'key', ARGV[a + 2], 'type', ARGV[a + 3], 'ts', ARGV[a + 4],
+      'ct', ARGV[a + 5], 'hdr', ARGV[a + 6], 'body', ARGV[a + 7])
+    if type(sid) == 'table' and sid.err then
+      redis.call('DEL', KEYS[i])
+      out[#out + 1] = {-1, sid.err}
+    else
+      out[#out + 1] = {1, sid}
+    end
+  end
+end
+return out
+"#;
+
+/// One event of an [`enqueue_batch`].
+pub struct EnqueueItem<'a> {
+    pub id: &'a str,
+    /// The idempotency key, as stored in the entry.
+    pub key: &'a str,
+    /// The dedup key in Redis ([`crate::source::SourceKeys::dedup`]).
+    pub dedup_key: String,
+    pub event_type: &'a str,
+    pub received_at_ms: i64,
+    pub content_type: &'a str,
+    pub headers: &'a str,
+    pub body: &'a [u8],
+}
+
+/// What Redis did with one event of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// Appended to the stream under this entry id.
+    Queued { stream_id: String },
+    /// The key was seen before; the id the first one was given.
+    Seen { first_id: String },
+    /// This event's step failed (such as Redis out of memory); nothing of it stayed.
+    Failed { error: String },
+}
+
+/// Runs [`ENQUEUE_BATCH_LUA`] for `items`, all of one source's `stream`.
+pub async fn enqueue_batch(
+    conn: &mut impl redis::aio::ConnectionLike,
+    script: &redis::Script,
+    stream: &str,
+    dedup_ttl_seconds: u64,
+    items: &[EnqueueItem<'_>],
+) -> redis::RedisResult<Vec<EnqueueOutcome>> {
+    let mut call = script.key(stream);
+    call.arg(dedup_ttl_seconds);
+    for item in items {
+        call.key(&item.dedup_key)
+            .arg(item.id)
+            .arg(item.key)
+            .arg(item.event_type)
+            .arg(item.received_at_ms)
+            .arg(item.content_type)
+            .arg(item.headers)
+            .arg(item.body);
+    }
+    let replies: Vec<(i64, String)> = call.invoke_async(conn).await?;
+    if replies.len() != items.len() {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "the batch enqueue answered a different number of events",
+        )));
+    }
+    Ok(replies
+        .into_iter()
+        .map(|(code, value)| match code {
+            1 => EnqueueOutcome::Queued { stream_id: value },
+            0 => EnqueueOutcome::Seen { first_id: value },
+            _ => EnqueueOutcome::Failed { error: value },
+        })
+        .collect())
+}

@@ -1,0 +1,122 @@
+//! Redis Streams: the connection pool, the atomic de-duplicate-and-enqueue scripts, the
+//! settle scripts and stream upkeep (groups, trimming).
+
+mod enqueue;
+mod groups;
+mod pool;
+mod settle;
+mod trim;
+
+pub use enqueue::{enqueue_batch, EnqueueItem, EnqueueOutcome, ENQUEUE_BATCH_LUA, ENQUEUE_LUA};
+pub use groups::{ensure_group, is_nogroup, stream_groups};
+pub use pool::{pool, HealingConnection, RedisManager, RedisPool};
+pub use settle::{
+    PROMOTE_DUE_LUA, RATE_TAKE_LUA, SETTLE_DEAD_LUA, SETTLE_DELIVERED_LUA, SETTLE_RETRY_LUA,
+};
+pub use trim::{trim_below, trim_floor, EntryId};
+
+#[cfg(test)]
+mod redis_tests {
+    use super::*;
+
+    async fn shared_redis() -> redis::aio::MultiplexedConnection {
+        let url =
+            std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        redis::Client::open(url)
+            .expect("URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("the shared Redis runs (scripts/dev-services.sh)")
+    }
+
+    #[actix_web::test]
+    async fn a_missing_group_is_recognised_by_its_code_even_inside_a_script() {
+        let mut conn = shared_redis().await;
+        let stream = format!("hgtest-{}:{{s}}:stream", uuid::Uuid::new_v4().simple());
+        let err =
+            redis::Script::new("return redis.call('XAUTOCLAIM', KEYS[1], 'g', 'c', 0, '0-0')")
+                .key(&stream)
+                .invoke_async::<()>(&mut conn)
+                .await
+                .expect_err("no such group");
+        assert!(is_nogroup(&err), "{err:?}");
+
+        assert!(stream_groups(&mut conn, &stream)
+            .await
+            .expect("asked")
+            .is_none());
+        ensure_group(&mut conn, &stream, "g").await.expect("group");
+        let groups = stream_groups(&mut conn, &stream)
+            .await
+            .expect("asked")
+            .expect("a stream");
+        assert_eq!(groups.groups.len(), 1);
+        assert_eq!(groups.groups[0].name, "g");
+        let _: () = redis::cmd("DEL")
+            .arg(&stream)
+            .query_async(&mut conn)
+            .await
+            .expect("DEL");
+    }
+
+    #[actix_web::test]
+    async fn a_batch_queues_new_keys_once_and_answers_repeats_with_the_first_id() {
+        let mut conn = shared_redis().await;
+        let prefix = format!("hgtest-{}", uuid::Uuid::new_v4().simple());
+        let keys = crate::source::SourceKeys::new(&prefix, "src");
+        let item = |id: &'static str, key: &'static str| EnqueueItem {
+            id,
+            key,
+            dedup_key: keys.dedup(key),
+            event_type: "t",
+            received_at_ms: 1,
+            content_type: "",
+            headers: "{}",
+            body: b"{}",
+        };
+        let script = redis::Script::new(ENQUEUE_BATCH_LUA);
+        let first = enqueue_batch(&mut conn, &script, &keys.stream, 60, &[item("id-a", "a")])
+            .await
+            .expect("batch");
+        assert!(
+            matches!(first[0], EnqueueOutcome::Queued { .. }),
+            "{first:?}"
+        );
+        // A repeat of an earlier batch, a repeat within this batch, and new keys.
+        let batch = [
+            item("id-b", "b"),
+            item("id-a2", "a"),
+            item("id-b2", "b"),
+            item("id-c", "c"),
+        ];
+        let out = enqueue_batch(&mut conn, &script, &keys.stream, 60, &batch)
+            .await
+            .expect("batch");
+        assert!(matches!(out[0], EnqueueOutcome::Queued { .. }), "{out:?}");
+        assert_eq!(
+            out[1],
+            EnqueueOutcome::Seen {
+                first_id: "id-a".into()
+            }
+        );
+        assert_eq!(
+            out[2],
+            EnqueueOutcome::Seen {
+                first_id: "id-b".into()
+            }
+        );
+        assert!(matches!(out[3], EnqueueOutcome::Queued { .. }), "{out:?}");
+        let len: usize = redis::cmd("XLEN")
+            .arg(&keys.stream)
+            .query_async(&mut conn)
+            .await
+            .expect("XLEN");
+        assert_eq!(len, 3);
+        let mut del = redis::cmd("DEL");
+        del.arg(&keys.stream);
+        for k in ["a", "b", "c"] {
+            del.arg(keys.dedup(k));
+        }
+        let _: () = del.query_async(&mut conn).await.expect("DEL");
+    }
+}

@@ -1,0 +1,63 @@
+//! The scripts that settle a delivery, promote due retries and take rate-limit tokens.
+
+// Settling a delivery: each outcome is recorded and the entry acknowledged in one script.
+// The XACK goes first and decides: if another replica already settled the entry (it claimed
+// it), this one records nothing, so an outcome is recorded exactly once per entry.
+// Common arguments: KEYS[1] the stream the entry came from; ARGV[1] group, ARGV[2] entry id,
+// ARGV[3] '1' to delete the entry after the ack (retry streams belong to one destination).
+
+/// Delivered. KEYS[2] the destination's delivered counter.
+pub const SETTLE_DELIVERED_LUA: &str = r#"
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+if ARGV[3] == '1' then redis.call('XDEL', KEYS[1], ARGV[2]) end
+redis.call('INCR', KEYS[2])
+return 1
+"#;
+
+/// Parked for a later attempt. KEYS[2] the schedule, KEYS[3] the parked hash; ARGV[4] due
+/// (ms), ARGV[5] the token, ARGV[6..] the entry's field/value pairs.
+pub const SETTLE_RETRY_LUA: &str = r#"
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+if ARGV[3] == '1' then redis.call('XDEL', KEYS[1], ARGV[2]) end
+redis.call('HSET', KEYS[3], unpack(ARGV, 6))
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+return 1
+"#;
+
+/// Dead. KEYS[2] the dead-letter stream, KEYS[3] the destination's dead counter; ARGV[4..]
+/// the dead letter's field/value pairs.
+pub const SETTLE_DEAD_LUA: &str = r#"
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+if ARGV[3] == '1' then redis.call('XDEL', KEYS[1], ARGV[2]) end
+redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))
+redis.call('INCR', KEYS[3])
+return 1
+"#;
+
+/// Moves due parked deliveries into the retry stream, atomically, so exactly one replica
+/// runs each. KEYS[1] schedule, KEYS[2] retry stream; ARGV[1] now (ms), ARGV[2] how many at
+/// most, ARGV[3] the parked hashes' prefix. Returns how many moved.
+pub const PROMOTE_DUE_LUA: &str = r#"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, token in ipairs(due) do
+  local hash = ARGV[3] .. token
+  local fields = redis.call('HGETALL', hash)
+  if #fields > 0 then redis.call('XADD', KEYS[2], '*', unpack(fields)) end
+  redis.call('DEL', hash)
+  redis.call('ZREM', KEYS[1], token)
+end
+return #due
+"#;
+
+/// Takes up to ARGV[2] tokens of a fixed one-second window with ARGV[3] tokens in all.
+/// KEYS[1] the window's counter. Returns how many were granted.
+pub const RATE_TAKE_LUA: &str = r#"
+local want = tonumber(ARGV[2])
+local used = redis.call('INCRBY', KEYS[1], want)
+if used == want then redis.call('PEXPIRE', KEYS[1], 2000) end
+local limit = tonumber(ARGV[3])
+if used <= limit then return want end
+local over = math.min(want, used - limit)
+redis.call('DECRBY', KEYS[1], over)
+return want - over
+"#;
