@@ -3,7 +3,7 @@
 use redis::streams::StreamInfoGroupsReply;
 use serde::Serialize;
 
-use crate::circuit::{self, CircuitState};
+use crate::circuit::{self, CircuitState, CircuitStatus};
 use crate::source::Sources;
 
 /// One queue's figures (a destination of a source, or a source in all).
@@ -154,10 +154,10 @@ pub fn publish(figures: &[SourceFigures]) {
             metrics::gauge!("hookgate_queue_active", &labels).set(f.active as f64);
             metrics::gauge!("hookgate_queue_delayed", &labels).set(f.delayed as f64);
             metrics::gauge!("hookgate_queue_dead", &labels).set(f.failed as f64);
-            let state = match d.circuit.state.as_str() {
-                "closed" => 0.0,
-                "half_open" => 1.0,
-                _ => 2.0,
+            let state = match d.circuit.state {
+                CircuitStatus::Closed => 0.0,
+                CircuitStatus::HalfOpen => 1.0,
+                CircuitStatus::Open => 2.0,
             };
             metrics::gauge!("hookgate_circuit_state", &labels).set(state);
         }

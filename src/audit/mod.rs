@@ -5,5 +5,6 @@ pub mod db;
 pub mod schema;
 mod writer;
 
+pub use crate::event::AttemptRecord;
 pub use db::{PgPool, MIGRATIONS};
-pub use writer::{AttemptBatch, AttemptRecord, AuditWriter, Drain, NewEventBatch, NewEventRecord};
+pub use writer::{AttemptBatch, AuditWriter, Drain, NewEventBatch, NewEventRecord};

@@ -15,7 +15,8 @@ use uuid::Uuid;
 use super::db::{self, PgPool};
 use super::schema::{delivery_attempts, webhook_events};
 use crate::config::AuditSettings;
-use crate::dispatch::NewEvent;
+use crate::event::{AttemptRecord, NewEvent};
+use crate::status::Status;
 
 /// An accepted event's audit row.
 #[derive(Debug, Clone, Insertable)]
@@ -31,6 +32,7 @@ pub struct NewEventRow {
     headers: serde_json::Value,
     payload: Vec<u8>,
     destinations: i32,
+    /// A [`Status`] name (the column is text).
     status: &'static str,
     attempts: i32,
     last_error: Option<String>,
@@ -67,7 +69,7 @@ impl NewEventRecord {
             headers: event.headers,
             payload: event.body.to_vec(),
             destinations: destinations as i32,
-            status: "queued",
+            status: Status::Queued.as_str(),
             attempts: 0,
             last_error: None,
             delivered_at: None,
@@ -89,20 +91,6 @@ impl NewEventRecord {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct NewEventBatch(pub Vec<NewEventRecord>);
-
-/// One delivery attempt and the delivery's status after it.
-#[derive(Debug, Clone)]
-pub struct AttemptRecord {
-    pub event_id: Uuid,
-    pub destination: String,
-    pub attempt: i32,
-    pub status_code: Option<i32>,
-    pub duration_ms: i32,
-    pub error: Option<String>,
-    pub attempted_at: OffsetDateTime,
-    /// `delivered`, `retrying` or `dead`.
-    pub delivery_status: &'static str,
-}
 
 /// Records delivery attempts.
 #[derive(Message)]
@@ -360,10 +348,10 @@ fn fold_outcomes(events: &mut [NewEventRow], attempts: &[AttemptRecord]) -> Vec<
     for e in events.iter_mut() {
         match latest.get(&e.id) {
             Some(a) if e.destinations == 1 => {
-                e.status = a.delivery_status;
+                e.status = a.delivery_status.as_str();
                 e.attempts = a.attempt;
                 e.last_error.clone_from(&a.error);
-                e.delivered_at = (a.delivery_status == "delivered").then_some(a.attempted_at);
+                e.delivered_at = a.delivered_at();
                 folded.insert(e.id);
             }
             _ => roll_up.push(e.id),
@@ -445,7 +433,11 @@ fn insert_attempts(conn: &mut PgConnection, attempts: &[AttemptRecord]) -> Query
                 .map(|a| a.destination.as_str())
                 .collect::<Vec<_>>(),
         )
-        .bind::<Array<Text>, _>(rows.iter().map(|a| a.delivery_status).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            rows.iter()
+                .map(|a| a.delivery_status.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind::<Array<Integer>, _>(rows.iter().map(|a| a.attempt).collect::<Vec<_>>())
         .bind::<Array<Nullable<Text>>, _>(
             rows.iter().map(|a| a.error.as_deref()).collect::<Vec<_>>(),
@@ -453,9 +445,7 @@ fn insert_attempts(conn: &mut PgConnection, attempts: &[AttemptRecord]) -> Query
         .bind::<Array<Nullable<Integer>>, _>(rows.iter().map(|a| a.status_code).collect::<Vec<_>>())
         .bind::<Array<Timestamptz>, _>(rows.iter().map(|a| a.attempted_at).collect::<Vec<_>>())
         .bind::<Array<Nullable<Timestamptz>>, _>(
-            rows.iter()
-                .map(|a| (a.delivery_status == "delivered").then_some(a.attempted_at))
-                .collect::<Vec<_>>(),
+            rows.iter().map(|a| a.delivered_at()).collect::<Vec<_>>(),
         )
         .execute(conn)?;
     Ok(())
@@ -578,14 +568,18 @@ mod tests {
         }
     }
 
-    fn attempt(event: Uuid, n: i32, status: &'static str, at: OffsetDateTime) -> AttemptRecord {
+    fn attempt(event: Uuid, n: i32, status: Status, at: OffsetDateTime) -> AttemptRecord {
         AttemptRecord {
             event_id: event,
             destination: "app".into(),
             attempt: n,
-            status_code: Some(if status == "delivered" { 200 } else { 503 }),
+            status_code: Some(if status == Status::Delivered {
+                200
+            } else {
+                503
+            }),
             duration_ms: 1,
-            error: (status != "delivered").then(|| "503".to_string()),
+            error: (status != Status::Delivered).then(|| "503".to_string()),
             attempted_at: at,
             delivery_status: status,
         }
@@ -618,7 +612,7 @@ mod tests {
             &db.url,
             true,
             &mut Vec::new(),
-            &[attempt(id, 2, "delivered", t2)],
+            &[attempt(id, 2, Status::Delivered, t2)],
         )
         .expect("success written");
         write_batch(
@@ -626,7 +620,7 @@ mod tests {
             &db.url,
             true,
             &mut Vec::new(),
-            &[attempt(id, 1, "retrying", t1)],
+            &[attempt(id, 1, Status::Retrying, t1)],
         )
         .expect("failure written");
         assert_eq!(

@@ -2,10 +2,9 @@
 //! through one consumer group per destination, attempt each delivery over HTTP, and settle
 //! its outcome (delivered, retry, dead) atomically with the acknowledgement.
 
-mod event;
 pub mod http;
 mod supervisor;
 mod worker;
 
-pub use event::QueuedEvent;
+pub use crate::event::QueuedEvent;
 pub use supervisor::{AuditLink, Budget, Shutdown, SourceSupervisor};

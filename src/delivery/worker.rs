@@ -14,15 +14,15 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamInfoConsumersReply, S
 use time::OffsetDateTime;
 use tokio::sync::{Notify, Semaphore};
 
-use super::event::QueuedEvent;
 use super::http::{self, Attempt, Verdict};
 use super::supervisor::Budget;
-use crate::audit::AttemptRecord;
 use crate::circuit::{now_ms, Circuit, Gate};
 use crate::config::{DeliverySettings, DestinationConfig};
+use crate::event::{AttemptRecord, QueuedEvent};
 use crate::queue::{self, RedisPool};
 use crate::retry;
 use crate::source::{DestinationKeys, Source};
+use crate::status::Status;
 use crate::verify::standard_webhooks;
 
 /// Most entries read at once.
@@ -444,7 +444,7 @@ impl Worker {
         let status = match &outcome {
             Settle::Delivered => {
                 self.metrics.delivered.increment(1);
-                "delivered"
+                Status::Delivered
             }
             Settle::Retry { attempt, .. } => {
                 self.metrics.retried.increment(1);
@@ -452,11 +452,11 @@ impl Worker {
                 if *attempt == 5 {
                     self.metrics.retried_over_3.increment(1);
                 }
-                "retrying"
+                Status::Retrying
             }
             Settle::Dead { .. } => {
                 self.metrics.dead.increment(1);
-                "dead"
+                Status::Dead
             }
         };
         log::debug!(
@@ -484,7 +484,7 @@ impl Worker {
         event: &QueuedEvent,
         n: u32,
         result: &Attempt,
-        status: &'static str,
+        status: Status,
         error: Option<String>,
     ) {
         let Ok(event_id) = uuid::Uuid::parse_str(&event.id) else {

@@ -1,7 +1,25 @@
-//! A queued event as read back from a stream entry.
+//! The event and attempt records that ingest, dispatch, delivery and the audit trail all pass
+//! around. A leaf module: it imports no other module of the crate but `status`, so each of
+//! them can use it without importing the others.
 
 use bytes::Bytes;
 use redis::streams::StreamId;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::status::Status;
+
+/// A verified webhook, ready to be queued.
+pub struct NewEvent {
+    pub id: Uuid,
+    pub key: String,
+    pub event_type: Option<String>,
+    pub received_at_ms: i64,
+    pub content_type: Option<String>,
+    /// The stored request headers (secrets removed), as a JSON object.
+    pub headers: serde_json::Value,
+    pub body: Bytes,
+}
 
 /// One event awaiting delivery to one destination.
 #[derive(Debug, Clone)]
@@ -54,5 +72,43 @@ impl QueuedEvent {
             ("body", self.body.to_vec()),
             ("attempt", attempt.to_string().into_bytes()),
         ]
+    }
+
+    /// The event as it was accepted, for an audit row written from the stream; None when
+    /// the id is not a UUID.
+    pub fn into_new_event(self) -> Option<NewEvent> {
+        let id = Uuid::parse_str(&self.id).ok()?;
+        let non_empty = |s: String| (!s.is_empty()).then_some(s);
+        let headers = serde_json::from_str(&self.headers).unwrap_or(serde_json::json!({}));
+        Some(NewEvent {
+            id,
+            key: self.key,
+            event_type: non_empty(self.event_type),
+            received_at_ms: self.received_at_ms,
+            content_type: non_empty(self.content_type),
+            headers,
+            body: self.body,
+        })
+    }
+}
+
+/// One delivery attempt and the delivery's status after it.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub event_id: Uuid,
+    pub destination: String,
+    pub attempt: i32,
+    pub status_code: Option<i32>,
+    pub duration_ms: i32,
+    pub error: Option<String>,
+    pub attempted_at: OffsetDateTime,
+    /// `Delivered`, `Retrying` or `Dead`.
+    pub delivery_status: Status,
+}
+
+impl AttemptRecord {
+    /// When the delivery succeeded: the attempt's time if this attempt delivered it.
+    pub fn delivered_at(&self) -> Option<OffsetDateTime> {
+        (self.delivery_status == Status::Delivered).then_some(self.attempted_at)
     }
 }
