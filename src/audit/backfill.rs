@@ -12,8 +12,9 @@ use redis::streams::StreamRangeReply;
 use uuid::Uuid;
 
 use super::db::PgPool;
+use super::row::{NewEventRecord, NewEventRow};
 use super::schema::webhook_events;
-use super::writer::{roll_up, NewEventRecord, NewEventRow};
+use super::store::roll_up;
 use crate::circuit::now_ms;
 use crate::config::AuditSettings;
 use crate::event::QueuedEvent;
