@@ -59,7 +59,9 @@ return {state, failures, 0}
 /// The state of a circuit as stored in Redis.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CircuitState {
+    /// Closed, open or half-open.
     pub state: CircuitStatus,
+    /// Consecutive failures counted so far.
     pub failures: u64,
     /// Unix ms until which an open circuit stays open.
     pub open_until_ms: u64,

@@ -11,13 +11,19 @@ use crate::status::Status;
 
 /// A verified webhook, ready to be queued.
 pub struct NewEvent {
+    /// The id the sender is given (UUIDv7: ordered by arrival).
     pub id: Uuid,
+    /// The idempotency key it is de-duplicated by.
     pub key: String,
+    /// The sender's event type, when the body names one.
     pub event_type: Option<String>,
+    /// When it was received, unix ms.
     pub received_at_ms: i64,
+    /// The request's `Content-Type`.
     pub content_type: Option<String>,
     /// The stored request headers (secrets removed), as a JSON object.
     pub headers: serde_json::Value,
+    /// The raw body, as verified.
     pub body: Bytes,
 }
 
@@ -26,12 +32,17 @@ pub struct NewEvent {
 pub struct QueuedEvent {
     /// The event id the sender was given (and `webhook-id` on delivery).
     pub id: String,
+    /// The idempotency key.
     pub key: String,
+    /// The event type, empty when unknown.
     pub event_type: String,
+    /// When it was received, unix ms.
     pub received_at_ms: i64,
+    /// The `Content-Type` to deliver it with, empty when unknown.
     pub content_type: String,
     /// The stored request headers, a JSON object.
     pub headers: String,
+    /// The raw body.
     pub body: Bytes,
     /// The attempt this read is for (1 for an entry of the source stream).
     pub attempt: u32,
@@ -95,12 +106,19 @@ impl QueuedEvent {
 /// One delivery attempt and the delivery's status after it.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
+    /// The event delivered.
     pub event_id: Uuid,
+    /// The destination's name.
     pub destination: String,
+    /// 1-based.
     pub attempt: i32,
+    /// The destination's HTTP status, None when it did not answer.
     pub status_code: Option<i32>,
+    /// How long the attempt took.
     pub duration_ms: i32,
+    /// Why it failed, or why the delivery ended dead.
     pub error: Option<String>,
+    /// When it was made.
     pub attempted_at: OffsetDateTime,
     /// `Delivered`, `Retrying` or `Dead`.
     pub delivery_status: Status,

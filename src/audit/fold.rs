@@ -64,7 +64,7 @@ mod tests {
         let roll_up = fold_outcomes(&mut events, &attempts);
         assert!(roll_up.is_empty(), "{roll_up:?}");
         let row = &events[0];
-        assert_eq!(row.status, "delivered");
+        assert_eq!(row.status, Status::Delivered.as_str());
         assert_eq!(row.attempts, 2);
         assert_eq!(row.last_error, None);
         assert_eq!(row.delivered_at, Some(attempts[0].attempted_at));
@@ -76,7 +76,7 @@ mod tests {
         let id = events[0].id;
         let roll_up = fold_outcomes(&mut events, &[attempt(id, 3, Status::Dead)]);
         assert!(roll_up.is_empty());
-        assert_eq!(events[0].status, "dead");
+        assert_eq!(events[0].status, Status::Dead.as_str());
         assert_eq!(events[0].attempts, 3);
         assert_eq!(events[0].last_error.as_deref(), Some("503 on attempt 3"));
         assert_eq!(events[0].delivered_at, None);
@@ -88,7 +88,7 @@ mod tests {
         let id = events[0].id;
         let roll_up = fold_outcomes(&mut events, &[attempt(id, 1, Status::Delivered)]);
         assert_eq!(roll_up, vec![id]);
-        assert_eq!(events[0].status, "queued");
+        assert_eq!(events[0].status, Status::Queued.as_str());
         assert_eq!(events[0].attempts, 0);
     }
 
@@ -106,8 +106,8 @@ mod tests {
         let mut expected = vec![quiet, older];
         expected.sort_unstable();
         assert_eq!(roll_up, expected);
-        assert_eq!(events[0].status, "queued");
-        assert_eq!(events[1].status, "delivered");
+        assert_eq!(events[0].status, Status::Queued.as_str());
+        assert_eq!(events[1].status, Status::Delivered.as_str());
     }
 
     #[test]

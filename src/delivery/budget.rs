@@ -9,7 +9,9 @@ use std::sync::Arc;
 /// high-priority one.
 #[derive(Clone)]
 pub struct Budget {
+    /// Deliveries in flight in the whole process, every source's.
     pub in_flight: Arc<AtomicUsize>,
+    /// How many of them this source may have started.
     pub limit: usize,
 }
 

@@ -13,8 +13,6 @@ use futures_util::FutureExt;
 use super::budget::Budget;
 use super::trimmer::trim_loop;
 use super::worker::Worker;
-#[cfg(doc)]
-use crate::audit::backfill;
 use crate::audit::{AttemptBatch, AuditWriter, PgPool};
 use crate::config::{DeliverySettings, RedisSettings};
 use crate::event::AttemptRecord;
@@ -103,7 +101,7 @@ pub struct AuditLink {
     pub writer: Addr<AuditWriter>,
     /// Checked before entries are trimmed, so that no event leaves without its row.
     pub postgres: PgPool,
-    /// Entries younger than this are not trimmed yet ([`backfill::settle_time`]).
+    /// Entries younger than this are not trimmed yet ([`crate::audit::backfill::settle_time`]).
     pub settle: Duration,
 }
 
