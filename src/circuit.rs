@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::config::CircuitPolicy;
+pub use crate::status::CircuitStatus;
 
 /// How stale a worker's view of the shared state may get.
 pub const REFRESH: Duration = Duration::from_millis(200);
@@ -56,21 +57,23 @@ return {state, failures, 0}
 "#;
 
 /// The state of a circuit as stored in Redis.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CircuitState {
-    pub state: String,
+    /// Closed, open or half-open.
+    pub state: CircuitStatus,
+    /// Consecutive failures counted so far.
     pub failures: u64,
     /// Unix ms until which an open circuit stays open.
     pub open_until_ms: u64,
 }
 
-impl Default for CircuitState {
-    fn default() -> Self {
-        CircuitState {
-            state: "closed".into(),
-            failures: 0,
-            open_until_ms: 0,
-        }
+/// A stored state name; a missing one is closed, and a name neither closed nor open counts
+/// as half-open, as [`ACQUIRE_LUA`] treats it.
+fn stored_status(name: Option<&str>) -> CircuitStatus {
+    match name.map(str::parse) {
+        None => CircuitStatus::Closed,
+        Some(Ok(status)) => status,
+        Some(Err(_)) => CircuitStatus::HalfOpen,
     }
 }
 
@@ -88,7 +91,7 @@ pub async fn read(
             .query_async(conn)
             .await?;
     Ok(CircuitState {
-        state: state.unwrap_or_else(|| "closed".into()),
+        state: stored_status(state.as_deref()),
         failures: failures.unwrap_or(0),
         open_until_ms: open_until.unwrap_or(0),
     })
@@ -106,7 +109,7 @@ pub async fn reset(
         .cmd("HSET")
         .arg(circuit_key)
         .arg("state")
-        .arg("closed")
+        .arg(CircuitStatus::Closed.as_str())
         .arg("failures")
         .arg(0)
         .arg("open_until")
@@ -190,7 +193,7 @@ impl Circuit {
             view.state = state;
             view.refreshed = Some(Instant::now());
         }
-        if self.view.borrow().state.state == "closed" {
+        if self.view.borrow().state.state == CircuitStatus::Closed {
             return Ok(Gate::Pass);
         }
         let (verdict, wait): (i64, i64) = self
@@ -213,7 +216,7 @@ impl Circuit {
     /// When the local view says the circuit is open: until when (unix ms).
     pub fn open_until(&self) -> Option<u64> {
         let view = self.view.borrow();
-        (view.state.state != "closed").then(|| view.state.open_until_ms.max(now_ms()))
+        (view.state.state != CircuitStatus::Closed).then(|| view.state.open_until_ms.max(now_ms()))
     }
 
     /// Records an attempt's outcome; only failures and recoveries touch Redis.
@@ -224,7 +227,7 @@ impl Circuit {
     ) -> redis::RedisResult<()> {
         {
             let view = self.view.borrow();
-            if success && view.state.state == "closed" && view.state.failures == 0 {
+            if success && view.state.state == CircuitStatus::Closed && view.state.failures == 0 {
                 return Ok(());
             }
         }
@@ -237,7 +240,8 @@ impl Circuit {
             .arg(self.policy.open_seconds * 1000)
             .invoke_async(conn)
             .await?;
-        if state == "open" {
+        let state = stored_status(Some(&state));
+        if state == CircuitStatus::Open {
             log::warn!("circuit {} opened after {failures} failures", self.key);
         }
         let mut view = self.view.borrow_mut();
@@ -247,5 +251,19 @@ impl Circuit {
             open_until_ms: open_until,
         };
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_states_read_as_the_scripts_treat_them() {
+        assert_eq!(stored_status(None), CircuitStatus::Closed);
+        assert_eq!(stored_status(Some("closed")), CircuitStatus::Closed);
+        assert_eq!(stored_status(Some("open")), CircuitStatus::Open);
+        assert_eq!(stored_status(Some("half_open")), CircuitStatus::HalfOpen);
+        assert_eq!(stored_status(Some("bogus")), CircuitStatus::HalfOpen);
     }
 }

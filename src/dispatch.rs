@@ -5,24 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use bytes::Bytes;
-use uuid::Uuid;
 
 use crate::audit::{AuditWriter, NewEventBatch, NewEventRecord};
 use crate::queue::{RedisPool, ENQUEUE_LUA};
 use crate::source::Source;
 
-/// A verified webhook, ready to be queued.
-pub struct NewEvent {
-    pub id: Uuid,
-    pub key: String,
-    pub event_type: Option<String>,
-    pub received_at_ms: i64,
-    pub content_type: Option<String>,
-    /// The stored request headers (secrets removed), as a JSON object.
-    pub headers: serde_json::Value,
-    pub body: Bytes,
-}
+// Ingest names the event it hands over by this path.
+pub use crate::event::NewEvent;
 
 /// Asks the Dispatcher to de-duplicate and enqueue an event.
 #[derive(Message)]

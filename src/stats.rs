@@ -3,7 +3,7 @@
 use redis::streams::StreamInfoGroupsReply;
 use serde::Serialize;
 
-use crate::circuit::{self, CircuitState};
+use crate::circuit::{self, CircuitState, CircuitStatus};
 use crate::source::Sources;
 
 /// One queue's figures (a destination of a source, or a source in all).
@@ -61,6 +61,12 @@ impl SourceFigures {
     }
 }
 
+/// Whether Redis answered that the key does not exist (XINFO on a stream not created yet).
+fn is_no_such_key(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError)
+        && e.detail() == Some("no such key")
+}
+
 async fn groups(
     conn: &mut impl redis::aio::ConnectionLike,
     stream: &str,
@@ -71,7 +77,7 @@ async fn groups(
         .query_async(conn)
         .await
     {
-        Err(e) if e.to_string().contains("no such key") => Ok(StreamInfoGroupsReply::default()),
+        Err(e) if is_no_such_key(&e) => Ok(StreamInfoGroupsReply::default()),
         other => other,
     }
 }
@@ -154,12 +160,37 @@ pub fn publish(figures: &[SourceFigures]) {
             metrics::gauge!("hookgate_queue_active", &labels).set(f.active as f64);
             metrics::gauge!("hookgate_queue_delayed", &labels).set(f.delayed as f64);
             metrics::gauge!("hookgate_queue_dead", &labels).set(f.failed as f64);
-            let state = match d.circuit.state.as_str() {
-                "closed" => 0.0,
-                "half_open" => 1.0,
-                _ => 2.0,
+            let state = match d.circuit.state {
+                CircuitStatus::Closed => 0.0,
+                CircuitStatus::HalfOpen => 1.0,
+                CircuitStatus::Open => 2.0,
             };
             metrics::gauge!("hookgate_circuit_state", &labels).set(state);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn a_stream_not_created_yet_has_no_groups() {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let client = redis::Client::open(url).expect("a Redis URL");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("the test Redis answers");
+        let missing = format!("hookgate-unit:{}:stream", uuid::Uuid::new_v4().simple());
+        let err = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&missing)
+            .query_async::<StreamInfoGroupsReply>(&mut conn)
+            .await
+            .expect_err("no such key");
+        assert!(is_no_such_key(&err), "{err:?}");
+        let info = groups(&mut conn, &missing).await.expect("no groups");
+        assert!(info.groups.is_empty());
     }
 }

@@ -4,7 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::{redis_down, Admin, AdminState};
-use crate::circuit;
+use crate::circuit::{self, CircuitStatus};
 use crate::error::ApiError;
 
 pub(super) async fn list(_: Admin, state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
@@ -23,7 +23,7 @@ pub(super) async fn list(_: Admin, state: web::Data<AdminState>) -> Result<HttpR
                 "destination": d.name,
                 "state": c.state,
                 "failures": c.failures,
-                "open_until_ms": (c.state != "closed").then_some(c.open_until_ms),
+                "open_until_ms": (c.state != CircuitStatus::Closed).then_some(c.open_until_ms),
             }));
         }
     }
@@ -52,6 +52,7 @@ pub(super) async fn reset(
         .map_err(redis_down)?;
     s.wake();
     log::info!("circuit {source}/{destination} reset by the admin API");
-    Ok(HttpResponse::Ok()
-        .json(json!({ "source": source, "destination": destination, "state": "closed" })))
+    Ok(HttpResponse::Ok().json(
+        json!({ "source": source, "destination": destination, "state": CircuitStatus::Closed }),
+    ))
 }

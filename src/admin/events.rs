@@ -11,8 +11,7 @@ use uuid::Uuid;
 use super::{with_pg, Admin, AdminState};
 use crate::audit::schema::{deliveries, delivery_attempts, webhook_events as e};
 use crate::error::ApiError;
-
-const STATUSES: [&str; 5] = ["queued", "delivering", "delivered", "retrying", "dead"];
+use crate::status::Status;
 
 /// Filters of `GET /api/events` and of bulk replays.
 #[derive(Debug, Default, Deserialize)]
@@ -28,7 +27,7 @@ pub(super) struct Filter {
 /// A [`Filter`] checked and parsed.
 pub(super) struct ParsedFilter {
     source: Option<String>,
-    status: Option<String>,
+    status: Option<Status>,
     since: Option<OffsetDateTime>,
     until: Option<OffsetDateTime>,
 }
@@ -36,19 +35,17 @@ pub(super) struct ParsedFilter {
 impl Filter {
     /// Checks the status name and parses the times.
     pub fn parse(self) -> Result<ParsedFilter, ApiError> {
-        if let Some(status) = &self.status {
-            if !STATUSES.contains(&status.as_str()) {
-                return Err(ApiError::BadRequest(format!(
-                    "status must be one of {}",
-                    STATUSES.join(", ")
-                )));
-            }
-        }
+        let status = self
+            .status
+            .as_deref()
+            .map(str::parse::<Status>)
+            .transpose()
+            .map_err(|e| ApiError::BadRequest(format!("status {e}")))?;
         Ok(ParsedFilter {
             since: time_param("since", &self.since)?,
             until: time_param("until", &self.until)?,
             source: self.source,
-            status: self.status,
+            status,
         })
     }
 }
@@ -60,8 +57,8 @@ impl ParsedFilter {
         if let Some(source) = &self.source {
             query = query.filter(e::source.eq(source.clone()));
         }
-        if let Some(status) = &self.status {
-            query = query.filter(e::status.eq(status.clone()));
+        if let Some(status) = self.status {
+            query = query.filter(e::status.eq(status.as_str()));
         }
         if let Some(since) = self.since {
             query = query.filter(e::received_at.ge(since));

@@ -12,12 +12,12 @@ use redis::streams::StreamRangeReply;
 use uuid::Uuid;
 
 use super::db::PgPool;
+use super::row::{NewEventRecord, NewEventRow};
 use super::schema::webhook_events;
-use super::writer::{roll_up, NewEventRecord, NewEventRow};
+use super::store::roll_up;
 use crate::circuit::now_ms;
 use crate::config::AuditSettings;
-use crate::delivery::QueuedEvent;
-use crate::dispatch::NewEvent;
+use crate::event::QueuedEvent;
 use crate::queue::{self, EntryId};
 use crate::source::Source;
 
@@ -146,18 +146,7 @@ fn row(
     stream_id: String,
     event: QueuedEvent,
 ) -> Option<NewEventRow> {
-    let id = Uuid::parse_str(&event.id).ok()?;
-    let non_empty = |s: String| (!s.is_empty()).then_some(s);
-    let headers = serde_json::from_str(&event.headers).unwrap_or(serde_json::json!({}));
-    let event = NewEvent {
-        id,
-        key: event.key,
-        event_type: non_empty(event.event_type),
-        received_at_ms: event.received_at_ms,
-        content_type: non_empty(event.content_type),
-        headers,
-        body: event.body,
-    };
+    let event = event.into_new_event()?;
     Some(NewEventRecord::new(source, destinations, event, stream_id).into_row())
 }
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::r2d2::{ConnectionManager, Pool};
-use diesel::Connection;
+use diesel::sql_types::{BigInt, Text};
+use diesel::{Connection, QueryableByName, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::config::DatabaseSettings;
@@ -86,25 +87,49 @@ fn split_database(url: &str) -> Result<(String, String), DbError> {
 }
 
 /// Creates the database of `url` when it does not exist yet.
+///
+/// A failed connection is not told apart by its message (libpq translates it): the
+/// maintenance database is asked whether the database exists instead.
 pub fn ensure_database(url: &str) -> Result<(), DbError> {
-    match PgConnection::establish(url) {
-        Ok(_) => Ok(()),
-        Err(diesel::ConnectionError::BadConnection(msg)) if msg.contains("does not exist") => {
-            let (admin_url, name) = split_database(url)?;
-            let mut admin = PgConnection::establish(&admin_url)?;
-            let quoted = name.replace('"', "\"\"");
-            match admin.batch_execute(&format!("CREATE DATABASE \"{quoted}\"")) {
-                Ok(()) => {
-                    log::info!("created database {name}");
-                    Ok(())
-                }
-                // Another replica created it a moment ago.
-                Err(e) if e.to_string().contains("already exists") => Ok(()),
-                Err(e) => Err(e.into()),
-            }
+    let refused = match PgConnection::establish(url) {
+        Ok(_) => return Ok(()),
+        Err(e @ diesel::ConnectionError::BadConnection(_)) => e,
+        Err(e) => return Err(e.into()),
+    };
+    // Any failure to look further reports the first one: it says what is wrong.
+    let Ok((admin_url, name)) = split_database(url) else {
+        return Err(refused.into());
+    };
+    let Ok(mut admin) = PgConnection::establish(&admin_url) else {
+        return Err(refused.into());
+    };
+    if !matches!(database_exists(&mut admin, &name), Ok(false)) {
+        return Err(refused.into());
+    }
+    let quoted = name.replace('"', "\"\"");
+    match admin.batch_execute(&format!("CREATE DATABASE \"{quoted}\"")) {
+        Ok(()) => {
+            log::info!("created database {name}");
+            Ok(())
         }
+        // Another replica created it a moment ago.
+        Err(_) if matches!(database_exists(&mut admin, &name), Ok(true)) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether the server has a database called `name`.
+fn database_exists(admin: &mut PgConnection, name: &str) -> Result<bool, DbError> {
+    #[derive(QueryableByName)]
+    struct Found {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let found: Found =
+        diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
+            .bind::<Text, _>(name)
+            .get_result(admin)?;
+    Ok(found.n > 0)
 }
 
 /// Creates the database if missing and runs pending migrations under an advisory lock.

@@ -2,8 +2,15 @@
 
 pub mod backfill;
 pub mod db;
+#[cfg(test)]
+mod fixtures;
+mod fold;
+mod row;
 pub mod schema;
+mod store;
 mod writer;
 
+pub use crate::event::AttemptRecord;
 pub use db::{PgPool, MIGRATIONS};
-pub use writer::{AttemptBatch, AttemptRecord, AuditWriter, Drain, NewEventBatch, NewEventRecord};
+pub use row::{AttemptBatch, Drain, NewEventBatch, NewEventRecord};
+pub use writer::AuditWriter;

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant, SystemTime};
 use awc::error::SendRequestError;
 use futures_util::StreamExt;
 
-use super::event::QueuedEvent;
 use crate::config::DestinationConfig;
+use crate::event::QueuedEvent;
 use crate::retry;
 use crate::verify::standard_webhooks;
 

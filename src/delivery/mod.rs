@@ -2,10 +2,19 @@
 //! through one consumer group per destination, attempt each delivery over HTTP, and settle
 //! its outcome (delivered, retry, dead) atomically with the acknowledgement.
 
-mod event;
+mod budget;
+mod claimer;
+mod decision;
+mod deliver;
 pub mod http;
+mod metrics;
+mod promoter;
+mod reader;
+mod settle;
 mod supervisor;
+mod trimmer;
 mod worker;
 
-pub use event::QueuedEvent;
-pub use supervisor::{AuditLink, Budget, Shutdown, SourceSupervisor};
+pub use crate::event::QueuedEvent;
+pub use budget::Budget;
+pub use supervisor::{AuditLink, Shutdown, SourceSupervisor};

@@ -4,49 +4,23 @@
 use std::cell::{Cell, RefCell};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::FutureExt;
 
+use super::budget::Budget;
+use super::trimmer::trim_loop;
 use super::worker::Worker;
-use crate::audit::backfill;
-use crate::audit::{AttemptBatch, AttemptRecord, AuditWriter, PgPool};
+use crate::audit::{AttemptBatch, AuditWriter, PgPool};
 use crate::config::{DeliverySettings, RedisSettings};
+use crate::event::AttemptRecord;
 use crate::queue;
 use crate::source::Source;
 
 /// Attempt records are handed to the AuditWriter at most this often.
 const AUDIT_HANDOFF: Duration = Duration::from_millis(20);
-
-/// The process-wide delivery budget as one source sees it: the shared in-flight count and
-/// the part of the total this source may fill. Sources of the highest priority may fill all
-/// of it; lower ones leave the rest to them, so a busy low-priority source cannot starve a
-/// high-priority one.
-#[derive(Clone)]
-pub struct Budget {
-    pub in_flight: Arc<AtomicUsize>,
-    pub limit: usize,
-}
-
-impl Budget {
-    /// The budget of a source of `priority` when the highest configured is `highest`.
-    pub fn new(in_flight: Arc<AtomicUsize>, total: usize, priority: u8, highest: u8) -> Self {
-        let limit = total * (priority as usize + 1) / (highest as usize + 1);
-        Budget {
-            in_flight,
-            limit: limit.max(1),
-        }
-    }
-
-    /// How many more deliveries this source may start now.
-    pub fn room(&self) -> usize {
-        self.limit
-            .saturating_sub(self.in_flight.load(std::sync::atomic::Ordering::Relaxed))
-    }
-}
 
 /// Stops reading and claiming, waits for in-flight deliveries (up to the grace period) and
 /// leaves everything else pending for the other replicas.
@@ -127,59 +101,8 @@ pub struct AuditLink {
     pub writer: Addr<AuditWriter>,
     /// Checked before entries are trimmed, so that no event leaves without its row.
     pub postgres: PgPool,
-    /// Entries younger than this are not trimmed yet ([`backfill::settle_time`]).
+    /// Entries younger than this are not trimmed yet ([`crate::audit::backfill::settle_time`]).
     pub settle: Duration,
-}
-
-/// Trims the source stream of entries every destination is done with, until stopped: the
-/// bodies of delivered webhooks do not stay in Redis memory. One replica at a time does it
-/// (a lock that lasts an interval): the others would only repeat the same reads.
-async fn trim_loop(
-    source: Arc<Source>,
-    pool: queue::RedisPool,
-    settings: DeliverySettings,
-    audit: AuditLink,
-    consumer: String,
-    stopping: Rc<Cell<bool>>,
-) {
-    let every = Duration::from_secs(settings.trim_interval_seconds);
-    let lock = format!("{}:trim-lock", source.keys.stream);
-    let name = &source.config.name;
-    let mut recheck = Vec::new();
-    while !stopping.get() {
-        actix_web::rt::time::sleep(every).await;
-        let mut conn = match pool.get().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                log::warn!("source {name}: no Redis connection to trim: {e}");
-                continue;
-            }
-        };
-        let mine: redis::RedisResult<Option<String>> = redis::cmd("SET")
-            .arg(&lock)
-            .arg(&consumer)
-            .arg("NX")
-            .arg("PX")
-            .arg((every.as_millis() as u64).saturating_sub(100).max(100))
-            .query_async(&mut *conn)
-            .await;
-        if !matches!(mine, Ok(Some(_))) {
-            continue;
-        }
-        let trimmed = backfill::trim_delivered(
-            &mut *conn,
-            &audit.postgres,
-            &source,
-            audit.settle,
-            &mut recheck,
-        )
-        .await;
-        match trimmed {
-            Ok(n) if n > 0 => log::debug!("source {name}: trimmed {n} delivered entries"),
-            Ok(_) => {}
-            Err(e) => log::warn!("source {name}: the stream was not trimmed: {e}"),
-        }
-    }
 }
 
 impl Actor for SourceSupervisor {
@@ -230,7 +153,8 @@ impl Actor for SourceSupervisor {
                 self.source.clone(),
                 pool.clone(),
                 self.settings.clone(),
-                self.audit.clone(),
+                self.audit.postgres.clone(),
+                self.audit.settle,
                 self.consumer.clone(),
                 self.stopping.clone(),
             ),

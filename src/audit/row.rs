@@ -1,0 +1,95 @@
+//! The audit row of an accepted event, and the messages that hand rows to the AuditWriter.
+
+use actix::prelude::*;
+use diesel::prelude::*;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::schema::webhook_events;
+use crate::event::{AttemptRecord, NewEvent};
+use crate::status::Status;
+
+/// An accepted event's audit row.
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = webhook_events, treat_none_as_default_value = false)]
+pub struct NewEventRow {
+    pub(super) id: Uuid,
+    source: String,
+    event_type: Option<String>,
+    idempotency_key: String,
+    stream_id: String,
+    received_at: OffsetDateTime,
+    content_type: Option<String>,
+    headers: serde_json::Value,
+    pub(super) payload: Vec<u8>,
+    pub(super) destinations: i32,
+    /// A [`Status`] name (the column is text).
+    pub(super) status: &'static str,
+    pub(super) attempts: i32,
+    pub(super) last_error: Option<String>,
+    pub(super) delivered_at: Option<OffsetDateTime>,
+}
+
+impl NewEventRow {
+    /// The event id.
+    pub(super) fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// The memory the row holds while buffered: payload, key and headers dominate; the rest
+    /// is a flat allowance.
+    pub(super) fn size(&self) -> usize {
+        self.payload.len() + self.idempotency_key.len() + 256
+    }
+}
+
+/// Records a newly accepted event.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NewEventRecord(pub(super) NewEventRow);
+
+impl NewEventRecord {
+    /// The record of `event`, appended to its source's stream as `stream_id`, to be
+    /// delivered to `destinations` destinations.
+    pub fn new(source: &str, destinations: usize, event: NewEvent, stream_id: String) -> Self {
+        let received_at =
+            OffsetDateTime::from_unix_timestamp_nanos(event.received_at_ms as i128 * 1_000_000)
+                .unwrap_or_else(|_| OffsetDateTime::now_utc());
+        NewEventRecord(NewEventRow {
+            id: event.id,
+            source: source.to_string(),
+            event_type: event.event_type,
+            idempotency_key: event.key,
+            stream_id,
+            received_at,
+            content_type: event.content_type,
+            headers: event.headers,
+            payload: event.body.to_vec(),
+            destinations: destinations as i32,
+            status: Status::Queued.as_str(),
+            attempts: 0,
+            last_error: None,
+            delivered_at: None,
+        })
+    }
+
+    /// The row itself (the backfill writes it directly).
+    pub(super) fn into_row(self) -> NewEventRow {
+        self.0
+    }
+}
+
+/// Records several newly accepted events at once.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NewEventBatch(pub Vec<NewEventRecord>);
+
+/// Records delivery attempts.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AttemptBatch(pub Vec<AttemptRecord>);
+
+/// Resolves once every row buffered so far is written (used at shutdown and by tests).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;

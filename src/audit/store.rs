@@ -1,0 +1,287 @@
+//! The SQL of the audit trail: writing a batch of event rows and attempts in one
+//! transaction, and rolling deliveries up into their events' rows.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use diesel::sql_types::{self, Array, Integer, Nullable, Text, Timestamptz};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::db::{self, PgPool};
+use super::fold::fold_outcomes;
+use super::row::NewEventRow;
+use super::schema::{delivery_attempts, webhook_events};
+use crate::event::AttemptRecord;
+
+#[derive(Insertable)]
+#[diesel(table_name = delivery_attempts, treat_none_as_default_value = false)]
+struct AttemptRow<'a> {
+    event_id: Uuid,
+    destination: &'a str,
+    attempt: i32,
+    status_code: Option<i32>,
+    duration_ms: i32,
+    error: Option<&'a str>,
+    attempted_at: OffsetDateTime,
+}
+
+/// Rolls the deliveries of the given events up into their `webhook_events` row: the status
+/// is the least advanced delivery's (a destination not attempted yet counts as `queued`).
+/// Rows already up to date are not rewritten.
+const ROLL_UP_SQL: &str = r#"
+UPDATE webhook_events e SET
+  status = CASE WHEN d.n < e.destinations THEN 'queued' ELSE d.status END,
+  attempts = d.attempts,
+  last_error = d.last_error,
+  delivered_at = CASE WHEN d.n >= e.destinations AND d.status = 'delivered' THEN d.delivered_at END
+FROM (
+  SELECT event_id, count(*) AS n,
+    (ARRAY['delivering', 'retrying', 'dead', 'delivered'])[min(
+      CASE status WHEN 'delivering' THEN 1 WHEN 'retrying' THEN 2 WHEN 'dead' THEN 3 ELSE 4 END
+    )] AS status,
+    max(attempts) AS attempts,
+    (array_agg(last_error ORDER BY updated_at DESC) FILTER (WHERE last_error IS NOT NULL))[1] AS last_error,
+    max(delivered_at) AS delivered_at
+  FROM deliveries WHERE event_id = ANY($1) GROUP BY event_id
+) d
+WHERE e.id = d.event_id
+  AND (e.status, e.attempts, e.last_error, e.delivered_at) IS DISTINCT FROM (
+    CASE WHEN d.n < e.destinations THEN 'queued' ELSE d.status END,
+    d.attempts,
+    d.last_error,
+    CASE WHEN d.n >= e.destinations AND d.status = 'delivered' THEN d.delivered_at END
+  )
+"#;
+
+/// One row per (event, destination) with its latest attempt, unless a later one is there.
+const UPSERT_DELIVERIES_SQL: &str = r#"
+INSERT INTO deliveries
+  (event_id, destination, status, attempts, last_error, last_status_code, updated_at, delivered_at)
+SELECT * FROM UNNEST($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (event_id, destination) DO UPDATE SET
+  status = excluded.status,
+  attempts = excluded.attempts,
+  last_error = excluded.last_error,
+  last_status_code = excluded.last_status_code,
+  updated_at = excluded.updated_at,
+  delivered_at = excluded.delivered_at
+WHERE deliveries.updated_at <= excluded.updated_at
+"#;
+
+/// Writes a batch in one transaction (creating the database and running the migrations
+/// first unless `prepared`); on error nothing is written and the caller keeps the rows.
+pub(super) fn write_batch(
+    pool: &PgPool,
+    url: &str,
+    prepared: bool,
+    events: &mut Vec<NewEventRow>,
+    attempts: &[AttemptRecord],
+) -> Result<(), String> {
+    if !prepared {
+        db::prepare(url).map_err(|e| e.to_string())?;
+    }
+    let mut rolled = fold_outcomes(events, attempts);
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        if !events.is_empty() && insert_events(conn, events)? {
+            // Some rows were there already (written from the stream by a trim, or by an
+            // earlier try) and kept: their status comes from `deliveries`, outcomes folded
+            // into this batch's rows included, which insert_attempts writes just below.
+            rolled.extend(events.iter().map(|e| e.id));
+            rolled.sort_unstable();
+            rolled.dedup();
+        }
+        if !attempts.is_empty() {
+            insert_attempts(conn, attempts)?;
+        }
+        if !rolled.is_empty() {
+            roll_up(conn, &rolled)?;
+        }
+        Ok(())
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// Rolls the deliveries of `ids` up into their `webhook_events` rows.
+pub(super) fn roll_up(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<()> {
+    diesel::sql_query(ROLL_UP_SQL)
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Inserts new event rows; true when some existed already (and were kept).
+fn insert_events(conn: &mut PgConnection, events: &Vec<NewEventRow>) -> QueryResult<bool> {
+    // COPY costs PostgreSQL a fraction of a multi-row INSERT, but cannot skip rows that exist.
+    // They exist when an earlier write committed and its answer was lost, or when a trim wrote
+    // them from the stream first: then the batch goes again as INSERT ... ON CONFLICT DO
+    // NOTHING, inside a savepoint.
+    let copied = conn.transaction(|conn| {
+        diesel::copy_from(webhook_events::table)
+            .from_insertable(events)
+            .execute(conn)
+    });
+    match copied {
+        Ok(_) => Ok(false),
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => diesel::insert_into(webhook_events::table)
+            .values(events)
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .map(|_| true),
+        Err(e) => Err(e),
+    }
+}
+
+fn insert_attempts(conn: &mut PgConnection, attempts: &[AttemptRecord]) -> QueryResult<()> {
+    let rows: Vec<AttemptRow<'_>> = attempts
+        .iter()
+        .map(|a| AttemptRow {
+            event_id: a.event_id,
+            destination: &a.destination,
+            attempt: a.attempt,
+            status_code: a.status_code,
+            duration_ms: a.duration_ms,
+            error: a.error.as_deref(),
+            attempted_at: a.attempted_at,
+        })
+        .collect();
+    diesel::copy_from(delivery_attempts::table)
+        .from_insertable(&rows)
+        .execute(conn)?;
+    // One row per (event, destination): its latest attempt (ON CONFLICT cannot touch a row twice).
+    let mut latest: HashMap<(Uuid, &str), &AttemptRecord> = HashMap::new();
+    for a in attempts {
+        let slot = latest
+            .entry((a.event_id, a.destination.as_str()))
+            .or_insert(a);
+        if a.attempt >= slot.attempt {
+            *slot = a;
+        }
+    }
+    // Replicas flush their batches independently: an earlier attempt written after a later
+    // one (a failure on one replica, then the success of its retry on another) must not take
+    // the row back, hence the WHERE on the time of the attempt.
+    let rows: Vec<&AttemptRecord> = latest.into_values().collect();
+    diesel::sql_query(UPSERT_DELIVERIES_SQL)
+        .bind::<Array<sql_types::Uuid>, _>(rows.iter().map(|a| a.event_id).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            rows.iter()
+                .map(|a| a.destination.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            rows.iter()
+                .map(|a| a.delivery_status.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Integer>, _>(rows.iter().map(|a| a.attempt).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(
+            rows.iter().map(|a| a.error.as_deref()).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Integer>>, _>(rows.iter().map(|a| a.status_code).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(rows.iter().map(|a| a.attempted_at).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Timestamptz>>, _>(
+            rows.iter().map(|a| a.delivered_at()).collect::<Vec<_>>(),
+        )
+        .execute(conn)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::sql_types::BigInt;
+
+    use super::*;
+    use crate::audit::fixtures::{attempt, new_event_row};
+    use crate::config::DatabaseSettings;
+    use crate::status::Status;
+
+    /// A database of its own, dropped at the end.
+    struct TempDb {
+        url: String,
+        name: String,
+        base: String,
+    }
+
+    impl TempDb {
+        fn new() -> TempDb {
+            let base = std::env::var("TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+            let name = format!("hookgate_unit_{}", Uuid::new_v4().simple());
+            let url = format!("{base}/{name}");
+            db::prepare(&url).expect("the test database is created and migrated");
+            TempDb { url, name, base }
+        }
+
+        fn count(&self, sql: &str) -> i64 {
+            #[derive(QueryableByName)]
+            struct Count {
+                #[diesel(sql_type = BigInt)]
+                n: i64,
+            }
+            let mut conn = PgConnection::establish(&self.url).expect("connects");
+            diesel::sql_query(sql)
+                .get_result::<Count>(&mut conn)
+                .expect("counts")
+                .n
+        }
+    }
+
+    impl Drop for TempDb {
+        fn drop(&mut self) {
+            if let Ok(mut conn) = PgConnection::establish(&format!("{}/postgres", self.base)) {
+                let _ = diesel::sql_query(format!(
+                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                    self.name
+                ))
+                .execute(&mut conn);
+            }
+        }
+    }
+
+    #[test]
+    fn an_earlier_attempt_written_late_does_not_take_a_delivery_back() {
+        let db = TempDb::new();
+        let pool = db::pool(&DatabaseSettings {
+            url: db.url.clone(),
+            pool_size: 2,
+        });
+        let mut events = vec![new_event_row(1)];
+        let id = events[0].id();
+        write_batch(&pool, &db.url, true, &mut events, &[]).expect("event written");
+        let t1 = OffsetDateTime::now_utc();
+        let t2 = t1 + time::Duration::seconds(1);
+        // The retry's success (another replica) is written first, the first failure after.
+        write_batch(
+            &pool,
+            &db.url,
+            true,
+            &mut Vec::new(),
+            &[attempt(id, 2, Status::Delivered, t2)],
+        )
+        .expect("success written");
+        write_batch(
+            &pool,
+            &db.url,
+            true,
+            &mut Vec::new(),
+            &[attempt(id, 1, Status::Retrying, t1)],
+        )
+        .expect("failure written");
+        assert_eq!(
+            db.count(
+                "SELECT count(*) AS n FROM deliveries WHERE status = 'delivered' AND attempts = 2"
+            ),
+            1
+        );
+        assert_eq!(
+            db.count("SELECT count(*) AS n FROM webhook_events WHERE status = 'delivered'"),
+            1
+        );
+        assert_eq!(db.count("SELECT count(*) AS n FROM delivery_attempts"), 2);
+    }
+}

@@ -1,0 +1,105 @@
+//! The delivery of one entry: parse it, attempt it over HTTP, tell the breaker, decide the
+//! outcome, record the attempt for the audit trail and settle it in Redis.
+
+use std::rc::Rc;
+
+use redis::streams::StreamId;
+use time::OffsetDateTime;
+
+use super::decision::{self, Outcome};
+use super::http::{self, Attempt};
+use super::worker::Worker;
+use crate::circuit::now_ms;
+use crate::event::{AttemptRecord, QueuedEvent};
+use crate::retry;
+use crate::status::Status;
+
+impl Worker {
+    /// Delivers one entry read from `from_retry`'s stream; `probe` when it is the half-open
+    /// circuit's probe.
+    pub(super) async fn deliver(self: Rc<Self>, entry: StreamId, from_retry: bool, probe: bool) {
+        let event = match QueuedEvent::parse(&entry) {
+            Ok(e) => e,
+            Err(e) => {
+                log::error!("{}: dropping malformed entry: {e}", self.name());
+                self.ack_only(&entry.id, from_retry).await;
+                return;
+            }
+        };
+        // The circuit opened after this entry was read: wait without spending an attempt.
+        if !probe {
+            if let Some(until) = self.circuit.open_until() {
+                self.metrics.parked.increment(1);
+                let park = Outcome::Retry {
+                    due_ms: until,
+                    attempt: event.attempt,
+                };
+                self.settle(&entry.id, from_retry, &event, park, None).await;
+                return;
+            }
+        }
+        let n = event.attempt;
+        let result = http::attempt(
+            &self.client,
+            &self.dest,
+            self.signing_key.as_deref(),
+            &self.source.config.name,
+            &event,
+            n,
+        )
+        .await;
+        self.metrics.latency.record(result.duration.as_secs_f64());
+        if let Some(success) = decision::circuit_success(&result.verdict) {
+            self.record_circuit(success).await;
+        }
+        let policy = &self.source.config.retry;
+        let outcome = decision::decide(&result.verdict, n, policy, now_ms(), retry::random);
+        self.metrics.count(&outcome);
+        let status = outcome.status();
+        log::debug!(
+            "delivery source={} destination={} event={} attempt={n} status={:?} outcome={status} ms={}",
+            self.source.config.name,
+            self.dest.name,
+            event.id,
+            result.status,
+            result.duration.as_millis()
+        );
+        let error = outcome.error(&result.verdict);
+        self.record_attempt(&event, n, &result, status, error);
+        self.settle(&entry.id, from_retry, &event, outcome, Some(&result))
+            .await;
+    }
+
+    /// Tells the shared breaker how the attempt went; a failure to do so only delays it.
+    async fn record_circuit(&self, success: bool) {
+        if let Ok(mut conn) = self.conn().await {
+            if let Err(e) = self.circuit.record(&mut *conn, success).await {
+                log::warn!("{}: cannot record circuit outcome: {e}", self.name());
+            }
+        }
+    }
+
+    /// Queues the attempt's audit record for the supervisor's next hand-off.
+    fn record_attempt(
+        &self,
+        event: &QueuedEvent,
+        n: u32,
+        result: &Attempt,
+        status: Status,
+        error: Option<String>,
+    ) {
+        let Ok(event_id) = uuid::Uuid::parse_str(&event.id) else {
+            return;
+        };
+        self.audit.borrow_mut().push(AttemptRecord {
+            event_id,
+            destination: self.dest.name.clone(),
+            attempt: n as i32,
+            status_code: result.status.map(i32::from),
+            duration_ms: result.duration.as_millis().min(i32::MAX as u128) as i32,
+            error,
+            attempted_at: OffsetDateTime::now_utc(),
+            delivery_status: status,
+        });
+    }
+}

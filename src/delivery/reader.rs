@@ -1,0 +1,146 @@
+//! The reader loop: reads new work from the source stream and the retry stream through the
+//! destination's consumer group, as far as the breaker, free slots, the process budget and
+//! the destination's rate limit allow.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use redis::streams::StreamReadReply;
+
+use super::worker::Worker;
+use crate::circuit::{now_ms, Gate, REFRESH};
+use crate::queue;
+
+/// How long a busy reader waits for more free slots before reading.
+const GATHER: Duration = Duration::from_millis(2);
+/// How long a reader waits when the process budget has no room for its source.
+const BUDGET_WAIT: Duration = Duration::from_millis(10);
+
+impl Worker {
+    fn poll(&self) -> Duration {
+        Duration::from_millis(self.settings.poll_interval_ms)
+    }
+
+    async fn ensure_groups(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn().await?;
+        queue::ensure_group(&mut *conn, &self.source.keys.stream, &self.keys.group).await?;
+        queue::ensure_group(&mut *conn, &self.keys.retry_stream, &self.keys.group).await
+    }
+
+    /// Reads new work until stopped.
+    pub async fn run_reader(self: Rc<Self>) {
+        let mut groups_ready = false;
+        while !self.stopping.get() {
+            if !groups_ready {
+                match self.ensure_groups().await {
+                    Ok(()) => groups_ready = true,
+                    Err(e) => {
+                        log::warn!("{}: cannot create consumer groups: {e}", self.name());
+                        self.pause(self.poll() * 4).await;
+                        continue;
+                    }
+                }
+            }
+            match self.read_once().await {
+                Ok(true) => {}
+                Ok(false) => self.pause(self.poll()).await,
+                Err(e) if queue::is_nogroup(&e) => {
+                    log::warn!("{}: consumer group lost; re-creating it", self.name());
+                    groups_ready = false;
+                }
+                Err(e) => {
+                    log::warn!("{}: reading work failed: {e}", self.name());
+                    self.pause(self.poll() * 4).await;
+                }
+            }
+        }
+    }
+
+    /// One read; `Ok(false)` when there was nothing to do.
+    async fn read_once(self: &Rc<Self>) -> redis::RedisResult<bool> {
+        let mut conn = self.conn().await?;
+        let (want, probe) = match self.circuit.gate(&mut *conn).await? {
+            Gate::Wait(d) => {
+                drop(conn);
+                self.pause(d.min(REFRESH)).await;
+                return Ok(true);
+            }
+            Gate::Probe => (1, true),
+            Gate::Pass => (self.room(), false),
+        };
+        if want == 0 {
+            drop(conn);
+            self.wait_for_room().await;
+            return Ok(true);
+        }
+        let want = match self.dest.rate_limit_per_second {
+            Some(limit) => {
+                let second = now_ms() / 1000;
+                let granted: usize = self
+                    .scripts
+                    .rate
+                    .key(format!("{}{second}", self.keys.rate_prefix))
+                    .arg(second)
+                    .arg(want)
+                    .arg(limit)
+                    .invoke_async(&mut *conn)
+                    .await?;
+                if granted == 0 {
+                    drop(conn);
+                    let rest = 1000 - now_ms() % 1000;
+                    actix_web::rt::time::sleep(Duration::from_millis(rest)).await;
+                    return Ok(true);
+                }
+                granted
+            }
+            None => want,
+        };
+        let reply: StreamReadReply = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(&self.keys.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(want)
+            .arg("STREAMS")
+            .arg(&self.source.keys.stream)
+            .arg(&self.keys.retry_stream)
+            .arg(">")
+            .arg(">")
+            .query_async(&mut *conn)
+            .await?;
+        let mut got = 0;
+        for key in reply.keys {
+            let from_retry = key.key == self.keys.retry_stream;
+            for entry in key.ids {
+                got += 1;
+                self.spawn_delivery(entry, from_retry, probe);
+            }
+        }
+        if probe && got == 0 {
+            // Nothing to probe with: give the probe back so the next event can take it.
+            let _: redis::RedisResult<()> = redis::cmd("HSET")
+                .arg(&self.keys.circuit)
+                .arg("probe_until")
+                .arg(0)
+                .query_async(&mut *conn)
+                .await;
+        }
+        Ok(got > 0)
+    }
+
+    /// Waits while there is no room to start a delivery.
+    async fn wait_for_room(&self) {
+        if self.budget.room() == 0 {
+            // Higher-priority sources hold the process budget: yield to them.
+            actix_web::rt::time::sleep(BUDGET_WAIT).await;
+            return;
+        }
+        // Every slot is busy: wait for one to free up, then briefly for a few more, so the
+        // next read fetches a batch rather than one entry per round trip.
+        if let Ok(p) = self.permits.acquire().await {
+            drop(p);
+        }
+        let some = (self.dest.max_in_flight / 4).max(1) as u32;
+        let _ = actix_web::rt::time::timeout(GATHER, self.permits.acquire_many(some)).await;
+    }
+}
