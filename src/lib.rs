@@ -19,6 +19,7 @@ pub mod loadgen;
 pub mod queue;
 pub mod retry;
 pub mod send;
+pub mod signature_kind;
 pub mod source;
 pub mod startup;
 pub mod stats;
