@@ -9,8 +9,8 @@ use serde_json::Value;
 use crate::idempotency::json_text;
 
 pub use crate::signature_kind::{Encoding, Kind};
-use mac::{any_matches, any_secret_eq};
-pub use mac::{hmac_matches, hmac_sha256, secret_eq};
+use mac::{any_matches, any_secret_eq, candidates};
+pub use mac::{hmac_sha256, secret_eq, MAX_CANDIDATES};
 
 pub mod c2s;
 pub mod chatwoot;
@@ -22,6 +22,8 @@ pub mod shopify;
 pub mod slack;
 pub mod standard_webhooks;
 pub mod stripe;
+#[cfg(test)]
+mod tests;
 pub mod token;
 
 /// Why a webhook failed verification; every variant is answered 401.
@@ -33,6 +35,8 @@ pub enum VerifyError {
     MalformedHeader(&'static str),
     #[error("signature does not match")]
     BadSignature,
+    #[error("more than 8 signatures in header {0}")]
+    TooManySignatures(&'static str),
     #[error("timestamp is outside the tolerance window")]
     TimestampOutOfTolerance,
     #[error("missing token in the URL path")]
@@ -46,7 +50,9 @@ impl VerifyError {
     pub fn code(&self) -> &'static str {
         match self {
             VerifyError::MissingHeader(_) => "missing_signature",
-            VerifyError::MalformedHeader(_) | VerifyError::BadSignature => "invalid_signature",
+            VerifyError::MalformedHeader(_)
+            | VerifyError::BadSignature
+            | VerifyError::TooManySignatures(_) => "invalid_signature",
             VerifyError::TimestampOutOfTolerance => "stale_timestamp",
             VerifyError::MissingToken | VerifyError::BadToken => "invalid_token",
         }
