@@ -11,7 +11,7 @@ mod settings;
 mod validate;
 
 pub use interpolate::expand;
-pub use secret::Secret;
+pub use secret::{RedactedUrl, Secret};
 pub use settings::{
     AuditSettings, CircuitPolicy, DatabaseSettings, DeliverySettings, DestinationConfig,
     RedisSettings, RetryPolicy, ServerSettings, Settings, SourceConfig,
@@ -207,5 +207,33 @@ mod tests {
     fn secrets_are_not_printed() {
         let s = load(PLUGGY, &[("PLUGGY_SECRET", "topsecret")]).expect("loads");
         assert!(!format!("{s:?}").contains("topsecret"));
+    }
+
+    #[test]
+    fn connection_passwords_are_not_printed() {
+        let s = load(
+            "",
+            &[
+                ("REDIS_URL", "redis://:redispass@r:6379"),
+                (
+                    "DATABASE_URL",
+                    "postgres://hookgate:pgpass@db:5432/hookgate",
+                ),
+            ],
+        )
+        .expect("loads");
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("redispass"), "{printed}");
+        assert!(!printed.contains("pgpass"), "{printed}");
+        assert!(
+            printed.contains("postgres://hookgate:***@db:5432/hookgate"),
+            "{printed}"
+        );
+        assert!(printed.contains("redis://:***@r:6379"), "{printed}");
+        // The connections themselves still get the password.
+        assert_eq!(
+            s.database.url,
+            "postgres://hookgate:pgpass@db:5432/hookgate"
+        );
     }
 }

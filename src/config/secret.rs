@@ -1,4 +1,4 @@
-//! Values that must not reach a log.
+//! Values that must not reach a log: secrets and the passwords inside connection URLs.
 
 use std::fmt;
 
@@ -20,5 +20,59 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
+    }
+}
+
+/// Shows a connection URL with the password of its userinfo replaced by `***`
+/// (`postgres://user:***@host/db`); a URL without a password shows as it is.
+#[derive(Clone, Copy)]
+pub struct RedactedUrl<'a>(pub &'a str);
+
+impl fmt::Display for RedactedUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = self.0;
+        // The last '@' ends the userinfo even when the password holds an unescaped '@'; one
+        // in the query only hides more than needed, never less.
+        if let (Some(scheme), Some(at)) = (url.find("://"), url.rfind('@')) {
+            let start = scheme + 3;
+            if at > start {
+                if let Some((user, _)) = url[start..at].split_once(':') {
+                    return write!(f, "{}{user}:***{}", &url[..start], &url[at..]);
+                }
+            }
+        }
+        f.write_str(url)
+    }
+}
+
+impl fmt::Debug for RedactedUrl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.to_string(), f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_password_only() {
+        let cases = [
+            (
+                "postgres://user:hunter2@db:5432/hookgate",
+                "postgres://user:***@db:5432/hookgate",
+            ),
+            ("redis://:hunter2@redis:6379/0", "redis://:***@redis:6379/0"),
+            ("rediss://u:p@ss@r:6380", "rediss://u:***@r:6380"),
+            (
+                "postgres://postgres@127.0.0.1:5432/hookgate",
+                "postgres://postgres@127.0.0.1:5432/hookgate",
+            ),
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(RedactedUrl(url).to_string(), shown);
+            assert_eq!(format!("{:?}", RedactedUrl(url)), format!("{shown:?}"));
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! The validated configuration's types, as the rest of hookgate reads them.
 
+use std::fmt;
+
 use serde::Deserialize;
 
-use super::{ConfigOrigin, Secret};
+use super::{ConfigOrigin, RedactedUrl, Secret};
 use crate::idempotency::Selector;
 use crate::signature_kind::{Encoding, Kind};
 
@@ -35,8 +37,9 @@ pub struct ServerSettings {
 }
 
 /// Redis settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RedisSettings {
+    /// May hold a password: `Debug` shows it as `***`.
     pub url: String,
     /// Prefix of every key hookgate writes; lets several gateways or tests share one Redis.
     pub key_prefix: String,
@@ -46,8 +49,9 @@ pub struct RedisSettings {
 }
 
 /// PostgreSQL settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DatabaseSettings {
+    /// May hold a password: `Debug` shows it as `***`.
     pub url: String,
     pub pool_size: u32,
 }
@@ -147,5 +151,27 @@ impl Default for CircuitPolicy {
             failure_threshold: 5,
             open_seconds: 60,
         }
+    }
+}
+
+// Hand-written so that the URLs' passwords never reach a log through `{settings:?}`; the
+// fields stay `String` because the pools, the audit writer and the tests take them as such.
+impl fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &RedactedUrl(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .field("pool_size", &self.pool_size)
+            .field("enqueue_timeout_ms", &self.enqueue_timeout_ms)
+            .finish()
+    }
+}
+
+impl fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &RedactedUrl(&self.url))
+            .field("pool_size", &self.pool_size)
+            .finish()
     }
 }
