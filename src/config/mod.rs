@@ -11,7 +11,7 @@ mod settings;
 mod validate;
 
 pub use interpolate::expand;
-pub use secret::{RedactedUrl, Secret};
+pub use secret::{is_placeholder, RedactedUrl, Secret};
 pub use settings::{
     AuditSettings, CircuitPolicy, DatabaseSettings, DeliverySettings, DestinationConfig,
     RedisSettings, RetryPolicy, ServerSettings, Settings, SourceConfig,
@@ -109,7 +109,7 @@ impl Settings {
         let raw: raw::RawConfig = serde_path_to_error::deserialize(toml::Value::Table(value))
             .map_err(|e| ConfigError::at(e.path(), e.inner().to_string().replace('\n', " ")))?;
         let mut settings = Settings::validate(raw, origin, env)?;
-        settings.defaulted_secrets = defaulted
+        let mut warned: Vec<String> = defaulted
             .into_iter()
             .filter(|path| {
                 let field = path.rsplit('.').next().unwrap_or_default();
@@ -119,7 +119,41 @@ impl Settings {
                     || path == "admin.token"
             })
             .collect();
+        let admin_field = match env("HOOKGATE_ADMIN_TOKEN").filter(|t| !t.is_empty()) {
+            Some(_) => "HOOKGATE_ADMIN_TOKEN",
+            None => "admin.token",
+        };
+        for (field, secret) in settings.secret_fields(admin_field) {
+            // Callers print each entry as a field that took a shipped default, which a
+            // placeholder is too; the suffix says which case this is.
+            if is_placeholder(secret.expose()) && !warned.contains(&field) {
+                warned.push(format!("{field} (a known placeholder value)"));
+            }
+        }
+        settings.defaulted_secrets = warned;
         Ok(settings)
+    }
+
+    /// Every secret with the field it came from, named as in error messages.
+    fn secret_fields(&self, admin_field: &str) -> Vec<(String, &Secret)> {
+        let mut fields: Vec<(String, &Secret)> = Vec::new();
+        fields.extend(
+            self.admin_token
+                .iter()
+                .map(|t| (admin_field.to_string(), t)),
+        );
+        for (i, s) in self.sources.iter().enumerate() {
+            let at = format!("sources[{i}] ({})", s.name);
+            for (j, secret) in s.secrets.iter().enumerate() {
+                fields.push((format!("{at}.secrets[{j}]"), secret));
+            }
+            fields.extend(s.path_token.iter().map(|t| (format!("{at}.path_token"), t)));
+            for (j, d) in s.destinations.iter().enumerate() {
+                let dest = format!("{at}.destinations[{j}] ({}).secret", d.name);
+                fields.extend(d.secret.iter().map(|t| (dest.clone(), t)));
+            }
+        }
+        fields
     }
 
     /// The source with this name.
@@ -235,5 +269,53 @@ mod tests {
             s.database.url,
             "postgres://hookgate:pgpass@db:5432/hookgate"
         );
+    }
+
+    #[test]
+    fn a_placeholder_admin_token_is_warned_like_a_defaulted_secret() {
+        let s = load("", &[("HOOKGATE_ADMIN_TOKEN", "change-me-too")]).expect("loads");
+        assert_eq!(
+            s.defaulted_secrets,
+            ["HOOKGATE_ADMIN_TOKEN (a known placeholder value)"]
+        );
+        let s = load("[admin]\ntoken = 'CHANGE_ME'", &[]).expect("loads");
+        assert_eq!(
+            s.defaulted_secrets,
+            ["admin.token (a known placeholder value)"]
+        );
+        // A `${VAR:-default}` fallback is named once, as before.
+        let s = load("[admin]\ntoken = '${T:-change-me}'", &[]).expect("loads");
+        assert_eq!(s.defaulted_secrets, ["admin.token"]);
+        let s = load("", &[("HOOKGATE_ADMIN_TOKEN", "9c1f4e0b7a2d")]).expect("loads");
+        assert!(s.defaulted_secrets.is_empty());
+        // .env.example's webhook secrets are placeholders too.
+        let s = load(PLUGGY, &[("PLUGGY_SECRET", "change-me")]).expect("loads");
+        assert_eq!(
+            s.defaulted_secrets,
+            ["sources[0] (pluggy).secrets[0] (a known placeholder value)"]
+        );
+    }
+
+    #[test]
+    fn an_empty_admin_token_variable_leaves_the_file_token() {
+        let s = load(
+            "[admin]\ntoken = 'from-file-7f3a'",
+            &[("HOOKGATE_ADMIN_TOKEN", "")],
+        )
+        .expect("loads");
+        assert_eq!(
+            s.admin_token.as_ref().map(Secret::expose),
+            Some("from-file-7f3a")
+        );
+    }
+
+    #[test]
+    fn env_example_ships_no_usable_admin_token() {
+        let example = include_str!("../../.env.example");
+        let token = example
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("HOOKGATE_ADMIN_TOKEN="))
+            .expect(".env.example lists HOOKGATE_ADMIN_TOKEN");
+        assert!(token.is_empty() || is_placeholder(token), "{token:?}");
     }
 }

@@ -1,4 +1,5 @@
-//! Values that must not reach a log: secrets and the passwords inside connection URLs.
+//! Values that must not reach a log: secrets, the passwords inside connection URLs, and the
+//! recognition of published placeholder secrets.
 
 use std::fmt;
 
@@ -51,6 +52,34 @@ impl fmt::Debug for RedactedUrl<'_> {
     }
 }
 
+/// Values shipped in examples or commonly typed for "fill this in"; compared lower-case,
+/// letters and digits only, so `change-me-too` and `CHANGE_ME` are both caught.
+const PLACEHOLDERS: &[&str] = &[
+    "changeme",
+    "changemetoo",
+    "changeit",
+    "replaceme",
+    "placeholder",
+    "secret",
+    "password",
+    "token",
+    "admin",
+    "admintoken",
+    "example",
+    "todo",
+    "xxx",
+];
+
+/// Whether a secret is a known placeholder rather than a real secret.
+pub fn is_placeholder(value: &str) -> bool {
+    let normalized: String = value
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    PLACEHOLDERS.contains(&normalized.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +102,22 @@ mod tests {
         for (url, shown) in cases {
             assert_eq!(RedactedUrl(url).to_string(), shown);
             assert_eq!(format!("{:?}", RedactedUrl(url)), format!("{shown:?}"));
+        }
+    }
+
+    #[test]
+    fn placeholders_are_recognised() {
+        for p in [
+            "change-me-too",
+            "CHANGE_ME",
+            "changeme",
+            "<placeholder>",
+            "secret",
+        ] {
+            assert!(is_placeholder(p), "{p}");
+        }
+        for real in ["3f9c2a7e1b0d4c6a", "change-me-to-something-long", ""] {
+            assert!(!is_placeholder(real), "{real}");
         }
     }
 }

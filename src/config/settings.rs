@@ -19,8 +19,9 @@ pub struct Settings {
     pub delivery: DeliverySettings,
     pub admin_token: Option<Secret>,
     pub sources: Vec<SourceConfig>,
-    /// Secret fields that took the default of a `${VAR:-default}`: fine for trying hookgate
-    /// out, wrong in production; `check-config` and start-up say so.
+    /// Secret fields that took the default of a `${VAR:-default}`, or whose value is a known
+    /// placeholder (such as `change-me`): fine for trying hookgate out, wrong in production;
+    /// `check-config` and start-up warn about each.
     pub defaulted_secrets: Vec<String>,
 }
 

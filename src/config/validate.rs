@@ -64,7 +64,10 @@ impl Settings {
                 "must be non-empty, without braces or spaces",
             ));
         }
+        // An empty HOOKGATE_ADMIN_TOKEN (as `.env.example` ships it) is unset, not an
+        // override that hides the file's token.
         let admin_token = env("HOOKGATE_ADMIN_TOKEN")
+            .filter(|t| !t.is_empty())
             .or(raw.admin.token)
             .filter(|t| !t.is_empty());
 
