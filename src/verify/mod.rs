@@ -106,11 +106,17 @@ pub trait Verifier: Send + Sync {
 // No Debug: it holds the secrets.
 #[derive(Clone)]
 pub struct Spec<'a> {
+    /// The sender's scheme.
     pub kind: Kind,
+    /// Every secret accepted (several during a rotation); the first one signs.
     pub secrets: Vec<&'a str>,
+    /// How far a signed timestamp may be from now, for timestamped schemes.
     pub tolerance_seconds: u64,
+    /// The header of kinds `hmac` and `pluggy`.
     pub signature_header: Option<&'a str>,
+    /// What precedes the encoded MAC in kind `hmac`'s header.
     pub signature_prefix: Option<&'a str>,
+    /// How kind `hmac` encodes its MAC (default hex).
     pub signature_encoding: Option<Encoding>,
 }
 
