@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod queue;
 pub mod retry;
 pub mod send;
+pub mod signature_kind;
 pub mod source;
 pub mod spool;
 pub mod startup;

@@ -135,6 +135,33 @@ fn stripe_uses_the_whole_secret_string_as_key() {
 }
 
 #[test]
+fn more_than_eight_signatures_are_refused_even_with_a_valid_one() {
+    let src = source("stripe", "whsec_abc", "");
+    let body = br#"{"id":"evt_1"}"#;
+    let good = hex::encode(verify::hmac_sha256(b"whsec_abc", &[b"1700000000.", body]));
+    let v = verify::build(&src).expect("verifier");
+    let answer = |forged: usize| {
+        let v1: String = (0..forged)
+            .map(|_| format!(",v1={}", "00".repeat(32)))
+            .collect();
+        let map = headers(&[(
+            "stripe-signature".into(),
+            format!("t=1700000000{v1},v1={good}"),
+        )]);
+        v.verify(&Inbound {
+            headers: &map,
+            body,
+            path_token: None,
+            now: 1700000010,
+        })
+    };
+    assert_eq!(answer(verify::MAX_CANDIDATES - 1), Ok(()));
+    let refused = answer(verify::MAX_CANDIDATES).expect_err("nine candidates");
+    assert_eq!(refused, VerifyError::TooManySignatures("stripe-signature"));
+    assert_eq!(refused.code(), "invalid_signature");
+}
+
+#[test]
 fn secret_comparison_ignores_length_but_not_content() {
     assert!(verify::secret_eq("abc", "abc"));
     assert!(!verify::secret_eq("abc", "abd"));

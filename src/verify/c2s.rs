@@ -5,8 +5,8 @@ use actix_web::http::header::HeaderMap;
 use serde_json::Value;
 
 use super::{
-    any_matches, check_timestamp, header, hmac_sha256, keys, pointer_text, Inbound, Signed,
-    Verifier, VerifyError,
+    any_matches, candidates, check_timestamp, header, hmac_sha256, keys, pointer_text, Encoding,
+    Inbound, Signed, Verifier, VerifyError,
 };
 
 const SIGNATURE: &str = "x-c2s-signature";
@@ -41,8 +41,8 @@ impl Verifier for C2s {
         let signature = header(req.headers, SIGNATURE)?;
         let hex_sig = signature.trim();
         let hex_sig = hex_sig.strip_prefix("sha256=").unwrap_or(hex_sig);
-        let sig = hex::decode(hex_sig).map_err(|_| VerifyError::BadSignature)?;
-        if any_matches(&self.keys, &[req.body], &[sig]) {
+        let sig = candidates([Some(hex_sig)], Encoding::Hex, SIGNATURE)?;
+        if any_matches(&self.keys, &[req.body], &sig) {
             Ok(())
         } else {
             Err(VerifyError::BadSignature)

@@ -5,8 +5,8 @@ use actix_web::http::header::HeaderMap;
 use serde_json::Value;
 
 use super::{
-    any_matches, check_timestamp, header, hmac_sha256, keys, pointer_text, unix_seconds, Inbound,
-    Signed, Verifier, VerifyError,
+    any_matches, candidates, check_timestamp, header, hmac_sha256, keys, pointer_text,
+    unix_seconds, Encoding, Inbound, Signed, Verifier, VerifyError,
 };
 use crate::idempotency::body_hash;
 
@@ -40,11 +40,11 @@ impl Verifier for Chatwoot {
             .trim()
             .strip_prefix("sha256=")
             .ok_or(VerifyError::MalformedHeader(SIGNATURE))?;
-        let sig = hex::decode(hex_sig).map_err(|_| VerifyError::BadSignature)?;
+        let sig = candidates([Some(hex_sig)], Encoding::Hex, SIGNATURE)?;
         if !any_matches(
             &self.keys,
             &[ts_text.trim().as_bytes(), b".", req.body],
-            &[sig],
+            &sig,
         ) {
             return Err(VerifyError::BadSignature);
         }

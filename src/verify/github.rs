@@ -4,8 +4,8 @@ use actix_web::http::header::HeaderMap;
 use serde_json::Value;
 
 use super::{
-    any_matches, fresh_id, header, header_text, hmac_sha256, keys, Inbound, Signed, Verifier,
-    VerifyError,
+    any_matches, candidates, fresh_id, header, header_text, hmac_sha256, keys, Encoding, Inbound,
+    Signed, Verifier, VerifyError,
 };
 
 const SIGNATURE: &str = "x-hub-signature-256";
@@ -33,8 +33,8 @@ impl Verifier for Github {
             .trim()
             .strip_prefix("sha256=")
             .ok_or(VerifyError::MalformedHeader(SIGNATURE))?;
-        let sig = hex::decode(hex_sig).map_err(|_| VerifyError::BadSignature)?;
-        if any_matches(&self.keys, &[req.body], &[sig]) {
+        let sig = candidates([Some(hex_sig)], Encoding::Hex, SIGNATURE)?;
+        if any_matches(&self.keys, &[req.body], &sig) {
             Ok(())
         } else {
             Err(VerifyError::BadSignature)

@@ -4,7 +4,9 @@
 use actix_web::http::header::{HeaderMap, HeaderName};
 use serde_json::Value;
 
-use super::{any_matches, hmac_sha256, keys, Encoding, Inbound, Signed, Verifier, VerifyError};
+use super::{
+    any_matches, candidates, hmac_sha256, keys, Encoding, Inbound, Signed, Verifier, VerifyError,
+};
 
 /// Verifier for senders with a plain HMAC-of-body header.
 pub struct GenericHmac {
@@ -49,11 +51,8 @@ impl Verifier for GenericHmac {
         let encoded = value
             .strip_prefix(self.prefix.as_str())
             .ok_or(VerifyError::MalformedHeader(self.header))?;
-        let sig = self
-            .encoding
-            .decode(encoded)
-            .ok_or(VerifyError::BadSignature)?;
-        if any_matches(&self.keys, &[req.body], &[sig]) {
+        let sig = candidates([Some(encoded)], self.encoding, self.header)?;
+        if any_matches(&self.keys, &[req.body], &sig) {
             Ok(())
         } else {
             Err(VerifyError::BadSignature)

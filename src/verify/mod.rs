@@ -3,30 +3,28 @@
 //! Every check runs over the raw body bytes and compares in constant time. Each kind also
 //! knows how its sender signs ([`Verifier::sign`]), which `hookgate send` and the tests use.
 
-use std::fmt;
-use std::str::FromStr;
-
 use actix_web::http::header::HeaderMap;
-use hmac::{KeyInit, Mac};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
-use crate::config::SourceConfig;
 use crate::idempotency::json_text;
+
+pub use crate::signature_kind::{Encoding, Kind};
+use mac::{any_matches, any_secret_eq, candidates};
+pub use mac::{hmac_sha256, secret_eq, MAX_CANDIDATES};
 
 pub mod c2s;
 pub mod chatwoot;
 pub mod github;
 pub mod hmac_generic;
+mod mac;
 pub mod pluggy;
 pub mod shopify;
 pub mod slack;
 pub mod standard_webhooks;
 pub mod stripe;
+#[cfg(test)]
+mod tests;
 pub mod token;
-
-type HmacSha256 = hmac::Hmac<Sha256>;
 
 /// Why a webhook failed verification; every variant is answered 401.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +35,8 @@ pub enum VerifyError {
     MalformedHeader(&'static str),
     #[error("signature does not match")]
     BadSignature,
+    #[error("more than 8 signatures in header {0}")]
+    TooManySignatures(&'static str),
     #[error("timestamp is outside the tolerance window")]
     TimestampOutOfTolerance,
     #[error("missing token in the URL path")]
@@ -50,7 +50,9 @@ impl VerifyError {
     pub fn code(&self) -> &'static str {
         match self {
             VerifyError::MissingHeader(_) => "missing_signature",
-            VerifyError::MalformedHeader(_) | VerifyError::BadSignature => "invalid_signature",
+            VerifyError::MalformedHeader(_)
+            | VerifyError::BadSignature
+            | VerifyError::TooManySignatures(_) => "invalid_signature",
             VerifyError::TimestampOutOfTolerance => "stale_timestamp",
             VerifyError::MissingToken | VerifyError::BadToken => "invalid_token",
         }
@@ -99,129 +101,46 @@ pub trait Verifier: Send + Sync {
     }
 }
 
-/// The sender kinds hookgate verifies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Chatwoot,
-    Pluggy,
-    C2s,
-    StandardWebhooks,
-    Github,
-    Stripe,
-    Shopify,
-    Slack,
-    Hmac,
-    Token,
+/// What a verifier is built from: the kind-specific fields of a source. `config` converts
+/// its `SourceConfig` into this, so `verify` never needs `config` back.
+// No Debug: it holds the secrets.
+#[derive(Clone)]
+pub struct Spec<'a> {
+    /// The sender's scheme.
+    pub kind: Kind,
+    /// Every secret accepted (several during a rotation); the first one signs.
+    pub secrets: Vec<&'a str>,
+    /// How far a signed timestamp may be from now, for timestamped schemes.
+    pub tolerance_seconds: u64,
+    /// The header of kinds `hmac` and `pluggy`.
+    pub signature_header: Option<&'a str>,
+    /// What precedes the encoded MAC in kind `hmac`'s header.
+    pub signature_prefix: Option<&'a str>,
+    /// How kind `hmac` encodes its MAC (default hex).
+    pub signature_encoding: Option<Encoding>,
 }
 
-impl Kind {
-    /// Every kind, in documentation order.
-    pub const ALL: [Kind; 10] = [
-        Kind::Chatwoot,
-        Kind::Pluggy,
-        Kind::C2s,
-        Kind::StandardWebhooks,
-        Kind::Github,
-        Kind::Stripe,
-        Kind::Shopify,
-        Kind::Slack,
-        Kind::Hmac,
-        Kind::Token,
-    ];
-
-    /// The name used in the config file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Chatwoot => "chatwoot",
-            Kind::Pluggy => "pluggy",
-            Kind::C2s => "c2s",
-            Kind::StandardWebhooks => "standard-webhooks",
-            Kind::Github => "github",
-            Kind::Stripe => "stripe",
-            Kind::Shopify => "shopify",
-            Kind::Slack => "slack",
-            Kind::Hmac => "hmac",
-            Kind::Token => "token",
-        }
-    }
-}
-
-impl FromStr for Kind {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == s).ok_or(())
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How a signature is written in its header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encoding {
-    Hex,
-    Base64,
-}
-
-impl FromStr for Encoding {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "hex" => Ok(Encoding::Hex),
-            "base64" => Ok(Encoding::Base64),
-            other => Err(format!(
-                "unknown encoding {other:?}; expected hex or base64"
-            )),
-        }
-    }
-}
-
-impl Encoding {
-    fn encode(self, bytes: &[u8]) -> String {
-        match self {
-            Encoding::Hex => hex::encode(bytes),
-            Encoding::Base64 => base64_std(bytes),
-        }
-    }
-    fn decode(self, text: &str) -> Option<Vec<u8>> {
-        match self {
-            Encoding::Hex => hex::decode(text.trim()).ok(),
-            Encoding::Base64 => {
-                use base64::Engine;
-                base64::engine::general_purpose::STANDARD
-                    .decode(text.trim())
-                    .ok()
-            }
-        }
-    }
-}
-
-/// Builds the verifier of a source; errors name what is wrong with the kind's fields.
-pub fn build(source: &SourceConfig) -> Result<Box<dyn Verifier>, String> {
+/// Builds the verifier of a source (the one place that does); errors name what is wrong
+/// with the kind's fields, so config validation calls it too.
+pub fn build<'a>(spec: impl Into<Spec<'a>>) -> Result<Box<dyn Verifier>, String> {
+    let spec = spec.into();
     let secrets = || {
-        source
-            .secrets
+        spec.secrets
             .iter()
-            .map(|s| s.expose().to_string())
+            .map(|s| s.to_string())
             .collect::<Vec<_>>()
     };
-    let tolerance = source.tolerance_seconds as i64;
-    if source.kind != Kind::Hmac && source.kind != Kind::Pluggy && source.signature_header.is_some()
-    {
+    let tolerance = spec.tolerance_seconds as i64;
+    let header = spec.signature_header.map(str::to_string);
+    if spec.kind != Kind::Hmac && spec.kind != Kind::Pluggy && header.is_some() {
         return Err(format!(
             "signature_header applies to kinds hmac and pluggy, not {}",
-            source.kind
+            spec.kind
         ));
     }
-    Ok(match source.kind {
+    Ok(match spec.kind {
         Kind::Chatwoot => Box::new(chatwoot::Chatwoot::new(secrets(), tolerance)),
-        Kind::Pluggy => Box::new(pluggy::Pluggy::new(
-            secrets(),
-            source.signature_header.clone(),
-        )?),
+        Kind::Pluggy => Box::new(pluggy::Pluggy::new(secrets(), header)?),
         Kind::C2s => Box::new(c2s::C2s::new(secrets(), tolerance)),
         Kind::StandardWebhooks => Box::new(standard_webhooks::StandardWebhooks::new(
             &secrets(),
@@ -233,62 +152,15 @@ pub fn build(source: &SourceConfig) -> Result<Box<dyn Verifier>, String> {
         Kind::Slack => Box::new(slack::Slack::new(secrets(), tolerance)),
         Kind::Hmac => Box::new(hmac_generic::GenericHmac::new(
             secrets(),
-            source.signature_header.clone(),
-            source.signature_prefix.clone().unwrap_or_default(),
-            source.signature_encoding.unwrap_or(Encoding::Hex),
+            header,
+            spec.signature_prefix.unwrap_or_default().to_string(),
+            spec.signature_encoding.unwrap_or(Encoding::Hex),
         )?),
         Kind::Token => Box::new(token::Token::new(secrets())),
     })
 }
 
-// ---- shared primitives ----------------------------------------------------------------------
-
-/// HMAC-SHA256 of the concatenated parts.
-pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
-    for p in parts {
-        mac.update(p);
-    }
-    mac.finalize().into_bytes().into()
-}
-
-/// Whether `expected` is the HMAC-SHA256 of the parts under `key`, in constant time.
-pub fn hmac_matches(key: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool {
-    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
-    for p in parts {
-        mac.update(p);
-    }
-    mac.verify_slice(expected).is_ok()
-}
-
-/// Whether any key signs the parts to any of the candidate signatures.
-fn any_matches<K: AsRef<[u8]>>(keys: &[K], parts: &[&[u8]], candidates: &[Vec<u8>]) -> bool {
-    // Check every pair without early exit on the secret, so timing says nothing useful.
-    let mut ok = false;
-    for key in keys {
-        for sig in candidates {
-            ok |= hmac_matches(key.as_ref(), parts, sig);
-        }
-    }
-    ok
-}
-
-/// Compares two secrets in constant time, without leaking their lengths.
-pub fn secret_eq(a: &str, b: &str) -> bool {
-    let ha = Sha256::digest(a.as_bytes());
-    let hb = Sha256::digest(b.as_bytes());
-    ha.as_slice().ct_eq(hb.as_slice()).into()
-}
-
-/// Whether `provided` equals any of the secrets, in constant time.
-fn any_secret_eq(secrets: &[String], provided: &str) -> bool {
-    let mut ok = false;
-    for s in secrets {
-        ok |= secret_eq(s, provided);
-    }
-    ok
-}
+// ---- helpers of the schemes -----------------------------------------------------------------
 
 /// The value of a header as text.
 fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, VerifyError> {
@@ -317,8 +189,7 @@ pub fn check_timestamp(ts: i64, now: i64, past: i64, future: i64) -> Result<(), 
 
 /// Standard base64 with padding.
 pub fn base64_std(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    Encoding::Base64.encode(bytes)
 }
 
 /// A header's value as an owned string, when present and text.

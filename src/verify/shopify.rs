@@ -2,12 +2,11 @@
 //! `X-Shopify-Webhook-Id`; no timestamp.
 
 use actix_web::http::header::HeaderMap;
-use base64::Engine;
 use serde_json::Value;
 
 use super::{
-    any_matches, base64_std, fresh_id, header, header_text, hmac_sha256, keys, Inbound, Signed,
-    Verifier, VerifyError,
+    any_matches, base64_std, candidates, fresh_id, header, header_text, hmac_sha256, keys,
+    Encoding, Inbound, Signed, Verifier, VerifyError,
 };
 
 const SIGNATURE: &str = "x-shopify-hmac-sha256";
@@ -31,10 +30,8 @@ impl Shopify {
 impl Verifier for Shopify {
     fn verify(&self, req: &Inbound<'_>) -> Result<(), VerifyError> {
         let signature = header(req.headers, SIGNATURE)?;
-        let sig = base64::engine::general_purpose::STANDARD
-            .decode(signature.trim())
-            .map_err(|_| VerifyError::BadSignature)?;
-        if any_matches(&self.keys, &[req.body], &[sig]) {
+        let sig = candidates([Some(signature)], Encoding::Base64, SIGNATURE)?;
+        if any_matches(&self.keys, &[req.body], &sig) {
             Ok(())
         } else {
             Err(VerifyError::BadSignature)

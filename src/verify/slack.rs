@@ -5,8 +5,8 @@ use actix_web::http::header::HeaderMap;
 use serde_json::Value;
 
 use super::{
-    any_matches, check_timestamp, header, hmac_sha256, keys, pointer_text, unix_seconds, Inbound,
-    Signed, Verifier, VerifyError,
+    any_matches, candidates, check_timestamp, header, hmac_sha256, keys, pointer_text,
+    unix_seconds, Encoding, Inbound, Signed, Verifier, VerifyError,
 };
 
 const SIGNATURE: &str = "x-slack-signature";
@@ -37,12 +37,12 @@ impl Verifier for Slack {
             .trim()
             .strip_prefix("v0=")
             .ok_or(VerifyError::MalformedHeader(SIGNATURE))?;
-        let sig = hex::decode(hex_sig).map_err(|_| VerifyError::BadSignature)?;
+        let sig = candidates([Some(hex_sig)], Encoding::Hex, SIGNATURE)?;
         let ts_trim = ts_text.trim();
         if !any_matches(
             &self.keys,
             &[b"v0:", ts_trim.as_bytes(), b":", req.body],
-            &[sig],
+            &sig,
         ) {
             return Err(VerifyError::BadSignature);
         }

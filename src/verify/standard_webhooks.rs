@@ -2,12 +2,11 @@
 //! `webhook-signature: v1,base64(HMAC(base64dec(whsec), id.ts.body))`, space-separated entries.
 
 use actix_web::http::header::HeaderMap;
-use base64::Engine;
 use serde_json::Value;
 
 use super::{
-    any_matches, base64_std, check_timestamp, header, header_text, hmac_sha256, pointer_text,
-    unix_seconds, Inbound, Signed, Verifier, VerifyError,
+    any_matches, base64_std, candidates, check_timestamp, header, header_text, hmac_sha256,
+    pointer_text, unix_seconds, Encoding, Inbound, Signed, Verifier, VerifyError,
 };
 
 const ID: &str = "webhook-id";
@@ -19,9 +18,9 @@ pub fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
     let encoded = secret
         .strip_prefix("whsec_")
         .ok_or_else(|| "must be a Standard Webhooks secret starting with whsec_".to_string())?;
-    let key = base64::engine::general_purpose::STANDARD
+    let key = Encoding::Base64
         .decode(encoded)
-        .map_err(|_| "the part after whsec_ is not base64".to_string())?;
+        .ok_or_else(|| "the part after whsec_ is not base64".to_string())?;
     if key.is_empty() {
         return Err("the whsec_ secret is empty".into());
     }
@@ -59,11 +58,10 @@ impl Verifier for StandardWebhooks {
         let ts_text = header(req.headers, TIMESTAMP)?;
         let signatures = header(req.headers, SIGNATURE)?;
         let ts = unix_seconds(ts_text, TIMESTAMP)?;
-        let candidates: Vec<Vec<u8>> = signatures
-            .split(' ')
-            .filter_map(|entry| entry.strip_prefix("v1,"))
-            .filter_map(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
-            .collect();
+        // Entries of other versions (v1a) count toward the cap but are not compared.
+        let entries = signatures.split(' ').filter(|e| !e.trim().is_empty());
+        let v1 = entries.map(|entry| entry.strip_prefix("v1,"));
+        let candidates = candidates(v1, Encoding::Base64, SIGNATURE)?;
         let ts_trim = ts_text.trim();
         let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts_trim.as_bytes(), b".", req.body];
         if !any_matches(&self.keys, &parts, &candidates) {

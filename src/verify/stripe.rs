@@ -5,8 +5,8 @@ use actix_web::http::header::HeaderMap;
 use serde_json::Value;
 
 use super::{
-    any_matches, check_timestamp, header, hmac_sha256, keys, pointer_text, Inbound, Signed,
-    Verifier, VerifyError,
+    any_matches, candidates, check_timestamp, header, hmac_sha256, keys, pointer_text, Encoding,
+    Inbound, Signed, Verifier, VerifyError,
 };
 
 const SIGNATURE: &str = "stripe-signature";
@@ -30,19 +30,22 @@ impl Stripe {
 impl Verifier for Stripe {
     fn verify(&self, req: &Inbound<'_>) -> Result<(), VerifyError> {
         let value = header(req.headers, SIGNATURE)?;
-        let mut ts_text = None;
-        let mut candidates = Vec::new();
-        for item in value.split(',') {
-            match item.trim().split_once('=') {
-                Some(("t", t)) => ts_text = Some(t),
-                Some(("v1", sig)) => candidates.extend(hex::decode(sig).ok()),
-                _ => {}
-            }
-        }
-        let ts_text = ts_text.ok_or(VerifyError::MalformedHeader(SIGNATURE))?;
+        let items = || {
+            value
+                .split(',')
+                .filter_map(|item| item.trim().split_once('='))
+        };
+        let ts_text = items()
+            .find_map(|(k, v)| (k == "t").then_some(v))
+            .ok_or(VerifyError::MalformedHeader(SIGNATURE))?;
         let ts: i64 = ts_text
             .parse()
             .map_err(|_| VerifyError::MalformedHeader(SIGNATURE))?;
+        // Other schemes' entries (v0) count toward the cap but are not compared.
+        let v1 = items()
+            .filter(|(k, _)| *k != "t")
+            .map(|(k, v)| (k == "v1").then_some(v));
+        let candidates = candidates(v1, Encoding::Hex, SIGNATURE)?;
         if !any_matches(
             &self.keys,
             &[ts_text.as_bytes(), b".", req.body],

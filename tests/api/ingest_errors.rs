@@ -112,3 +112,41 @@ async fn health_and_ready() {
     assert_eq!(body["redis"], "ok");
     assert_eq!(body["postgres"], "ok");
 }
+
+#[actix_web::test]
+async fn a_header_of_too_many_signature_candidates_is_401_invalid_signature() {
+    let env = TestEnv::new();
+    let app = spawn_app(env.settings(ALL_KINDS)).await;
+    // A real signature among 125 forged ones (about 8 KiB): refused as a whole, before the
+    // body is MACed, so a forged header cannot cost thousands of HMACs.
+    let body = format!(r#"{{"id":"evt_many","pad":"{}"}}"#, "x".repeat(1 << 19));
+    let req = Signed::new(&app.source("stripe"), body.as_bytes(), unix_now());
+    let forged: String = (0..125u8)
+        .map(|i| format!(",v1={}", hex::encode([i; 32])))
+        .collect();
+    let with = |extra: &str| -> Vec<(String, String)> {
+        let mut headers = req.headers.clone();
+        for (name, value) in &mut headers {
+            if name == "stripe-signature" {
+                value.push_str(extra);
+            }
+        }
+        headers
+    };
+    let headers = with(&forged);
+    assert!(headers.iter().any(|(_, v)| v.len() > 8 * 1024));
+    let (status, err) = app.post(&req.path, &headers, body.as_bytes()).await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (401, Some("invalid_signature"))
+    );
+    assert_eq!(env.stream_len("stripe").await, 0);
+    // The same signature among a few forged ones is accepted.
+    let headers = with(&forged[..3 * 68]);
+    let (status, answer) = app.post(&req.path, &headers, body.as_bytes()).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("queued")),
+        "{answer}"
+    );
+}

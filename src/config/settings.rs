@@ -1,0 +1,178 @@
+//! The validated configuration's types, as the rest of hookgate reads them.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+use super::{ConfigOrigin, RedactedUrl, Secret};
+use crate::idempotency::Selector;
+use crate::signature_kind::{Encoding, Kind};
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub origin: ConfigOrigin,
+    pub server: ServerSettings,
+    pub redis: RedisSettings,
+    pub database: DatabaseSettings,
+    pub audit: AuditSettings,
+    pub delivery: DeliverySettings,
+    pub admin_token: Option<Secret>,
+    pub sources: Vec<SourceConfig>,
+    /// Secret fields that took the default of a `${VAR:-default}`, or whose value is a known
+    /// placeholder (such as `change-me`): fine for trying hookgate out, wrong in production;
+    /// `check-config` and start-up warn about each.
+    pub defaulted_secrets: Vec<String>,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub bind: String,
+    pub workers: Option<usize>,
+    pub replica_id: String,
+    /// Seconds between the info-level ingest summaries in the log.
+    pub summary_interval_seconds: u64,
+    /// Seconds between refreshes of the queue gauges of `/metrics`.
+    pub metrics_interval_seconds: u64,
+}
+
+/// Redis settings.
+#[derive(Clone)]
+pub struct RedisSettings {
+    /// May hold a password: `Debug` shows it as `***`.
+    pub url: String,
+    /// Prefix of every key hookgate writes; lets several gateways or tests share one Redis.
+    pub key_prefix: String,
+    pub pool_size: u32,
+    /// Upper bound on dedup + enqueue before the sender gets a 503.
+    pub enqueue_timeout_ms: u64,
+}
+
+/// PostgreSQL settings.
+#[derive(Clone)]
+pub struct DatabaseSettings {
+    /// May hold a password: `Debug` shows it as `***`.
+    pub url: String,
+    pub pool_size: u32,
+}
+
+/// Audit writer settings.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    pub batch_size: usize,
+    pub flush_interval_ms: u64,
+    /// Rows held in memory while PostgreSQL is unreachable, counted in payload bytes.
+    pub max_buffer_bytes: usize,
+}
+
+/// Delivery workers' settings.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    /// Run delivery workers in this process (an ingest-only replica sets false).
+    pub enabled: bool,
+    /// Added to a destination's timeout to get the visibility timeout after which another
+    /// replica may claim a pending delivery.
+    pub claim_margin_ms: u64,
+    /// How often an idle worker looks for work that was not announced in process.
+    pub poll_interval_ms: u64,
+    /// Consumers (replicas) idle this long with nothing pending are removed from the groups.
+    pub consumer_idle_seconds: u64,
+    /// How long SIGTERM waits for in-flight deliveries.
+    pub shutdown_grace_seconds: u64,
+    /// How often each source stream is trimmed of entries every destination is done with.
+    pub trim_interval_seconds: u64,
+    /// Deliveries in flight in this process across all sources; a source of priority `p`
+    /// starts new ones only while the total is under `(p + 1) / (highest priority + 1)` of it.
+    pub max_in_flight: usize,
+}
+
+/// One webhook sender, reachable at `POST /webhooks/{name}`.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub name: String,
+    pub kind: Kind,
+    pub secrets: Vec<Secret>,
+    pub tolerance_seconds: u64,
+    pub dedup_ttl_seconds: u64,
+    pub max_body_bytes: usize,
+    pub idempotency_key: Option<Vec<Selector>>,
+    pub event_type: Option<Selector>,
+    pub path_token: Option<Secret>,
+    pub signature_header: Option<String>,
+    pub signature_prefix: Option<String>,
+    pub signature_encoding: Option<Encoding>,
+    pub priority: u8,
+    pub destinations: Vec<DestinationConfig>,
+    pub retry: RetryPolicy,
+    pub circuit: CircuitPolicy,
+}
+
+/// One operator service a source's events are delivered to.
+#[derive(Debug, Clone)]
+pub struct DestinationConfig {
+    pub name: String,
+    pub url: String,
+    pub timeout_ms: u64,
+    pub secret: Option<Secret>,
+    pub rate_limit_per_second: Option<u32>,
+    pub max_in_flight: usize,
+}
+
+/// Retry schedule of a source's deliveries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 8,
+            base_delay_ms: 1_000,
+            max_delay_ms: 3_600_000,
+        }
+    }
+}
+
+/// Circuit breaker thresholds of a source's destinations.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitPolicy {
+    pub failure_threshold: u32,
+    pub open_seconds: u64,
+}
+
+impl Default for CircuitPolicy {
+    fn default() -> Self {
+        CircuitPolicy {
+            failure_threshold: 5,
+            open_seconds: 60,
+        }
+    }
+}
+
+// Hand-written so that the URLs' passwords never reach a log through `{settings:?}`; the
+// fields stay `String` because the pools, the audit writer and the tests take them as such.
+impl fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &RedactedUrl(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .field("pool_size", &self.pool_size)
+            .field("enqueue_timeout_ms", &self.enqueue_timeout_ms)
+            .finish()
+    }
+}
+
+impl fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &RedactedUrl(&self.url))
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
