@@ -40,7 +40,7 @@ impl Application {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let prometheus = telemetry::prometheus();
         for field in &settings.defaulted_secrets {
-            log::warn!("{field} is the ${{...:-default}} fallback of its variable: set the variable in production");
+            log::warn!("{field} is a shipped default (a ${{...:-default}} fallback or a known placeholder): set a real secret in production");
         }
         let sources = Sources::from_settings(&settings).map_err(anyhow::Error::msg)?;
         let redis = queue::pool(&settings.redis)?;

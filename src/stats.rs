@@ -61,25 +61,14 @@ impl SourceFigures {
     }
 }
 
-/// Whether Redis answered that the key does not exist (XINFO on a stream not created yet).
-fn is_no_such_key(e: &redis::RedisError) -> bool {
-    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError)
-        && e.detail() == Some("no such key")
-}
-
+/// A stream's groups; none for a stream not created yet.
 async fn groups(
     conn: &mut impl redis::aio::ConnectionLike,
     stream: &str,
 ) -> redis::RedisResult<StreamInfoGroupsReply> {
-    match redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg(stream)
-        .query_async(conn)
-        .await
-    {
-        Err(e) if is_no_such_key(&e) => Ok(StreamInfoGroupsReply::default()),
-        other => other,
-    }
+    Ok(crate::queue::stream_groups(conn, stream)
+        .await?
+        .unwrap_or_default())
 }
 
 /// Reads every source's figures, sorted by name.
@@ -183,13 +172,6 @@ mod tests {
             .await
             .expect("the test Redis answers");
         let missing = format!("hookgate-unit:{}:stream", uuid::Uuid::new_v4().simple());
-        let err = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(&missing)
-            .query_async::<StreamInfoGroupsReply>(&mut conn)
-            .await
-            .expect_err("no such key");
-        assert!(is_no_such_key(&err), "{err:?}");
         let info = groups(&mut conn, &missing).await.expect("no groups");
         assert!(info.groups.is_empty());
     }

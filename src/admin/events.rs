@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::status::Status;
 
 /// Filters of `GET /api/events` and of bulk replays.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default)]
 pub(super) struct Filter {
     pub source: Option<String>,
     pub status: Option<String>,
@@ -70,11 +70,14 @@ impl ParsedFilter {
     }
 }
 
-/// Query of `GET /api/events`.
+/// Query of `GET /api/events`. Strict: a misspelt filter must not list everything.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct EventQuery {
-    #[serde(flatten)]
-    filter: Filter,
+    source: Option<String>,
+    status: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
     cursor: Option<Uuid>,
@@ -132,7 +135,13 @@ pub(super) async fn list(
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
-    let filter = q.filter.parse()?;
+    let filter = Filter {
+        source: q.source,
+        status: q.status,
+        since: q.since,
+        until: q.until,
+    }
+    .parse()?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let cursor = q.cursor;
     let rows: Vec<Summary> = with_pg(&state.postgres, move |conn| {

@@ -52,6 +52,7 @@ pub(super) async fn queue_stats(
 
 /// Options of `POST /api/queue/clean`.
 #[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct CleanQuery {
     /// Dead letters older than this are removed (default 7 days).
     dead_older_than_seconds: Option<u64>,

@@ -1,6 +1,6 @@
 //! `hookgate check-config`: the configuration as the gateway would run it, secrets hidden.
 
-use crate::config::Settings;
+use crate::config::{RedactedUrl, Settings};
 use crate::verify::Kind;
 
 /// Prints the validated configuration and its warnings.
@@ -10,10 +10,10 @@ pub fn run(settings: &Settings) {
     println!("replica id:    {}", settings.server.replica_id);
     println!(
         "redis:         {} (key prefix {})",
-        redact_url(&settings.redis.url),
+        RedactedUrl(&settings.redis.url),
         settings.redis.key_prefix
     );
-    println!("postgres:      {}", redact_url(&settings.database.url));
+    println!("postgres:      {}", RedactedUrl(&settings.database.url));
     println!(
         "admin api:     {}",
         if settings.admin_token.is_some() {
@@ -23,7 +23,7 @@ pub fn run(settings: &Settings) {
         }
     );
     for field in &settings.defaulted_secrets {
-        println!("warning:       {field} is the ${{...:-default}} fallback of its variable: set the variable in production");
+        println!("warning:       {field} is a shipped default (a ${{...:-default}} fallback or a known placeholder): set a real secret in production");
     }
     println!("sources:       {}", settings.sources.len());
     for s in &settings.sources {
@@ -49,19 +49,5 @@ pub fn run(settings: &Settings) {
                 if d.secret.is_some() { ", signed" } else { "" }
             );
         }
-    }
-}
-
-/// Hides the password of a URL for printing.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
     }
 }

@@ -579,6 +579,23 @@ async fn bulk_replay_refuses_every_body_that_is_not_an_explicit_request() {
         (400, Some("bad_request"))
     );
 
+    // So are unknown parameters of the event list and of clean.
+    for path in [
+        "/api/events?sorce=orders",
+        "/api/events?source=orders&stauts=dead",
+    ] {
+        let (status, answer) = app.call("GET", path, Some(TOKEN)).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some("bad_request")),
+            "{path}"
+        );
+    }
+    let (status, _) = app
+        .call("POST", "/api/queue/clean?dead_older_than=1", Some(TOKEN))
+        .await;
+    assert_eq!(status, 400);
+
     // Meaning it is enough.
     let (status, started) = app
         .call_json(
