@@ -212,6 +212,7 @@ async fn accept(
             Err(ApiError::Unavailable(match e {
                 DispatchError::Connection(_) => "Redis is unreachable".into(),
                 DispatchError::Redis(_) => "Redis refused the write".into(),
+                DispatchError::Stopped => "the dispatcher stopped".into(),
             }))
         }
         Ok(Err(mailbox)) => Err(ApiError::Unavailable(format!(

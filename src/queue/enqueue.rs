@@ -1,25 +1,5 @@
 //! De-duplicate and append to a source's stream: one event, or a batch of one source's events.
 
-/// De-duplication and stream append as one atomic step.
-///
-/// KEYS[1] dedup key, KEYS[2] stream. ARGV[1] event id, ARGV[2] dedup TTL seconds, then the
-/// entry's fields. Returns `{1, stream id}` when queued or `{0, first event id}` when the key
-/// was seen. If the XADD fails the dedup key is removed again, so a failed enqueue never
-/// leaves a key behind and the sender's retry is accepted.
-pub const ENQUEUE_LUA: &str = r#"
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
-  return {0, redis.call('GET', KEYS[1])}
-end
-local sid = redis.pcall('XADD', KEYS[2], '*',
-  'id', ARGV[1], 'key', ARGV[3], 'type', ARGV[4], 'ts', ARGV[5],
-  'ct', ARGV[6], 'hdr', ARGV[7], 'body', ARGV[8])
-if type(sid) == 'table' and sid.err then
-  redis.call('DEL', KEYS[1])
-  return redis.error_reply(sid.err)
-end
-return {1, sid}
-"#;
-
 /// De-duplication and stream append for a batch of events of one source, each event atomic
 /// on its own (group commit: one round trip for what arrived during the last one).
 ///
