@@ -104,6 +104,7 @@ async fn handle(
     let outcome = match &result {
         Ok(Reply::Enqueued(Enqueued::Queued { .. })) => Outcome::Queued,
         Ok(Reply::Enqueued(Enqueued::Duplicate { .. })) => Outcome::Duplicate,
+        Ok(Reply::Enqueued(Enqueued::Spooled { .. })) => Outcome::Spooled,
         Ok(Reply::Challenge(_)) => Outcome::Rejected("challenge"),
         Err(e) => Outcome::Rejected(e.code()),
     };
@@ -127,6 +128,11 @@ async fn handle(
         })),
         Reply::Enqueued(Enqueued::Duplicate { id }) => Ok(HttpResponse::Ok().json(Accepted {
             status: "duplicate",
+            id: &id,
+        })),
+        // A sender treats it like queued: it is on disk, and in Redis later.
+        Reply::Enqueued(Enqueued::Spooled { id }) => Ok(HttpResponse::Ok().json(Accepted {
+            status: "spooled",
             id: &id,
         })),
         Reply::Challenge(challenge) => {
@@ -212,6 +218,7 @@ async fn accept(
             Err(ApiError::Unavailable(match e {
                 DispatchError::Connection(_) => "Redis is unreachable".into(),
                 DispatchError::Redis(_) => "Redis refused the write".into(),
+                DispatchError::Spool(e) => format!("Redis is unavailable and {e}"),
                 DispatchError::Stopped => "the dispatcher stopped".into(),
             }))
         }

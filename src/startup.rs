@@ -12,11 +12,12 @@ use crate::admin::{self, AdminState};
 use crate::audit::{backfill, db, AuditWriter, Drain};
 use crate::config::Settings;
 use crate::delivery::{AuditLink, Budget, Shutdown, SourceSupervisor};
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{Dispatcher, Landing};
 use crate::error::{self, ApiError};
 use crate::health::{self, Readiness};
 use crate::ingest::{self, IngestState, WorkerDispatcher};
 use crate::queue;
+use crate::redis_circuit::RedisCircuit;
 use crate::source::Sources;
 use crate::stats;
 use crate::telemetry::{self, IngestStats};
@@ -171,6 +172,21 @@ impl Application {
             redis: redis.clone(),
             postgres,
         });
+        // One Redis circuit for the whole process: every worker's Dispatcher stops waiting for
+        // Redis as soon as one of them finds it down.
+        let circuit = Arc::new(RedisCircuit::default());
+        let enqueue_timeout = Duration::from_millis(settings.redis.enqueue_timeout_ms);
+        let probe = circuit.clone();
+        let probe_pool = redis.clone();
+        let probe_key = format!(
+            "{}:probe:{}",
+            settings.redis.key_prefix, settings.server.replica_id
+        );
+        actix_web::rt::spawn(async move {
+            probe
+                .probe_forever(probe_pool, probe_key, enqueue_timeout)
+                .await;
+        });
         let workers_setting = settings.server.workers;
         let factory_audit = audit.clone();
         let workers = settings.server.workers.unwrap_or_else(|| {
@@ -188,7 +204,14 @@ impl Application {
                 // The URL was parsed once already at start; this cannot differ.
                 Err(_) => redis.clone(),
             };
-            let dispatcher = Dispatcher::new(pool, factory_audit.clone()).start();
+            let landing = Landing {
+                redis: pool,
+                script: Arc::new(redis::Script::new(queue::ENQUEUE_BATCH_LUA)),
+                circuit: circuit.clone(),
+                spool: None,
+                redis_timeout: enqueue_timeout,
+            };
+            let dispatcher = Dispatcher::new(landing, factory_audit.clone()).start();
             App::new()
                 .app_data(ingest_state.clone())
                 .app_data(readiness.clone())

@@ -53,6 +53,8 @@ pub fn latency_histogram() -> Histogram<u64> {
 pub enum Outcome {
     Queued,
     Duplicate,
+    /// Accepted into the replica's spool while Redis could not take it.
+    Spooled,
     Rejected(&'static str),
 }
 
@@ -62,6 +64,7 @@ impl Outcome {
         match self {
             Outcome::Queued => "queued",
             Outcome::Duplicate => "duplicate",
+            Outcome::Spooled => "spooled",
             Outcome::Rejected(code) => code,
         }
     }
@@ -90,7 +93,7 @@ impl IngestStats {
     /// Counts one request.
     pub fn record(&self, source: &str, outcome: Outcome, elapsed: Duration) {
         match outcome {
-            Outcome::Queued => {
+            Outcome::Queued | Outcome::Spooled => {
                 self.accepted.fetch_add(1, Ordering::Relaxed);
             }
             Outcome::Duplicate => {

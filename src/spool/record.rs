@@ -4,6 +4,8 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use uuid::Uuid;
 
+use crate::event::NewEvent;
+
 /// Bytes of a record's frame before its payload: length and checksum.
 pub const FRAME_HEADER: usize = 8;
 /// Largest payload a frame may announce; a larger length is damage, not a record.
@@ -39,6 +41,33 @@ pub enum FrameError {
 }
 
 impl SpoolRecord {
+    /// The record of a verified webhook of `source`.
+    pub fn new(source: &str, event: &NewEvent) -> SpoolRecord {
+        SpoolRecord {
+            source: source.to_string(),
+            id: event.id,
+            key: event.key.clone(),
+            event_type: event.event_type.clone(),
+            received_at_ms: event.received_at_ms,
+            content_type: event.content_type.clone(),
+            headers: event.headers.to_string(),
+            body: event.body.clone(),
+        }
+    }
+
+    /// The webhook again, as ingest handed it over.
+    pub fn to_event(&self) -> NewEvent {
+        NewEvent {
+            id: self.id,
+            key: self.key.clone(),
+            event_type: self.event_type.clone(),
+            received_at_ms: self.received_at_ms,
+            content_type: self.content_type.clone(),
+            headers: serde_json::from_str(&self.headers).unwrap_or(serde_json::Value::Null),
+            body: self.body.clone(),
+        }
+    }
+
     /// The record framed for the spool file.
     pub fn encode(&self, out: &mut BytesMut) {
         let mut payload = BytesMut::with_capacity(64 + self.body.len() + self.headers.len());

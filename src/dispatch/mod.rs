@@ -1,5 +1,6 @@
 //! The Dispatcher actor: takes verified webhooks from the ingest handlers and de-duplicates
-//! and persists each in its source's Redis stream in one atomic step.
+//! and persists each in its source's Redis stream in one atomic step, or, when Redis cannot
+//! take it in time, in the replica's spool.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,8 +10,14 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use crate::audit::{AuditWriter, NewEventBatch, NewEventRecord};
-use crate::queue::{enqueue_batch, EnqueueItem, EnqueueOutcome, RedisPool, ENQUEUE_BATCH_LUA};
+use crate::queue::EnqueueOutcome;
 use crate::source::Source;
+use crate::spool::{SpoolError, Spooled};
+
+mod landing;
+
+use landing::Landed;
+pub use landing::Landing;
 
 // Ingest names the event it hands over by this path.
 pub use crate::event::NewEvent;
@@ -30,6 +37,8 @@ pub enum Enqueued {
     Queued { id: String, stream_id: String },
     /// Seen before: the id the first one was given.
     Duplicate { id: String },
+    /// Redis could not take it in time: fsync'd in this replica's spool, enqueued later.
+    Spooled { id: String },
 }
 
 /// Why an event could not be enqueued (the sender gets a 503 and retries).
@@ -39,6 +48,8 @@ pub enum DispatchError {
     Connection(String),
     #[error("Redis command failed: {0}")]
     Redis(String),
+    #[error("{0}")]
+    Spool(String),
     #[error("the dispatcher stopped")]
     Stopped,
 }
@@ -69,19 +80,17 @@ struct SourceQueue {
 /// source's webhook goes at once). Audit rows are collected here and handed to the
 /// AuditWriter in batches: one cross-thread wake-up per batch, not per webhook.
 pub struct Dispatcher {
-    redis: RedisPool,
-    script: Arc<redis::Script>,
+    landing: Landing,
     audit: Addr<AuditWriter>,
     pending_audit: Vec<NewEventRecord>,
     queues: HashMap<String, SourceQueue>,
 }
 
 impl Dispatcher {
-    /// A dispatcher writing to `redis` and recording accepted events with `audit`.
-    pub fn new(redis: RedisPool, audit: Addr<AuditWriter>) -> Self {
+    /// A dispatcher landing webhooks through `landing`, recording accepted ones with `audit`.
+    pub fn new(landing: Landing, audit: Addr<AuditWriter>) -> Self {
         Dispatcher {
-            redis,
-            script: Arc::new(redis::Script::new(ENQUEUE_BATCH_LUA)),
+            landing,
             audit,
             pending_audit: Vec::new(),
             queues: HashMap::new(),
@@ -114,17 +123,16 @@ impl Dispatcher {
         let batch: Vec<Waiting> = queue.waiting.drain(..count).collect();
         queue.in_flight = true;
         let source = queue.source.clone();
-        let pool = self.redis.clone();
-        let script = self.script.clone();
+        let landing = self.landing.clone();
         let name = name.to_string();
         let work = async move {
-            let outcomes = enqueue(&pool, &script, &source, &batch).await;
-            (batch, outcomes, source)
+            let landed = landing.land(&source, &batch).await;
+            (batch, landed, source)
         };
         ctx.spawn(
             work.into_actor(self)
-                .map(move |(batch, outcomes, source), act, ctx| {
-                    act.settle(&source, batch, outcomes);
+                .map(move |(batch, landed, source), act, ctx| {
+                    act.settle(&source, batch, landed);
                     if let Some(queue) = act.queues.get_mut(&name) {
                         queue.in_flight = false;
                     }
@@ -134,18 +142,13 @@ impl Dispatcher {
     }
 
     /// Answers each webhook of a finished batch and keeps the audit rows of the new ones.
-    fn settle(
-        &mut self,
-        source: &Arc<Source>,
-        batch: Vec<Waiting>,
-        outcomes: Result<Vec<EnqueueOutcome>, DispatchError>,
-    ) {
+    fn settle(&mut self, source: &Arc<Source>, batch: Vec<Waiting>, landed: Vec<Landed>) {
         let mut woken = false;
-        for (i, Waiting { event, reply }) in batch.into_iter().enumerate() {
+        for (Waiting { event, reply }, landed) in batch.into_iter().zip(landed) {
             let id = event.id.to_string();
-            let answer = match outcomes.as_ref().map(|o| &o[i]) {
-                Err(e) => Err(e.clone()),
-                Ok(EnqueueOutcome::Queued { stream_id }) => {
+            let answer = match landed {
+                Landed::Nowhere(e) => Err(e),
+                Landed::Redis(EnqueueOutcome::Queued { stream_id }) => {
                     self.pending_audit.push(NewEventRecord::new(
                         &source.config.name,
                         source.config.destinations.len(),
@@ -153,25 +156,31 @@ impl Dispatcher {
                         stream_id.clone(),
                     ));
                     woken = true;
-                    Ok(Enqueued::Queued {
-                        id,
-                        stream_id: stream_id.clone(),
-                    })
+                    Ok(Enqueued::Queued { id, stream_id })
                 }
                 // Our own first try: it ran, but its connection broke before the answer came
                 // back and the pool ran it again. It is queued; its audit row comes from the
                 // stream (the backfill before a trim), as the stream id is not known here.
-                Ok(EnqueueOutcome::Seen { first_id }) if *first_id == id => {
+                Landed::Redis(EnqueueOutcome::Seen { first_id }) if first_id == id => {
                     woken = true;
                     Ok(Enqueued::Queued {
                         id,
                         stream_id: String::new(),
                     })
                 }
-                Ok(EnqueueOutcome::Seen { first_id }) => Ok(Enqueued::Duplicate {
-                    id: first_id.clone(),
-                }),
-                Ok(EnqueueOutcome::Failed { error }) => Err(DispatchError::Redis(error.clone())),
+                Landed::Redis(EnqueueOutcome::Seen { first_id }) => {
+                    Ok(Enqueued::Duplicate { id: first_id })
+                }
+                Landed::Redis(EnqueueOutcome::Failed { error }) => Err(DispatchError::Redis(error)),
+                Landed::Spool(Ok(Spooled::Written { id })) => {
+                    Ok(Enqueued::Spooled { id: id.to_string() })
+                }
+                Landed::Spool(Ok(Spooled::Duplicate { id })) => {
+                    Ok(Enqueued::Duplicate { id: id.to_string() })
+                }
+                Landed::Spool(Err(
+                    e @ (SpoolError::Full { .. } | SpoolError::Io(_) | SpoolError::Closed),
+                )) => Err(DispatchError::Spool(e.to_string())),
             };
             // The sender may have given up (timeout); nothing to answer then.
             let _ = reply.send(answer);
@@ -183,45 +192,6 @@ impl Dispatcher {
             self.hand_off_audit();
         }
     }
-}
-
-/// One script call for the whole batch.
-async fn enqueue(
-    pool: &RedisPool,
-    script: &redis::Script,
-    source: &Source,
-    batch: &[Waiting],
-) -> Result<Vec<EnqueueOutcome>, DispatchError> {
-    let ids: Vec<String> = batch.iter().map(|w| w.event.id.to_string()).collect();
-    let headers: Vec<String> = batch.iter().map(|w| w.event.headers.to_string()).collect();
-    let items: Vec<EnqueueItem<'_>> = batch
-        .iter()
-        .zip(&ids)
-        .zip(&headers)
-        .map(|((w, id), headers)| EnqueueItem {
-            id,
-            key: &w.event.key,
-            dedup_key: source.keys.dedup(&w.event.key),
-            event_type: w.event.event_type.as_deref().unwrap_or(""),
-            received_at_ms: w.event.received_at_ms,
-            content_type: w.event.content_type.as_deref().unwrap_or(""),
-            headers,
-            body: w.event.body.as_ref(),
-        })
-        .collect();
-    let mut conn = pool
-        .get()
-        .await
-        .map_err(|e| DispatchError::Connection(e.to_string()))?;
-    enqueue_batch(
-        &mut *conn,
-        script,
-        &source.keys.stream,
-        source.config.dedup_ttl_seconds,
-        &items,
-    )
-    .await
-    .map_err(|e| DispatchError::Redis(e.to_string()))
 }
 
 impl Actor for Dispatcher {

@@ -1,0 +1,131 @@
+//! Where each webhook of a batch lands: Redis, or the spool when Redis cannot take it in
+//! time (the circuit is open, the call failed or was too slow, or this event's step failed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+
+use super::{DispatchError, Waiting};
+use crate::queue::{enqueue_batch, EnqueueItem, EnqueueOutcome, RedisPool};
+use crate::redis_circuit::{RedisCircuit, RedisMode, Signal};
+use crate::source::Source;
+use crate::spool::{SpoolError, SpoolRecord, SpoolWriter, Spooled};
+
+/// Where one webhook landed.
+#[derive(Debug)]
+pub(super) enum Landed {
+    Redis(EnqueueOutcome),
+    Spool(Result<Spooled, SpoolError>),
+    /// Neither took it: the sender gets a 503.
+    Nowhere(DispatchError),
+}
+
+/// What a Dispatcher needs to land a batch.
+#[derive(Clone)]
+pub struct Landing {
+    pub redis: RedisPool,
+    pub script: Arc<redis::Script>,
+    pub circuit: Arc<RedisCircuit>,
+    /// None when the spool is disabled: then Redis or a 503.
+    pub spool: Option<SpoolWriter>,
+    /// How long a batch may wait for Redis before it goes to the spool.
+    pub redis_timeout: Duration,
+}
+
+impl Landing {
+    /// Lands every webhook of `batch`, in Redis when it can, else in the spool.
+    pub(super) async fn land(&self, source: &Source, batch: &[Waiting]) -> Vec<Landed> {
+        if self.circuit.mode() == RedisMode::Down {
+            if let Some(spool) = &self.spool {
+                return spool_all(spool, source, batch.iter()).await;
+            }
+        }
+        let redis = actix_web::rt::time::timeout(self.redis_timeout, self.enqueue(source, batch));
+        let outcomes = match redis.await {
+            Ok(Ok(outcomes)) => outcomes,
+            Ok(Err(e)) => return self.fall_back(source, batch, e).await,
+            Err(_) => {
+                let e = DispatchError::Redis(format!(
+                    "no answer within {} ms",
+                    self.redis_timeout.as_millis()
+                ));
+                return self.fall_back(source, batch, e).await;
+            }
+        };
+        let failed: Vec<usize> = (0..outcomes.len())
+            .filter(|&i| matches!(outcomes[i], EnqueueOutcome::Failed { .. }))
+            .collect();
+        let mut landed: Vec<Landed> = outcomes.into_iter().map(Landed::Redis).collect();
+        if let (false, Some(spool)) = (failed.is_empty(), &self.spool) {
+            // Such as Redis out of memory: it will refuse the next ones too.
+            self.circuit
+                .signal(Signal::Failed, "Redis refused an event's write");
+            let spooled = spool_all(spool, source, failed.iter().map(|&i| &batch[i])).await;
+            for (i, s) in failed.into_iter().zip(spooled) {
+                landed[i] = s;
+            }
+        }
+        landed
+    }
+
+    async fn fall_back(&self, source: &Source, batch: &[Waiting], e: DispatchError) -> Vec<Landed> {
+        self.circuit.signal(Signal::Failed, &e.to_string());
+        match &self.spool {
+            Some(spool) => spool_all(spool, source, batch.iter()).await,
+            None => batch.iter().map(|_| Landed::Nowhere(e.clone())).collect(),
+        }
+    }
+
+    /// One script call for the whole batch.
+    async fn enqueue(
+        &self,
+        source: &Source,
+        batch: &[Waiting],
+    ) -> Result<Vec<EnqueueOutcome>, DispatchError> {
+        let ids: Vec<String> = batch.iter().map(|w| w.event.id.to_string()).collect();
+        let headers: Vec<String> = batch.iter().map(|w| w.event.headers.to_string()).collect();
+        let items: Vec<EnqueueItem<'_>> = batch
+            .iter()
+            .zip(&ids)
+            .zip(&headers)
+            .map(|((w, id), headers)| EnqueueItem {
+                id,
+                key: &w.event.key,
+                dedup_key: source.keys.dedup(&w.event.key),
+                event_type: w.event.event_type.as_deref().unwrap_or(""),
+                received_at_ms: w.event.received_at_ms,
+                content_type: w.event.content_type.as_deref().unwrap_or(""),
+                headers,
+                body: w.event.body.as_ref(),
+            })
+            .collect();
+        let mut conn = self
+            .redis
+            .get()
+            .await
+            .map_err(|e| DispatchError::Connection(e.to_string()))?;
+        enqueue_batch(
+            &mut *conn,
+            &self.script,
+            &source.keys.stream,
+            source.config.dedup_ttl_seconds,
+            &items,
+        )
+        .await
+        .map_err(|e| DispatchError::Redis(e.to_string()))
+    }
+}
+
+/// Spools each webhook; the writer thread fsyncs them together.
+async fn spool_all<'a>(
+    spool: &SpoolWriter,
+    source: &Source,
+    batch: impl Iterator<Item = &'a Waiting>,
+) -> Vec<Landed> {
+    join_all(batch.map(|w| spool.spool(SpoolRecord::new(&source.config.name, &w.event))))
+        .await
+        .into_iter()
+        .map(Landed::Spool)
+        .collect()
+}
