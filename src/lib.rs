@@ -18,6 +18,7 @@ pub mod health;
 pub mod idempotency;
 pub mod ingest;
 pub mod queue;
+pub mod redis_durability;
 pub mod retry;
 pub mod send;
 pub mod signature_kind;

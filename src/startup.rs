@@ -17,6 +17,7 @@ use crate::error::{self, ApiError};
 use crate::health::{self, Readiness};
 use crate::ingest::{self, IngestState, WorkerDispatcher};
 use crate::queue;
+use crate::redis_durability::DurabilityMonitor;
 use crate::source::Sources;
 use crate::stats;
 use crate::telemetry::{self, IngestStats};
@@ -170,6 +171,8 @@ impl Application {
         let readiness = web::Data::new(Readiness {
             redis: redis.clone(),
             postgres,
+            // Checks Redis's persistence settings in the background and logs what can lose data.
+            durability: DurabilityMonitor::spawn(redis.clone(), &settings),
         });
         let workers_setting = settings.server.workers;
         let factory_audit = audit.clone();
