@@ -1,5 +1,6 @@
 //! `/health` (the process is up) and `/ready` (Redis and PostgreSQL reachable).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
@@ -8,11 +9,15 @@ use serde_json::json;
 
 use crate::audit::PgPool;
 use crate::queue::RedisPool;
+use crate::redis_durability::DurabilityMonitor;
 
 /// Dependencies that `/ready` checks.
 pub struct Readiness {
     pub redis: RedisPool,
     pub postgres: PgPool,
+    /// The latest check of Redis's persistence settings, shown in the body (it does not
+    /// change the status: a Redis that can lose data still takes webhooks).
+    pub durability: Arc<DurabilityMonitor>,
 }
 
 /// Registers the health routes.
@@ -58,6 +63,7 @@ async fn ready(deps: web::Data<Readiness>) -> HttpResponse {
         "status": if redis.is_ok() && postgres.is_ok() { "ready" } else { "unavailable" },
         "redis": status(&redis),
         "postgres": status(&postgres),
+        "redis_durability": deps.durability.report(),
     });
     if redis.is_ok() && postgres.is_ok() {
         HttpResponse::Ok().json(body)

@@ -18,6 +18,7 @@ use crate::health::{self, Readiness};
 use crate::ingest::{self, IngestState, WorkerDispatcher};
 use crate::queue;
 use crate::redis_circuit::RedisCircuit;
+use crate::redis_durability::DurabilityMonitor;
 use crate::source::Sources;
 use crate::stats;
 use crate::telemetry::{self, IngestStats};
@@ -171,6 +172,8 @@ impl Application {
         let readiness = web::Data::new(Readiness {
             redis: redis.clone(),
             postgres,
+            // Checks Redis's persistence settings in the background and logs what can lose data.
+            durability: DurabilityMonitor::spawn(redis.clone(), &settings),
         });
         // One Redis circuit for the whole process: every worker's Dispatcher stops waiting for
         // Redis as soon as one of them finds it down.

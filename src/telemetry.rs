@@ -42,6 +42,25 @@ pub fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
+/// Sets `hookgate_redis_data_loss_risk{redis, reason}`: 1 while the Redis at `redis`
+/// (host:port) runs with a setting under which it can lose accepted webhooks (`reason`: see
+/// `redis_durability::RISKS`), 0 otherwise.
+pub fn redis_data_loss_risk(redis: &str, reason: &'static str, at_risk: bool) {
+    static DESCRIBED: std::sync::Once = std::sync::Once::new();
+    DESCRIBED.call_once(|| {
+        metrics::describe_gauge!(
+            "hookgate_redis_data_loss_risk",
+            "1 while Redis runs with a setting under which it can lose accepted webhooks"
+        );
+    });
+    metrics::gauge!(
+        "hookgate_redis_data_loss_risk",
+        "redis" => redis.to_string(),
+        "reason" => reason
+    )
+    .set(if at_risk { 1.0 } else { 0.0 });
+}
+
 /// A histogram of microseconds from 1 µs to 10 minutes. Explicit bounds matter:
 /// `saturating_record` clamps at the highest trackable value instead of growing.
 pub fn latency_histogram() -> Histogram<u64> {

@@ -1,7 +1,14 @@
-//! `hookgate check-config`: the configuration as the gateway would run it, secrets hidden.
+//! `hookgate check-config`: the configuration as the gateway would run it, secrets hidden,
+//! and what the live Redis's persistence settings make of a 2xx.
+
+use std::time::Duration;
 
 use crate::config::{RedactedUrl, Settings};
+use crate::redis_durability::{self, Severity};
 use crate::verify::Kind;
+
+/// How long `check-config` waits for Redis before saying it is unreachable.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Prints the validated configuration and its warnings.
 pub fn run(settings: &Settings) {
@@ -13,6 +20,23 @@ pub fn run(settings: &Settings) {
         RedactedUrl(&settings.redis.url),
         settings.redis.key_prefix
     );
+    print_durability(settings);
+    if settings.redis.min_replicas_acked > 0 {
+        println!(
+            "replica acks:  {} replica(s) within {} ms after each batch",
+            settings.redis.min_replicas_acked, settings.redis.replica_ack_timeout_ms
+        );
+    }
+    let spool = &settings.spool;
+    if spool.enabled {
+        println!(
+            "spool:         {} (at most {} B)",
+            spool.dir.display(),
+            spool.max_bytes
+        );
+    } else {
+        println!("spool:         disabled (503 when Redis cannot take a webhook in time)");
+    }
     println!("postgres:      {}", RedactedUrl(&settings.database.url));
     println!(
         "admin api:     {}",
@@ -49,5 +73,27 @@ pub fn run(settings: &Settings) {
                 if d.secret.is_some() { ", signed" } else { "" }
             );
         }
+    }
+}
+
+/// Reads the live Redis's settings and prints what a 2xx survives and each finding; an
+/// unreachable Redis is said and skipped (the configuration may be checked anywhere).
+fn print_durability(settings: &Settings) {
+    let checked = actix_web::rt::System::new()
+        .block_on(redis_durability::check(&settings.redis, REDIS_TIMEOUT));
+    let report = match checked {
+        Ok(report) => report,
+        Err(e) => {
+            println!("durability:    not checked: Redis unreachable ({e})");
+            return;
+        }
+    };
+    println!("durability:    {}", report.durability);
+    for f in &report.problems {
+        let severity = match f.severity {
+            Severity::Error => "error:  ",
+            Severity::Warning => "warning:",
+        };
+        println!("{severity}       {}", f.message);
     }
 }

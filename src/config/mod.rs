@@ -14,7 +14,7 @@ pub use interpolate::expand;
 pub use secret::{is_placeholder, RedactedUrl, Secret};
 pub use settings::{
     AuditSettings, CircuitPolicy, DatabaseSettings, DeliverySettings, DestinationConfig,
-    RedisSettings, RetryPolicy, ServerSettings, Settings, SourceConfig,
+    RedisSettings, RetryPolicy, ServerSettings, Settings, SourceConfig, SpoolSettings,
 };
 
 /// Default Redis URL when neither the file nor `REDIS_URL` sets one.
@@ -23,6 +23,10 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/hookgate";
 /// Default listen address when neither the file nor `HOOKGATE_BIND`/`PORT` sets one.
 pub const DEFAULT_BIND: &str = "0.0.0.0:8080";
+/// Default spool folder when neither the file nor `HOOKGATE_SPOOL_DIR` sets one.
+pub const DEFAULT_SPOOL_DIR: &str = "./hookgate-spool";
+/// Default bound of the spool: 1 GiB.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1 << 30;
 
 /// A configuration mistake, phrased as one line that names the field at fault.
 #[derive(Debug, thiserror::Error)]
@@ -225,6 +229,55 @@ mod tests {
         assert_eq!(s.sources[0].secrets[0].expose(), "s3cret");
         assert_eq!(s.admin_token.as_ref().map(Secret::expose), Some("tok"));
         assert_eq!(s.sources[0].destinations[0].timeout_ms, 5000);
+    }
+
+    #[test]
+    fn spool_and_replica_acks_default_and_take_the_environment() {
+        let s = load("", &[]).expect("defaults load");
+        assert!(s.spool.enabled);
+        assert_eq!(s.spool.dir, PathBuf::from(DEFAULT_SPOOL_DIR));
+        assert_eq!(s.spool.max_bytes, 1_073_741_824);
+        assert_eq!(s.redis.min_replicas_acked, 0);
+        assert_eq!(s.redis.replica_ack_timeout_ms, 500);
+
+        let text = "[spool]\nenabled = false\ndir = '/var/spool/a'\nmax_bytes = 4096\n\
+                    [redis]\nmin_replicas_acked = 1\nreplica_ack_timeout_ms = 300";
+        let s = load(text, &[]).expect("loads");
+        assert!(!s.spool.enabled);
+        assert_eq!(s.spool.dir, PathBuf::from("/var/spool/a"));
+        assert_eq!(s.spool.max_bytes, 4096);
+        assert_eq!(s.redis.min_replicas_acked, 1);
+        assert_eq!(s.redis.replica_ack_timeout_ms, 300);
+
+        let env = &[
+            ("HOOKGATE_SPOOL_DIR", "/data/spool"),
+            ("HOOKGATE_MIN_REPLICAS_ACKED", "2"),
+        ];
+        let s = load(text, env).expect("loads");
+        assert_eq!(s.spool.dir, PathBuf::from("/data/spool"));
+        assert_eq!(s.redis.min_replicas_acked, 2);
+        // Empty variables (as an .env file leaves them) are unset, not overrides.
+        let s = load(
+            text,
+            &[
+                ("HOOKGATE_SPOOL_DIR", ""),
+                ("HOOKGATE_MIN_REPLICAS_ACKED", ""),
+            ],
+        )
+        .expect("loads");
+        assert_eq!(s.spool.dir, PathBuf::from("/var/spool/a"));
+        assert_eq!(s.redis.min_replicas_acked, 1);
+
+        let err = load("", &[("HOOKGATE_MIN_REPLICAS_ACKED", "one")])
+            .expect_err("not a number")
+            .to_string();
+        assert_eq!(
+            err,
+            "HOOKGATE_MIN_REPLICAS_ACKED: \"one\" is not a number of replicas"
+        );
+        // A short enqueue bound alone stays valid: without WAIT the default ack timeout is unused.
+        let s = load("[redis]\nenqueue_timeout_ms = 100", &[]).expect("loads");
+        assert_eq!(s.redis.enqueue_timeout_ms, 100);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub(super) struct RawConfig {
     pub(super) audit: RawAudit,
     pub(super) delivery: RawDelivery,
     pub(super) admin: RawAdmin,
+    pub(super) spool: RawSpool,
     pub(super) sources: Vec<RawSource>,
 }
 
@@ -35,6 +36,8 @@ pub(super) struct RawRedis {
     pub(super) key_prefix: Option<String>,
     pub(super) pool_size: Option<u32>,
     pub(super) enqueue_timeout_ms: Option<u64>,
+    pub(super) min_replicas_acked: Option<u32>,
+    pub(super) replica_ack_timeout_ms: Option<u64>,
 }
 
 #[derive(Default, Deserialize)]
@@ -62,6 +65,14 @@ pub(super) struct RawDelivery {
     pub(super) shutdown_grace_seconds: Option<u64>,
     pub(super) max_in_flight: Option<usize>,
     pub(super) trim_interval_seconds: Option<u64>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawSpool {
+    pub(super) enabled: Option<bool>,
+    pub(super) dir: Option<String>,
+    pub(super) max_bytes: Option<u64>,
 }
 
 #[derive(Default, Deserialize)]

@@ -1,6 +1,7 @@
 //! The validated configuration's types, as the rest of hookgate reads them.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -17,6 +18,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub audit: AuditSettings,
     pub delivery: DeliverySettings,
+    pub spool: SpoolSettings,
     pub admin_token: Option<Secret>,
     pub sources: Vec<SourceConfig>,
     /// Secret fields that took the default of a `${VAR:-default}`, or whose value is a known
@@ -47,6 +49,11 @@ pub struct RedisSettings {
     pub pool_size: u32,
     /// Upper bound on dedup + enqueue before the sender gets a 503.
     pub enqueue_timeout_ms: u64,
+    /// Replicas that must have each enqueued batch (`WAIT n timeout`) before its webhooks
+    /// are answered `queued`; 0 does not wait.
+    pub min_replicas_acked: u32,
+    /// The `timeout` of that `WAIT`, below `enqueue_timeout_ms`.
+    pub replica_ack_timeout_ms: u64,
 }
 
 /// PostgreSQL settings.
@@ -85,6 +92,17 @@ pub struct DeliverySettings {
     /// Deliveries in flight in this process across all sources; a source of priority `p`
     /// starts new ones only while the total is under `(p + 1) / (highest priority + 1)` of it.
     pub max_in_flight: usize,
+}
+
+/// The local spool: webhooks Redis could not take in time, fsync'd on disk and enqueued later.
+#[derive(Debug, Clone)]
+pub struct SpoolSettings {
+    /// Spool when Redis cannot take a webhook in time (false: answer 503 instead).
+    pub enabled: bool,
+    /// Parent folder; each replica spools into a locked sub-folder of its own.
+    pub dir: PathBuf,
+    /// Bytes the spool may hold; past them ingest answers 503.
+    pub max_bytes: u64,
 }
 
 /// One webhook sender, reachable at `POST /webhooks/{name}`.
@@ -164,6 +182,8 @@ impl fmt::Debug for RedisSettings {
             .field("key_prefix", &self.key_prefix)
             .field("pool_size", &self.pool_size)
             .field("enqueue_timeout_ms", &self.enqueue_timeout_ms)
+            .field("min_replicas_acked", &self.min_replicas_acked)
+            .field("replica_ack_timeout_ms", &self.replica_ack_timeout_ms)
             .finish()
     }
 }

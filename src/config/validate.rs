@@ -64,6 +64,46 @@ impl Settings {
                 "must be non-empty, without braces or spaces",
             ));
         }
+        let enqueue_timeout_ms = raw
+            .redis
+            .enqueue_timeout_ms
+            .unwrap_or(2_000)
+            .clamp(50, 4_500);
+        let min_replicas_acked = match env("HOOKGATE_MIN_REPLICAS_ACKED").filter(|n| !n.is_empty())
+        {
+            Some(n) => n.trim().parse::<u32>().map_err(|_| {
+                ConfigError::at(
+                    "HOOKGATE_MIN_REPLICAS_ACKED",
+                    format!("{n:?} is not a number of replicas"),
+                )
+            })?,
+            None => raw.redis.min_replicas_acked.unwrap_or(0),
+        };
+        // The WAIT runs inside the enqueue's time bound, so it must end before it. Checked only
+        // when it can matter (a WAIT happens, or the value is set), so that a short
+        // enqueue_timeout_ms alone stays valid.
+        let replica_ack_timeout_ms = raw.redis.replica_ack_timeout_ms.unwrap_or(500);
+        if (min_replicas_acked > 0 || raw.redis.replica_ack_timeout_ms.is_some())
+            && !(1..enqueue_timeout_ms).contains(&replica_ack_timeout_ms)
+        {
+            return Err(ConfigError::at(
+                "redis.replica_ack_timeout_ms",
+                format!(
+                    "must be at least 1 and below redis.enqueue_timeout_ms ({enqueue_timeout_ms})"
+                ),
+            ));
+        }
+        let spool_dir = env("HOOKGATE_SPOOL_DIR")
+            .filter(|d| !d.is_empty())
+            .or(raw.spool.dir)
+            .unwrap_or_else(|| DEFAULT_SPOOL_DIR.to_string());
+        if spool_dir.trim().is_empty() {
+            return Err(ConfigError::at("spool.dir", "is empty"));
+        }
+        let spool_max_bytes = raw.spool.max_bytes.unwrap_or(DEFAULT_SPOOL_MAX_BYTES);
+        if spool_max_bytes == 0 {
+            return Err(ConfigError::at("spool.max_bytes", "must be greater than 0"));
+        }
         // An empty HOOKGATE_ADMIN_TOKEN (as `.env.example` ships it) is unset, not an
         // override that hides the file's token.
         let admin_token = env("HOOKGATE_ADMIN_TOKEN")
@@ -97,11 +137,9 @@ impl Settings {
                 url: redis_url,
                 key_prefix,
                 pool_size: raw.redis.pool_size.unwrap_or(16).max(1),
-                enqueue_timeout_ms: raw
-                    .redis
-                    .enqueue_timeout_ms
-                    .unwrap_or(2_000)
-                    .clamp(50, 4_500),
+                enqueue_timeout_ms,
+                min_replicas_acked,
+                replica_ack_timeout_ms,
             },
             database: DatabaseSettings {
                 url: database_url,
@@ -124,6 +162,11 @@ impl Settings {
                 shutdown_grace_seconds: raw.delivery.shutdown_grace_seconds.unwrap_or(10),
                 max_in_flight: raw.delivery.max_in_flight.unwrap_or(1_024).max(1),
                 trim_interval_seconds: raw.delivery.trim_interval_seconds.unwrap_or(30).max(1),
+            },
+            spool: SpoolSettings {
+                enabled: raw.spool.enabled.unwrap_or(true),
+                dir: PathBuf::from(spool_dir),
+                max_bytes: spool_max_bytes,
             },
             admin_token: admin_token.map(Secret::new),
             sources,
@@ -400,6 +443,19 @@ mod tests {
                 "sources[0] (a).idempotency_key[0]",
             ),
             ("[server]\nbind='nope'", "server.bind"),
+            ("[spool]\nmax_bytes=0", "spool.max_bytes: must be greater than 0"),
+            ("[spool]\ndir=''", "spool.dir: is empty"),
+            ("[spool]\nmax_byte=1", "unknown field `max_byte`"),
+            (
+                "[redis]\nreplica_ack_timeout_ms=2000",
+                "redis.replica_ack_timeout_ms: must be at least 1 and below redis.enqueue_timeout_ms (2000)",
+            ),
+            (
+                "[redis]\nmin_replicas_acked=1\nenqueue_timeout_ms=400",
+                "redis.replica_ack_timeout_ms: must be at least 1 and below redis.enqueue_timeout_ms (400)",
+            ),
+            ("[redis]\nreplica_ack_timeout_ms=0", "redis.replica_ack_timeout_ms"),
+            ("[redis]\nmin_replicas_acked=-1", "redis.min_replicas_acked"),
         ];
         for (text, expected) in cases {
             let err = load(text, &[]).expect_err(text).to_string();

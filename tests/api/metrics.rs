@@ -8,14 +8,14 @@ use prometheus_parse::{Scrape, Value};
 use crate::helpers::{eventually, spawn_app, TestApp, TestEnv};
 use crate::sink::{Behaviour, Sink};
 
-async fn scrape(app: &TestApp) -> Scrape {
+pub async fn scrape(app: &TestApp) -> Scrape {
     let (status, text) = app.get_text("/metrics").await;
     assert_eq!(status, 200);
     Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid Prometheus text")
 }
 
 /// The value of the sample `name` whose labels include all of `labels`.
-fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     s.samples
         .iter()
         .filter(|x| x.metric == name)

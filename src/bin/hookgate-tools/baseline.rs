@@ -13,6 +13,8 @@ pub async fn baseline_server(bind: &str, redis_url: &str) -> anyhow::Result<()> 
         key_prefix: "hookgate-baseline".into(),
         pool_size: 16,
         enqueue_timeout_ms: 2000,
+        min_replicas_acked: 0,
+        replica_ack_timeout_ms: 500,
     };
     let pool = hookgate::queue::pool(&settings)?;
     let script = Arc::new(redis::Script::new(LUA));
