@@ -96,6 +96,8 @@ cmd_start() {
     printf 'REPLICAS=%q\nCLUSTER_PORT=%q\nHOOKGATE_BIN=%q\nHOOKGATE_CONFIG=%q\n' \
       "$n" "$port" "$bin" "$config"
   } >"$dir/cluster.env")
+  # Spool folders of the replicas, one each, on this cluster's own "volume" (as compose's).
+  export HOOKGATE_SPOOL_DIR=${HOOKGATE_SPOOL_DIR:-$dir/spool}
   # One launcher for start and restart, with the environment of this start.
   (umask 077; {
     echo '#!/usr/bin/env bash'

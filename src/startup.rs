@@ -20,6 +20,7 @@ use crate::queue;
 use crate::redis_circuit::RedisCircuit;
 use crate::redis_durability::DurabilityMonitor;
 use crate::source::Sources;
+use crate::spool;
 use crate::stats;
 use crate::telemetry::{self, IngestStats};
 
@@ -156,10 +157,27 @@ impl Application {
 
         let listener = TcpListener::bind(&settings.server.bind)?;
         let port = listener.local_addr()?.port();
+        // One Redis circuit for the whole process: every worker's Dispatcher stops waiting for
+        // Redis as soon as one of them finds it down.
+        let circuit = Arc::new(RedisCircuit::default());
+        let redis_bound = spool::redis_bound(&settings);
+        let spool = spool::start(
+            &settings,
+            redis.clone(),
+            sources.clone(),
+            circuit.clone(),
+            audit.clone(),
+        )?;
         let ingest_state = web::Data::new(IngestState {
             sources,
             stats,
-            enqueue_timeout: Duration::from_millis(settings.redis.enqueue_timeout_ms),
+            // The sender waits for Redis, then for the spool.
+            enqueue_timeout: redis_bound
+                + if spool.is_some() {
+                    spool::SPOOL_MARGIN
+                } else {
+                    Duration::ZERO
+                },
         });
         let admin = web::Data::new(AdminState {
             token: settings.admin_token.clone(),
@@ -175,10 +193,6 @@ impl Application {
             // Checks Redis's persistence settings in the background and logs what can lose data.
             durability: DurabilityMonitor::spawn(redis.clone(), &settings),
         });
-        // One Redis circuit for the whole process: every worker's Dispatcher stops waiting for
-        // Redis as soon as one of them finds it down.
-        let circuit = Arc::new(RedisCircuit::default());
-        let enqueue_timeout = Duration::from_millis(settings.redis.enqueue_timeout_ms);
         let probe = circuit.clone();
         let probe_pool = redis.clone();
         let probe_key = format!(
@@ -187,7 +201,7 @@ impl Application {
         );
         actix_web::rt::spawn(async move {
             probe
-                .probe_forever(probe_pool, probe_key, enqueue_timeout)
+                .probe_forever(probe_pool, probe_key, redis_bound)
                 .await;
         });
         let workers_setting = settings.server.workers;
@@ -211,8 +225,8 @@ impl Application {
                 redis: pool,
                 script: Arc::new(redis::Script::new(queue::ENQUEUE_BATCH_LUA)),
                 circuit: circuit.clone(),
-                spool: None,
-                redis_timeout: enqueue_timeout,
+                spool: spool.clone(),
+                redis_timeout: redis_bound,
             };
             let dispatcher = Dispatcher::new(landing, factory_audit.clone()).start();
             App::new()

@@ -63,6 +63,8 @@ url = "{redis}"
 key_prefix = "{prefix}"
 [database]
 url = "{db}"
+[spool]
+dir = "{spool}"
 [admin]
 token = "{ADMIN_TOKEN}"
 [delivery]
@@ -75,6 +77,7 @@ trim_interval_seconds = 2
         redis = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
         prefix = env.prefix,
         db = env.database_url,
+        spool = env.spool_dir.display(),
     );
     for source in SOURCES {
         toml.push_str(&format!(

@@ -16,6 +16,8 @@ url = "{redis}"
 key_prefix = "{prefix}"
 [database]
 url = "{db}"
+[spool]
+dir = "{spool}"
 [[sources]]
 name = "{source}"
 kind = "pluggy"
@@ -24,6 +26,7 @@ secrets = ["s"]
         redis = settings.redis.url.as_str(),
         prefix = env.prefix,
         db = env.database_url,
+        spool = env.spool_dir.display(),
     );
     std::fs::write(&path, toml).expect("config written");
     path

@@ -107,6 +107,8 @@ fn postgres_base() -> String {
 pub struct TestEnv {
     pub prefix: String,
     pub database_url: String,
+    /// This test's spool folder (replicas' folders go below it).
+    pub spool_dir: std::path::PathBuf,
     db_name: String,
 }
 
@@ -117,6 +119,7 @@ impl TestEnv {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let db_name = format!("hookgate_test_{id}");
         TestEnv {
+            spool_dir: std::env::temp_dir().join(format!("hookgate-spool-{id}")),
             prefix: format!("hgtest-{id}"),
             database_url: format!("{}/{db_name}", postgres_base()),
             db_name,
@@ -132,6 +135,7 @@ impl TestEnv {
         s.redis.url = redis_base();
         s.redis.key_prefix = self.prefix.clone();
         s.database.url = self.database_url.clone();
+        s.spool.dir = self.spool_dir.clone();
         s.audit.flush_interval_ms = 20;
         s
     }
@@ -213,6 +217,7 @@ impl TestEnv {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.spool_dir);
         if let Ok(client) = redis::Client::open(redis_base()) {
             if let Ok(mut conn) = client.get_connection() {
                 let keys: Vec<String> = redis::cmd("KEYS")

@@ -81,6 +81,8 @@ url = "{redis}"
 key_prefix = "{prefix}"
 [database]
 url = "{db}"
+[spool]
+dir = "{spool}"
 [delivery]
 claim_margin_ms = 2000
 poll_interval_ms = 100
@@ -99,6 +101,7 @@ max_in_flight = 8
         redis = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
         prefix = env.prefix,
         db = env.database_url,
+        spool = env.spool_dir.display(),
         url = sink.url(destination),
     );
     let path = std::env::temp_dir().join(format!("{}.toml", env.prefix));
