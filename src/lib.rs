@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod dispatch;
 pub mod error;
 pub mod health;
+pub mod http_refusals;
 pub mod idempotency;
 pub mod ingest;
 pub mod loadgen;
