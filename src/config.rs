@@ -96,6 +96,8 @@ pub struct ServerSettings {
     pub summary_interval_seconds: u64,
     /// Seconds between refreshes of the queue gauges of `/metrics`.
     pub metrics_interval_seconds: u64,
+    /// A connection's first request head must arrive within this, else `408` (slow senders).
+    pub request_head_timeout_ms: u64,
 }
 
 /// Redis settings.
@@ -236,6 +238,7 @@ struct RawServer {
     replica_id: Option<String>,
     summary_interval_seconds: Option<u64>,
     metrics_interval_seconds: Option<u64>,
+    request_head_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -483,6 +486,11 @@ impl Settings {
                 replica_id,
                 summary_interval_seconds: raw.server.summary_interval_seconds.unwrap_or(10).max(1),
                 metrics_interval_seconds: raw.server.metrics_interval_seconds.unwrap_or(10).max(1),
+                request_head_timeout_ms: raw
+                    .server
+                    .request_head_timeout_ms
+                    .unwrap_or(3_000)
+                    .clamp(100, 60_000),
             },
             redis: RedisSettings {
                 url: redis_url,
