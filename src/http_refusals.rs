@@ -29,19 +29,20 @@ use crate::error::ApiError;
 /// Only the first bytes of a write are searched for the end of a refusal head (~150 bytes).
 const MAX_HEAD: usize = 1024;
 
-/// The statuses the dispatcher writes by itself (413 is listed in case a later actix-http
-/// produces one; 3.20 does not).
-const STATUSES: [StatusCode; 4] = [
-    StatusCode::BAD_REQUEST,
-    StatusCode::REQUEST_TIMEOUT,
-    StatusCode::PAYLOAD_TOO_LARGE,
-    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+/// The statuses the dispatcher writes by itself, with their metric label (413 is listed in
+/// case a later actix-http produces one; 3.20 does not).
+const STATUSES: [(StatusCode, &str); 4] = [
+    (StatusCode::BAD_REQUEST, "400"),
+    (StatusCode::REQUEST_TIMEOUT, "408"),
+    (StatusCode::PAYLOAD_TOO_LARGE, "413"),
+    (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "431"),
 ];
 
 /// The JSON bodies of the server's own refusals, built once from [`ApiError`].
 #[derive(Debug)]
 pub struct Refusals {
-    bodies: Vec<(u16, Vec<u8>)>,
+    /// Status, its label, the JSON body.
+    bodies: Vec<(u16, &'static str, Vec<u8>)>,
 }
 
 impl Refusals {
@@ -49,30 +50,36 @@ impl Refusals {
     pub fn new(head_timeout: Duration) -> Refusals {
         let bodies = STATUSES
             .iter()
-            .filter_map(|&status| {
+            .filter_map(|&(status, label)| {
                 ApiError::server_refusal(status, head_timeout)
-                    .map(|e| (status.as_u16(), e.json_body()))
+                    .map(|e| (status.as_u16(), label, e.json_body()))
             })
             .collect();
         Refusals { bodies }
     }
 
-    fn body(&self, status: u16) -> Option<&[u8]> {
+    fn body(&self, status: u16) -> Option<(&'static str, &[u8])> {
         self.bodies
             .iter()
-            .find(|(s, _)| *s == status)
-            .map(|(_, body)| body.as_slice())
+            .find(|(s, _, _)| *s == status)
+            .map(|(_, label, body)| (*label, body.as_slice()))
     }
 
     /// When `buf` starts with a bodiless refusal head, the length of that head and the bytes
     /// to send instead: the same head with the JSON body's length and type, then the body.
     pub fn rewrite(&self, buf: &[u8]) -> Option<(usize, Vec<u8>)> {
+        self.rewrite_labelled(buf)
+            .map(|(_, head_len, out)| (head_len, out))
+    }
+
+    /// [`Refusals::rewrite`], with the status label for the metric.
+    fn rewrite_labelled(&self, buf: &[u8]) -> Option<(&'static str, usize, Vec<u8>)> {
         // "HTTP/1.1 431 " at least; anything else is passed on after these few comparisons.
         if buf.len() < 13 || !buf.starts_with(b"HTTP/1.") || buf[8] != b' ' || buf[12] != b' ' {
             return None;
         }
         let status = std::str::from_utf8(&buf[9..12]).ok()?.parse::<u16>().ok()?;
-        let body = self.body(status)?;
+        let (label, body) = self.body(status)?;
         let searched = &buf[..buf.len().min(MAX_HEAD)];
         let head_len = searched.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
         let head = &buf[..head_len - 2];
@@ -100,7 +107,7 @@ impl Refusals {
         out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
         out.extend_from_slice(b"content-type: application/json\r\n\r\n");
         out.extend_from_slice(body);
-        Some((head_len, out))
+        Some((label, head_len, out))
     }
 }
 
@@ -150,8 +157,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for RefusalIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if this.pending.is_none() {
-            match this.refusals.rewrite(buf) {
-                Some((head_len, bytes)) => this.pending = Some((bytes, 0, head_len)),
+            match this.refusals.rewrite_labelled(buf) {
+                Some((label, head_len, bytes)) => {
+                    // actix-http also logs each at error level; see telemetry::init_logging.
+                    metrics::counter!("hookgate_http_refusals_total", "status" => label)
+                        .increment(1);
+                    this.pending = Some((bytes, 0, head_len));
+                }
                 None => return Pin::new(&mut this.io).poll_write(cx, buf),
             }
         }

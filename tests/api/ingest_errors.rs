@@ -241,6 +241,12 @@ async fn too_many_headers_is_431_json() {
         "{:?}",
         String::from_utf8_lossy(&answer.body)
     );
+    // Counted, as actix-http's own log line for each is turned off.
+    let (_, metrics) = app.get_text("/metrics").await;
+    assert!(
+        metrics.contains(r#"hookgate_http_refusals_total{status="431"}"#),
+        "{metrics}"
+    );
 }
 
 #[actix_web::test]
