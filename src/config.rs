@@ -96,7 +96,8 @@ pub struct ServerSettings {
     pub summary_interval_seconds: u64,
     /// Seconds between refreshes of the queue gauges of `/metrics`.
     pub metrics_interval_seconds: u64,
-    /// A connection's first request head must arrive within this, else `408` (slow senders).
+    /// A connection's first request head must arrive within this (up to 0.5 s less: actix's
+    /// clock ticks every 500 ms), else `408` (slow senders).
     pub request_head_timeout_ms: u64,
 }
 
@@ -490,7 +491,7 @@ impl Settings {
                     .server
                     .request_head_timeout_ms
                     .unwrap_or(3_000)
-                    .clamp(100, 60_000),
+                    .clamp(1_000, 60_000),
             },
             redis: RedisSettings {
                 url: redis_url,
