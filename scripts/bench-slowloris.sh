@@ -30,25 +30,30 @@ load() {
     --rate "$rate" --seconds "$seconds" --connections 16 2>/dev/null | grep '^figures:'
 }
 field() { sed -n "s/.*$2=\([^ ]*\).*/\1/p" <<<"$1"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
 rss_mib() { echo $(( $(awk '/VmRSS/ {print $2}' "/proc/$server/status") / 1024 )); }
 
-row() { printf '%-20s %7s %7s %5s %7s %6s | %7s %7s %4s | %5s %4s\n' "$@"; }
+row() { printf '%-20s %7s %7s %5s %7s %6s | %7s %7s %4s | %5s %4s %5s\n' "$@"; }
 
 # scenario name, attack mode (or none): the attack starts 3 s before the measured traffic (so
 # it is at full strength) and stops 1 s after it. The measured traffic: loadgen's kept-alive
 # connections and, at the same time, 20 webhooks/s each on a new connection.
 run() {
-  local name=$1 mode=$2 figures fresh fds
+  local name=$1 mode=$2 figures fresh fds ticks
   if [ "$mode" != none ]; then
     local n=$slow; [ "$mode" = bomb ] && n=$bombs
-    python3 scripts/http-attack.py "$mode" 127.0.0.1 "$port" $((seconds + 4)) "$n" >"$workdir/attack.out" &
+    # nice: the attacker shares the 2 cores here; a real one spends its own CPU elsewhere.
+    nice -n 19 python3 scripts/http-attack.py "$mode" 127.0.0.1 "$port" $((seconds + 4)) "$n" \
+      >"$workdir/attack.out" &
     attacker=$!
     sleep 3
   fi
   fds=$(find "/proc/$server/fd" -mindepth 1 -maxdepth 1 | wc -l)
   python3 scripts/http-attack.py fresh 127.0.0.1 "$port" "$seconds" 20 >"$workdir/fresh.out" &
   local prober=$!
+  ticks=$(cpu_ticks)
   figures=$(load)
+  ticks=$(( $(cpu_ticks) - ticks ))
   wait "$prober"
   fresh=$(cat "$workdir/fresh.out")
   if [ "$mode" != none ]; then
@@ -57,20 +62,22 @@ run() {
   fi
   row "$name" "$(field "$figures" p50_ms)" "$(field "$figures" p99_ms)" "$(field "$figures" ok)" \
     "$(field "$figures" non_2xx)" "$(field "$figures" errors)" "$(field "$fresh" p50_ms)" \
-    "$(field "$fresh" p99_ms)" "$(sed -n 's/.*answers=200=\([0-9]*\).*/\1/p' <<<"$fresh")" "$fds" "$(rss_mib)"
+    "$(field "$fresh" p99_ms)" "$(sed -n 's/.*answers=200=\([0-9]*\).*/\1/p' <<<"$fresh")" "$fds" "$(rss_mib)" \
+    "$(( ticks * 100 / $(getconf CLK_TCK) / seconds ))"
 }
 attacks=()
 
 echo "== valid webhooks at $rate/s for $seconds s (16 connections) on one replica, $(nproc) cores"
-echo "   request head timeout: 3000 ms (default); attack from python3 on the same machine"
+echo "   request head timeout: 3000 ms (default); attack from python3 (nice 19) on the same machine"
 "$bin" --config "$workdir/bench.toml" loadgen --source chatwoot --url "http://127.0.0.1:$port" \
   --requests 5000 --connections 16 >/dev/null 2>&1
-row "" "loadgen" "(kept" "alive)" "" "" "new" "conn" "20/s" "" ""
-row scenario p50_ms p99_ms ok non_2xx errors p50_ms p99_ms ok fds MiB
+row "" "loadgen" "(kept" "alive)" "" "" "new" "conn" "20/s" "" "" ""
+row scenario p50_ms p99_ms ok non_2xx errors p50_ms p99_ms ok fds MiB cpu%
 run "no attack" none
 run "slowloris x$slow" slowloris
 run "header bomb x$bombs" bomb
-echo "(fds: the server's open descriptors as the measured traffic starts; MiB: its RSS after)"
+echo "(fds: the server's open descriptors as the measured traffic starts; MiB: its RSS after;"
+echo " cpu%: the server's CPU while measured, 100 = one core)"
 printf 'attack %s\n' "${attacks[@]}"
 if grep -q . "$workdir/serve.log"; then
   echo "server log: $(wc -l <"$workdir/serve.log") lines at warn and above, e.g.:"
