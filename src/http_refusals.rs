@@ -26,7 +26,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::error::ApiError;
 
-/// Only the first bytes of a write are searched for the end of a refusal head (~150 bytes).
+/// A refusal head is about 150 bytes: only this much of a write is searched for its end.
 const MAX_HEAD: usize = 1024;
 
 /// The statuses the dispatcher writes by itself, with their metric label (413 is listed in
@@ -65,15 +65,10 @@ impl Refusals {
             .map(|(_, label, body)| (*label, body.as_slice()))
     }
 
-    /// When `buf` starts with a bodiless refusal head, the length of that head and the bytes
-    /// to send instead: the same head with the JSON body's length and type, then the body.
-    pub fn rewrite(&self, buf: &[u8]) -> Option<(usize, Vec<u8>)> {
-        self.rewrite_labelled(buf)
-            .map(|(_, head_len, out)| (head_len, out))
-    }
-
-    /// [`Refusals::rewrite`], with the status label for the metric.
-    fn rewrite_labelled(&self, buf: &[u8]) -> Option<(&'static str, usize, Vec<u8>)> {
+    /// When `buf` starts with a bodiless refusal head: its status (the metric's label), the
+    /// length of that head and the bytes to send instead, the same head with the JSON body's
+    /// length and type, then the body.
+    pub fn rewrite(&self, buf: &[u8]) -> Option<(&'static str, usize, Vec<u8>)> {
         // "HTTP/1.1 431 " at least; anything else is passed on after these few comparisons.
         if buf.len() < 13 || !buf.starts_with(b"HTTP/1.") || buf[8] != b' ' || buf[12] != b' ' {
             return None;
@@ -157,7 +152,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for RefusalIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if this.pending.is_none() {
-            match this.refusals.rewrite_labelled(buf) {
+            match this.refusals.rewrite(buf) {
                 Some((label, head_len, bytes)) => {
                     // actix-http also logs each at error level; see telemetry::init_logging.
                     metrics::counter!("hookgate_http_refusals_total", "status" => label)
@@ -212,8 +207,8 @@ mod tests {
 
     #[test]
     fn bodiless_refusals_get_their_json_body() {
-        let (len, out) = refusals().rewrite(HEAD_431).expect("rewritten");
-        assert_eq!(len, HEAD_431.len());
+        let (label, len, out) = refusals().rewrite(HEAD_431).expect("rewritten");
+        assert_eq!((label, len), ("431", HEAD_431.len()));
         let (head, body) = split(&out);
         assert!(head.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
         assert!(head.contains("\r\nconnection: close\r\n"), "{head}");
@@ -230,7 +225,7 @@ mod tests {
         assert_eq!(body["error"], "headers_too_large");
 
         let head = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n\r\n";
-        let (_, out) = refusals().rewrite(head).expect("rewritten");
+        let (_, _, out) = refusals().rewrite(head).expect("rewritten");
         let (_, body) = split(&out);
         assert_eq!(body["error"], "request_timeout");
         assert!(body["message"]
@@ -238,7 +233,7 @@ mod tests {
             .unwrap_or_default()
             .contains("3000 ms"));
         let head = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n";
-        let (_, out) = refusals().rewrite(head).expect("rewritten");
+        let (_, _, out) = refusals().rewrite(head).expect("rewritten");
         assert_eq!(split(&out).1["error"], "bad_request");
     }
 
@@ -311,7 +306,7 @@ mod tests {
                 written += n.expect("write");
             }
         }
-        let (_, expected) = refusals().rewrite(HEAD_431).expect("rewritten");
+        let (_, _, expected) = refusals().rewrite(HEAD_431).expect("rewritten");
         let mut want = expected;
         want.extend_from_slice(b"tail");
         assert_eq!(io.get_ref().out, want);
