@@ -1,5 +1,7 @@
 //! Errors of the HTTP contract, mapped to status codes and JSON bodies in one place.
 
+use std::time::Duration;
+
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse, ResponseError};
 use serde::Serialize;
@@ -35,6 +37,19 @@ pub enum ApiError {
     NotFoundWhat(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// Refused by the HTTP server before routing: more than 96 header fields or a head over
+    /// 128 KiB (actix-http's fixed limits).
+    #[error("request head too large: at most 96 header fields and 128 KiB")]
+    HeadersTooLarge,
+    /// Refused by the HTTP server before routing: the request head did not arrive in time.
+    #[error("the request head did not arrive within {timeout_ms} ms")]
+    RequestTimeout { timeout_ms: u64 },
+    /// Refused by the HTTP server before routing: not a parseable HTTP/1.x request.
+    #[error("malformed HTTP request")]
+    MalformedRequest,
+    /// Refused by the HTTP server before routing: a body over a server-wide limit.
+    #[error("request body is too large")]
+    ServerPayloadTooLarge,
 }
 
 #[derive(Serialize)]
@@ -59,7 +74,34 @@ impl ApiError {
             ApiError::AdminUnauthorized => "unauthorized",
             ApiError::NotFoundWhat(_) => "not_found",
             ApiError::Internal(_) => "internal",
+            ApiError::HeadersTooLarge => "headers_too_large",
+            ApiError::RequestTimeout { .. } => "request_timeout",
+            ApiError::MalformedRequest => "bad_request",
+            ApiError::ServerPayloadTooLarge => "payload_too_large",
         }
+    }
+
+    /// The refusal the HTTP server itself answers with `status` before any route runs (see
+    /// `http_refusals`), if it is one of those; `head_timeout` is the server's.
+    pub fn server_refusal(status: StatusCode, head_timeout: Duration) -> Option<ApiError> {
+        match status {
+            StatusCode::BAD_REQUEST => Some(ApiError::MalformedRequest),
+            StatusCode::REQUEST_TIMEOUT => Some(ApiError::RequestTimeout {
+                timeout_ms: head_timeout.as_millis() as u64,
+            }),
+            StatusCode::PAYLOAD_TOO_LARGE => Some(ApiError::ServerPayloadTooLarge),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => Some(ApiError::HeadersTooLarge),
+            _ => None,
+        }
+    }
+
+    /// The JSON body of the answer: `{"error":"<code>","message":"<text>"}`.
+    pub fn json_body(&self) -> Vec<u8> {
+        serde_json::to_vec(&ErrorBody {
+            error: self.code(),
+            message: self.to_string(),
+        })
+        .unwrap_or_default()
     }
 }
 
@@ -78,6 +120,10 @@ impl ResponseError for ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ApiError::MalformedRequest => StatusCode::BAD_REQUEST,
+            ApiError::ServerPayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod dispatch;
 pub mod error;
 pub mod event;
 pub mod health;
+pub mod http_refusals;
 pub mod idempotency;
 pub mod ingest;
 pub mod queue;

@@ -5,8 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Addr, Arbiter};
-use actix_web::dev::{Server, ServerHandle};
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_http::{HttpService, Protocol};
+use actix_service::{
+    fn_service, map_config, IntoServiceFactory, ServiceFactory, ServiceFactoryExt,
+};
+use actix_web::body::MessageBody;
+use actix_web::dev::{AppConfig, Server, ServerHandle, ServiceResponse};
+use actix_web::{web, App, HttpResponse};
 
 use crate::admin::{self, AdminState};
 use crate::audit::{backfill, db, AuditWriter, Drain};
@@ -15,6 +20,7 @@ use crate::delivery::{AuditLink, Budget, Shutdown, SourceSupervisor};
 use crate::dispatch::{Dispatcher, Landing};
 use crate::error::{self, ApiError};
 use crate::health::{self, Readiness};
+use crate::http_refusals::{RefusalIo, Refusals};
 use crate::ingest::{self, IngestState, WorkerDispatcher};
 use crate::queue;
 use crate::redis_circuit::RedisCircuit;
@@ -204,7 +210,6 @@ impl Application {
                 .probe_forever(probe_pool, probe_key, redis_bound)
                 .await;
         });
-        let workers_setting = settings.server.workers;
         let factory_audit = audit.clone();
         let workers = settings.server.workers.unwrap_or_else(|| {
             std::thread::available_parallelism()
@@ -213,7 +218,7 @@ impl Application {
         });
         let mut worker_redis = settings.redis.clone();
         worker_redis.pool_size = (settings.redis.pool_size / workers as u32).max(2);
-        let mut server = HttpServer::new(move || {
+        let app = move || {
             // One Dispatcher and one Redis pool per worker thread: handing a webhook over never
             // crosses threads, and each connection is driven by the thread that uses it.
             let pool = match queue::pool(&worker_redis) {
@@ -253,18 +258,9 @@ impl Application {
                 .default_service(web::to(|| async {
                     Err::<HttpResponse, _>(ApiError::NotFound)
                 }))
-        })
-        .shutdown_timeout(10)
-        // Longer than the 60 s Nginx keeps idle upstream connections (nginx/nginx.conf), so
-        // the proxy never reuses a connection this side is closing at that very moment.
-        .keep_alive(Duration::from_secs(75))
-        // Signals are the binary's to handle: actix-server would stop the whole System right
-        // after the HTTP server, before deliveries in flight could finish.
-        .disable_signals();
-        if workers_setting.is_some() {
-            server = server.workers(workers);
-        }
-        let server = server.listen(listener)?.run();
+        };
+        let head_timeout = Duration::from_millis(settings.server.request_head_timeout_ms);
+        let server = serve(listener, app, head_timeout, settings.server.workers)?;
         log::info!(
             "hookgate {} listening on {} (replica {}, {} sources, config: {})",
             env!("CARGO_PKG_VERSION"),
@@ -321,4 +317,76 @@ impl Application {
         }
         result
     }
+}
+
+/// The HTTP server on `listener`, set up as actix-web's `HttpServer::listen` would be, except
+/// that each connection is wrapped in [`RefusalIo`] so that the server's own refusals (400,
+/// 408, 431) carry the JSON error shape (see `http_refusals`). `workers`: `None` is one per core.
+fn serve<F, T, B>(
+    listener: TcpListener,
+    app: F,
+    head_timeout: Duration,
+    workers: Option<usize>,
+) -> std::io::Result<Server>
+where
+    F: Fn() -> App<T> + Send + Clone + 'static,
+    T: ServiceFactory<
+            actix_web::dev::ServiceRequest,
+            Config = (),
+            Response = ServiceResponse<B>,
+            Error = actix_web::Error,
+            InitError = (),
+        > + 'static,
+    B: MessageBody + 'static,
+{
+    let local = listener.local_addr()?;
+    let refusals = Arc::new(Refusals::new(head_timeout));
+    let mut builder = actix_server::Server::build()
+        .shutdown_timeout(10)
+        // Signals are the binary's to handle: actix-server would stop the whole System right
+        // after the HTTP server, before deliveries in flight could finish.
+        .disable_signals();
+    if let Some(workers) = workers {
+        builder = builder.workers(workers);
+    }
+    let shutdown = builder.graceful_shutdown_signal();
+    let server = builder.listen("hookgate-http", listener, move || {
+        let shutdown = shutdown.clone();
+        let refusals = refusals.clone();
+        let http = HttpService::build()
+            // Connections finish their request in flight when the server stops.
+            .graceful_shutdown_signal(move || {
+                let shutdown = shutdown.clone();
+                async move { shutdown.notified().await }
+            })
+            // Longer than the 60 s Nginx keeps idle upstream connections (nginx/nginx.conf), so
+            // the proxy never reuses a connection this side is closing at that very moment.
+            .keep_alive(Duration::from_secs(75))
+            // A slow sender holds a connection this long at most before its first head: 408.
+            .client_request_timeout(head_timeout)
+            // HttpServer's defaults.
+            .client_disconnect_timeout(Duration::from_secs(1))
+            .h1_allow_half_closed(true)
+            .local_addr(local)
+            .finish(map_config(
+                app()
+                    .into_factory()
+                    .map_err(|e: actix_web::Error| e.error_response()),
+                // The app reads neither the configured host nor the local address (a request
+                // without Host, HTTP/1.0 only, would see "localhost:8080"); HttpServer's
+                // AppConfig::new is private.
+                |_| AppConfig::default(),
+            ));
+        fn_service(move |io: tokio::net::TcpStream| {
+            let peer = io.peer_addr().ok();
+            let io = RefusalIo::new(io, refusals.clone());
+            std::future::ready(Ok::<_, actix_http::error::DispatchError>((
+                io,
+                Protocol::Http1,
+                peer,
+            )))
+        })
+        .and_then(http)
+    })?;
+    Ok(server.run())
 }

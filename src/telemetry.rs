@@ -10,7 +10,14 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// Starts env_logger at `info` unless `RUST_LOG` says otherwise.
 pub fn init_logging() {
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+    let mut builder = env_logger::Builder::new();
+    // actix-http logs every request it refuses by itself (431, 400) as an ERROR "stream
+    // error", so any client could flood the log (83,564 lines in 14 s of header bomb);
+    // hookgate_http_refusals_total counts them. RUST_LOG=actix_http::h1::dispatcher=debug
+    // (this exact name) brings the lines back.
+    builder.filter_module("actix_http::h1::dispatcher", log::LevelFilter::Off);
+    let _ = builder
+        .parse_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .try_init();
 }

@@ -27,6 +27,7 @@ pub(super) struct RawServer {
     pub(super) replica_id: Option<String>,
     pub(super) summary_interval_seconds: Option<u64>,
     pub(super) metrics_interval_seconds: Option<u64>,
+    pub(super) request_head_timeout_ms: Option<u64>,
 }
 
 #[derive(Default, Deserialize)]

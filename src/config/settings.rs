@@ -37,6 +37,9 @@ pub struct ServerSettings {
     pub summary_interval_seconds: u64,
     /// Seconds between refreshes of the queue gauges of `/metrics`.
     pub metrics_interval_seconds: u64,
+    /// A connection's first request head must arrive within this (up to 0.5 s less: actix's
+    /// clock ticks every 500 ms), else `408` (slow senders).
+    pub request_head_timeout_ms: u64,
 }
 
 /// Redis settings.

@@ -132,6 +132,11 @@ impl Settings {
                 replica_id,
                 summary_interval_seconds: raw.server.summary_interval_seconds.unwrap_or(10).max(1),
                 metrics_interval_seconds: raw.server.metrics_interval_seconds.unwrap_or(10).max(1),
+                request_head_timeout_ms: raw
+                    .server
+                    .request_head_timeout_ms
+                    .unwrap_or(3_000)
+                    .clamp(1_000, 60_000),
             },
             redis: RedisSettings {
                 url: redis_url,
