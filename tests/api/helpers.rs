@@ -263,8 +263,13 @@ impl Drop for TestApp {
 }
 
 /// Builds and starts a gateway with these settings.
-pub async fn spawn_app(settings: Settings) -> TestApp {
+pub async fn spawn_app(mut settings: Settings) -> TestApp {
     init();
+    // Apps of one test process would share the default replica id (hostname-pid), and so
+    // one spool folder: each is a replica of its own, as in production.
+    static APPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = APPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    settings.server.replica_id = format!("{}-app{n}", settings.server.replica_id);
     let mut app = Application::build(settings.clone())
         .await
         .expect("application builds");
