@@ -75,6 +75,14 @@ impl RedisServer {
         }
     }
 
+    /// SIGKILL, as a crash: no shutdown, no save; waits for the process to end.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     fn ping(&self) -> bool {
         Command::new("redis-cli")
             .args(["-p", &self.port.to_string(), "ping"])
