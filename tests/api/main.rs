@@ -15,4 +15,5 @@ mod redis_server;
 mod registration;
 mod resilience;
 mod sink;
+mod spool;
 mod takeover;

@@ -13,13 +13,13 @@ use crate::helpers::{eventually, Signed, TestEnv};
 use crate::sink::{Behaviour, Sink};
 
 /// A gateway process.
-struct Gateway {
+pub(crate) struct Gateway {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Gateway {
-    fn start(config: &std::path::Path, replica: &str) -> Gateway {
+    pub(crate) fn start(config: &std::path::Path, replica: &str) -> Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
             .arg("--config")
             .arg(config)
@@ -53,7 +53,7 @@ impl Gateway {
         Gateway { child, port }
     }
 
-    fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let status = Command::new("kill")
             .arg(format!("-{sig}"))
             .arg(self.child.id().to_string())

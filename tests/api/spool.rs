@@ -1,0 +1,169 @@
+//! The spool across processes: a replica killed while its spool holds webhooks and Redis is
+//! down loses none of them, and a spool torn by a crash mid-write starts and drains the rest.
+
+use std::time::Duration;
+
+use hookgate::send::{sample_body, unix_now};
+use hookgate::spool::{Journal, SpoolRecord};
+
+use crate::helpers::{eventually, spawn_app, Signed, TestEnv};
+use crate::redis_server::RedisServer;
+use crate::sink::Sink;
+use crate::takeover::Gateway;
+
+fn config(env: &TestEnv, sink: &Sink, redis: &RedisServer) -> String {
+    format!(
+        r#"
+[server]
+bind = "127.0.0.1:0"
+workers = 1
+[redis]
+url = "{redis}"
+key_prefix = "{prefix}"
+enqueue_timeout_ms = 1000
+[database]
+url = "{db}"
+[spool]
+dir = "{spool}"
+[[sources]]
+name = "orders"
+kind = "github"
+secrets = ["s3cret"]
+[[sources.destinations]]
+name = "app"
+url = "{url}"
+"#,
+        redis = redis.url(),
+        prefix = env.prefix,
+        db = env.database_url,
+        spool = env.spool_dir.display(),
+        url = sink.url("/app"),
+    )
+}
+
+#[actix_web::test]
+async fn a_replica_killed_with_webhooks_in_its_spool_loses_none_of_them() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    let mut redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let toml = config(&env, &sink, &redis);
+    let path = std::env::temp_dir().join(format!("{}-spool.toml", env.prefix));
+    std::fs::write(&path, &toml).expect("config written");
+    let mut settings = env.settings(&toml);
+    settings.redis.url = redis.url();
+    let source = settings.source("orders").expect("source").clone();
+
+    let first = Gateway::start(&path, "first");
+    redis.kill();
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish();
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        let body = sample_body(7_000 + n);
+        let req = Signed::new(&source, &body, unix_now());
+        let mut post = client
+            .post(format!("http://127.0.0.1:{}{}", first.port, req.path))
+            .insert_header(("content-type", "application/json"));
+        for (k, v) in &req.headers {
+            post = post.insert_header((k.as_str(), v.as_str()));
+        }
+        let mut res = post.send_body(body).await.expect("answered");
+        let answer: serde_json::Value = res.json().await.expect("json");
+        assert_eq!(res.status().as_u16(), 200, "{answer}");
+        assert_eq!(answer["status"], "spooled", "{answer}");
+        ids.push(answer["id"].as_str().expect("id").to_string());
+    }
+    // The replica dies with its spool full and Redis still down; then Redis comes back.
+    first.signal("KILL");
+    drop(first);
+    redis.restart();
+
+    // Another replica on the same spool volume adopts the dead one's folder and drains it.
+    let _next = spawn_app(settings).await;
+    eventually(Duration::from_secs(30), "every spooled webhook", || async {
+        let by = sink.by_event("/app");
+        ids.iter().all(|id| by.contains_key(id)).then_some(())
+    })
+    .await;
+    let list = ids
+        .iter()
+        .map(|id| format!("'{id}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    env.await_events(&format!("id IN ({list})"), 40, Duration::from_secs(30))
+        .await;
+    eventually(
+        Duration::from_secs(10),
+        "the dead replica's folder removed",
+        || async { (!env.spool_dir.join("first").exists()).then_some(()) },
+    )
+    .await;
+}
+
+#[actix_web::test]
+async fn a_spool_torn_mid_record_starts_and_drains_the_rest() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    let redis = RedisServer::start();
+    // A replica that died in the middle of writing its fifth webhook.
+    let dead = env.spool_dir.join("torn");
+    let records: Vec<SpoolRecord> = (0..5)
+        .map(|n| SpoolRecord {
+            source: "orders".into(),
+            id: uuid::Uuid::now_v7(),
+            key: format!("torn-{n}"),
+            event_type: Some("push".into()),
+            received_at_ms: 1_764_000_000_000 + n,
+            content_type: Some("application/json".into()),
+            headers: "{}".into(),
+            body: bytes::Bytes::from(format!(r#"{{"n":{n}}}"#)),
+        })
+        .collect();
+    {
+        let mut journal = Journal::open(&dead).expect("open").expect("free");
+        journal.append(&records).expect("append");
+    }
+    let segment = std::fs::read_dir(&dead)
+        .expect("folder")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "seg"))
+        .expect("a segment");
+    let len = std::fs::metadata(&segment).expect("segment").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .and_then(|f| f.set_len(len - 7))
+        .expect("torn");
+
+    let mut settings = env.settings(&config(&env, &sink, &redis));
+    settings.redis.url = redis.url();
+    let _app = spawn_app(settings).await;
+    let whole: Vec<String> = records[..4].iter().map(|r| r.id.to_string()).collect();
+    eventually(
+        Duration::from_secs(30),
+        "the four whole webhooks",
+        || async {
+            let by = sink.by_event("/app");
+            whole.iter().all(|id| by.contains_key(id)).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        !sink
+            .by_event("/app")
+            .contains_key(&records[4].id.to_string()),
+        "the torn record is not delivered"
+    );
+    // The audit row keeps the time the sender posted it.
+    env.await_events(
+        &format!(
+            "id = '{}' AND received_at = to_timestamp(1764000000)",
+            records[0].id
+        ),
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+}
