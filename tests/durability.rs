@@ -140,7 +140,7 @@ async fn run(name: &str, fault: Fault, seconds: u64) {
     let redis = faulty.join().expect("the fault thread");
     let sending = started.elapsed();
 
-    let sent = sent.borrow();
+    let sent: Vec<Sent> = std::mem::take(&mut *sent.borrow_mut());
     let refused: Vec<_> = sent
         .iter()
         .filter(|s| !(200..300).contains(&s.status))
