@@ -167,6 +167,8 @@ impl Application {
         // Redis as soon as one of them finds it down.
         let circuit = Arc::new(RedisCircuit::default());
         let redis_bound = spool::redis_bound(&settings);
+        let min_replicas_acked = settings.redis.min_replicas_acked;
+        let replica_ack_timeout = Duration::from_millis(settings.redis.replica_ack_timeout_ms);
         let spool = spool::start(
             &settings,
             redis.clone(),
@@ -232,6 +234,8 @@ impl Application {
                 circuit: circuit.clone(),
                 spool: spool.clone(),
                 redis_timeout: redis_bound,
+                min_replicas_acked,
+                replica_ack_timeout,
             };
             let dispatcher = Dispatcher::new(landing, factory_audit.clone()).start();
             App::new()

@@ -31,6 +31,10 @@ pub struct Landing {
     pub spool: Option<SpoolWriter>,
     /// How long a batch may wait for Redis before it goes to the spool.
     pub redis_timeout: Duration,
+    /// Replicas that must have a batch (`WAIT n`) before it is answered queued; 0: none.
+    pub min_replicas_acked: u32,
+    /// The `WAIT` bound.
+    pub replica_ack_timeout: Duration,
 }
 
 impl Landing {
@@ -53,17 +57,43 @@ impl Landing {
                 return self.fall_back(source, batch, e).await;
             }
         };
+        let (outcomes, replicated) = outcomes;
         let failed: Vec<usize> = (0..outcomes.len())
-            .filter(|&i| matches!(outcomes[i], EnqueueOutcome::Failed { .. }))
+            .filter(|&i| match &outcomes[i] {
+                EnqueueOutcome::Failed { .. } => true,
+                // In Redis, but not on enough replicas in time: a failover could lose it, so
+                // it goes to the spool as well (its drain is answered "seen" and dropped).
+                EnqueueOutcome::Queued { .. } => !replicated,
+                EnqueueOutcome::Seen { .. } => false,
+            })
             .collect();
         let mut landed: Vec<Landed> = outcomes.into_iter().map(Landed::Redis).collect();
         if let (false, Some(spool)) = (failed.is_empty(), &self.spool) {
-            // Such as Redis out of memory: it will refuse the next ones too.
-            self.circuit
-                .signal(Signal::Failed, "Redis refused an event's write");
+            // Such as Redis out of memory, or replicas gone: the next ones would fare alike.
+            self.circuit.signal(
+                Signal::Failed,
+                if replicated {
+                    "Redis refused an event's write"
+                } else {
+                    "too few replicas acknowledged a batch"
+                },
+            );
             let spooled = spool_all(spool, source, failed.iter().map(|&i| &batch[i])).await;
             for (i, s) in failed.into_iter().zip(spooled) {
                 landed[i] = s;
+            }
+        } else if !replicated {
+            // No spool to fall back on: the sender retries, and its retry is answered as the
+            // duplicate of this event (same id) once the replicas have caught up.
+            let e = DispatchError::Redis(format!(
+                "fewer than {} replicas acknowledged within {} ms",
+                self.min_replicas_acked,
+                self.replica_ack_timeout.as_millis()
+            ));
+            for i in failed {
+                if matches!(landed[i], Landed::Redis(EnqueueOutcome::Queued { .. })) {
+                    landed[i] = Landed::Nowhere(e.clone());
+                }
             }
         }
         landed
@@ -77,12 +107,13 @@ impl Landing {
         }
     }
 
-    /// One script call for the whole batch.
+    /// One script call for the whole batch, then `WAIT` on the same connection when replicas
+    /// must have it; true when they do (or none are asked for).
     async fn enqueue(
         &self,
         source: &Source,
         batch: &[Waiting],
-    ) -> Result<Vec<EnqueueOutcome>, DispatchError> {
+    ) -> Result<(Vec<EnqueueOutcome>, bool), DispatchError> {
         let ids: Vec<String> = batch.iter().map(|w| w.event.id.to_string()).collect();
         let headers: Vec<String> = batch.iter().map(|w| w.event.headers.to_string()).collect();
         let items: Vec<EnqueueItem<'_>> = batch
@@ -105,7 +136,7 @@ impl Landing {
             .get()
             .await
             .map_err(|e| DispatchError::Connection(e.to_string()))?;
-        enqueue_batch(
+        let outcomes = enqueue_batch(
             &mut *conn,
             &self.script,
             &source.keys.stream,
@@ -113,7 +144,22 @@ impl Landing {
             &items,
         )
         .await
-        .map_err(|e| DispatchError::Redis(e.to_string()))
+        .map_err(|e| DispatchError::Redis(e.to_string()))?;
+        let wrote = outcomes
+            .iter()
+            .any(|o| matches!(o, EnqueueOutcome::Queued { .. }));
+        if self.min_replicas_acked == 0 || !wrote {
+            return Ok((outcomes, true));
+        }
+        // WAIT counts the replicas that have this connection's writes so far: ours, as the
+        // connection is checked out to this batch alone.
+        let acked: i64 = redis::cmd("WAIT")
+            .arg(self.min_replicas_acked)
+            .arg(self.replica_ack_timeout.as_millis() as u64)
+            .query_async(&mut *conn)
+            .await
+            .map_err(|e| DispatchError::Redis(e.to_string()))?;
+        Ok((outcomes, acked >= i64::from(self.min_replicas_acked)))
     }
 }
 

@@ -167,3 +167,55 @@ async fn a_spool_torn_mid_record_starts_and_drains_the_rest() {
     )
     .await;
 }
+
+#[actix_web::test]
+async fn a_webhook_not_on_enough_replicas_in_time_is_spooled_not_refused() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    let primary = RedisServer::start();
+    let port = primary.port.to_string();
+    let mut replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+    let mut settings = env.settings(&config(&env, &sink, &primary));
+    settings.redis.url = primary.url();
+    settings.redis.min_replicas_acked = 1;
+    settings.redis.replica_ack_timeout_ms = 300;
+    let client = redis::Client::open(primary.url()).expect("url");
+    let conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("primary");
+    eventually(Duration::from_secs(20), "the replica in sync", || {
+        let mut conn = conn.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            info.contains("state=online").then_some(())
+        }
+    })
+    .await;
+    let app = spawn_app(settings).await;
+    let (status, answer) = app.post_signed("orders", &sample_body(1)).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("queued")),
+        "{answer}"
+    );
+
+    // The only replica is gone: the primary has the webhook, but a failover could lose it.
+    replica.kill();
+    let (status, answer) = app.post_signed("orders", &sample_body(2)).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("spooled")),
+        "{answer}"
+    );
+    let id = answer["id"].as_str().expect("id").to_string();
+    // It is delivered once, from the primary's stream; the spool's copy is the duplicate.
+    eventually(Duration::from_secs(20), "the webhook delivered", || async {
+        sink.by_event("/app").contains_key(&id).then_some(())
+    })
+    .await;
+}
