@@ -1,5 +1,7 @@
-//! `/health` (the process is up) and `/ready` (Redis and PostgreSQL reachable).
+//! `/health` (the process is up) and `/ready` (a webhook posted now is kept, in Redis or in
+//! the spool, and PostgreSQL is reachable).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +11,9 @@ use serde_json::json;
 
 use crate::audit::PgPool;
 use crate::queue::RedisPool;
+use crate::redis_circuit::{RedisCircuit, RedisMode};
 use crate::redis_durability::DurabilityMonitor;
+use crate::spool::SpoolFigures;
 
 /// Dependencies that `/ready` checks.
 pub struct Readiness {
@@ -18,6 +22,20 @@ pub struct Readiness {
     /// The latest check of Redis's persistence settings, shown in the body (it does not
     /// change the status: a Redis that can lose data still takes webhooks).
     pub durability: Arc<DurabilityMonitor>,
+    /// Whether webhooks go to Redis or to the spool now.
+    pub circuit: Arc<RedisCircuit>,
+    /// The spool's figures; None when it is disabled.
+    pub spool: Option<Arc<SpoolFigures>>,
+}
+
+/// Where this replica puts a webhook now, as `/ready` names it.
+fn mode(redis_ok: bool, circuit: RedisMode, spool: Option<&SpoolFigures>) -> &'static str {
+    let spooling = spool.is_some_and(SpoolFigures::has_room);
+    match (redis_ok && circuit == RedisMode::Up, spooling) {
+        (true, _) => "queue",
+        (false, true) => "spool",
+        (false, false) => "unavailable",
+    }
 }
 
 /// Registers the health routes.
@@ -59,13 +77,26 @@ async fn ready(deps: web::Data<Readiness>) -> HttpResponse {
         Ok(()) => "ok".to_string(),
         Err(e) => e.clone(),
     };
+    // Ready: a webhook posted now is kept, in Redis or in the spool.
+    let mode = mode(redis.is_ok(), deps.circuit.mode(), deps.spool.as_deref());
+    let ready = mode != "unavailable" && postgres.is_ok();
+    let spool = deps.spool.as_deref().map(|f| {
+        json!({
+            "events": f.events.load(Ordering::Relaxed),
+            "bytes": f.bytes.load(Ordering::Relaxed),
+            "max_bytes": f.max_bytes,
+        })
+    });
     let body = json!({
-        "status": if redis.is_ok() && postgres.is_ok() { "ready" } else { "unavailable" },
+        "status": if ready { "ready" } else { "unavailable" },
+        "mode": mode,
         "redis": status(&redis),
+        "redis_circuit": deps.circuit.mode().as_str(),
         "postgres": status(&postgres),
+        "spool": spool,
         "redis_durability": deps.durability.report(),
     });
-    if redis.is_ok() && postgres.is_ok() {
+    if ready {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
@@ -137,6 +168,25 @@ fn local_address(bind: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_replica_is_ready_while_redis_or_a_spool_with_room_takes_webhooks() {
+        let room = SpoolFigures {
+            max_bytes: 10,
+            ..SpoolFigures::default()
+        };
+        let full = SpoolFigures {
+            bytes: 10.into(),
+            max_bytes: 10,
+            ..SpoolFigures::default()
+        };
+        assert_eq!(mode(true, RedisMode::Up, None), "queue");
+        assert_eq!(mode(true, RedisMode::Down, Some(&room)), "spool");
+        assert_eq!(mode(false, RedisMode::Up, Some(&room)), "spool");
+        assert_eq!(mode(false, RedisMode::Down, Some(&full)), "unavailable");
+        assert_eq!(mode(false, RedisMode::Down, None), "unavailable");
+    }
+
     use super::*;
 
     #[test]

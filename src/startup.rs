@@ -200,6 +200,8 @@ impl Application {
             postgres,
             // Checks Redis's persistence settings in the background and logs what can lose data.
             durability: DurabilityMonitor::spawn(redis.clone(), &settings),
+            circuit: circuit.clone(),
+            spool: spool.as_ref().map(|s| s.figures.clone()),
         });
         let probe = circuit.clone();
         let probe_pool = redis.clone();
@@ -232,7 +234,7 @@ impl Application {
                 redis: pool,
                 script: Arc::new(redis::Script::new(queue::ENQUEUE_BATCH_LUA)),
                 circuit: circuit.clone(),
-                spool: spool.clone(),
+                spool: spool.as_ref().map(|s| s.writer.clone()),
                 redis_timeout: redis_bound,
                 min_replicas_acked,
                 replica_ack_timeout,

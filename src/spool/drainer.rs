@@ -26,6 +26,8 @@ const ADOPT_EVERY: Duration = Duration::from_secs(5);
 /// The drainer of one replica.
 pub struct Drainer {
     pub folders: Folders,
+    /// Shared with `/ready`.
+    pub figures: Arc<super::SpoolFigures>,
     pub redis: RedisPool,
     pub sources: Sources,
     pub circuit: Arc<RedisCircuit>,
@@ -58,6 +60,12 @@ impl Drainer {
                 self.folders.release_drained();
             }
             let (events, bytes) = self.folders.figures();
+            self.figures
+                .events
+                .store(events, std::sync::atomic::Ordering::Relaxed);
+            self.figures
+                .bytes
+                .store(bytes, std::sync::atomic::Ordering::Relaxed);
             metrics::gauge!("hookgate_spool_events").set(events as f64);
             metrics::gauge!("hookgate_spool_bytes").set(bytes as f64);
             if moved == 0 {

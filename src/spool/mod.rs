@@ -13,6 +13,7 @@ pub use journal::{Journal, Position};
 pub use record::SpoolRecord;
 pub use writer::{SpoolError, SpoolWriter, Spooled};
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,28 @@ use crate::source::Sources;
 /// Redis bound plus this.
 pub const SPOOL_MARGIN: Duration = Duration::from_millis(1000);
 
+/// What the spool holds, for `/ready`: updated by the drainer on each pass.
+#[derive(Debug, Default)]
+pub struct SpoolFigures {
+    pub events: AtomicU64,
+    pub bytes: AtomicU64,
+    pub max_bytes: u64,
+}
+
+impl SpoolFigures {
+    /// Whether the spool is below its bound.
+    pub fn has_room(&self) -> bool {
+        self.bytes.load(Ordering::Relaxed) < self.max_bytes
+    }
+}
+
+/// A running spool: its writer and its figures.
+#[derive(Clone)]
+pub struct Spool {
+    pub writer: SpoolWriter,
+    pub figures: Arc<SpoolFigures>,
+}
+
 /// Opens this replica's spool folder (adopting those of replicas that are gone), starts its
 /// writer thread and its drainer. None when `spool.enabled` is false.
 pub fn start(
@@ -36,7 +59,7 @@ pub fn start(
     sources: Sources,
     circuit: Arc<RedisCircuit>,
     audit: Addr<AuditWriter>,
-) -> Result<Option<SpoolWriter>, FolderError> {
+) -> Result<Option<Spool>, FolderError> {
     if !settings.spool.enabled {
         return Ok(None);
     }
@@ -53,8 +76,14 @@ pub fn start(
         bytes
     );
     let writer = SpoolWriter::start(folders.own(), settings.spool.max_bytes);
+    let figures = Arc::new(SpoolFigures {
+        events: AtomicU64::new(events),
+        bytes: AtomicU64::new(bytes),
+        max_bytes: settings.spool.max_bytes,
+    });
     let drainer = Drainer {
         folders,
+        figures: figures.clone(),
         redis,
         sources,
         circuit,
@@ -62,7 +91,7 @@ pub fn start(
         timeout: Duration::from_millis(settings.redis.enqueue_timeout_ms),
     };
     actix_web::rt::spawn(drainer.run());
-    Ok(Some(writer))
+    Ok(Some(Spool { writer, figures }))
 }
 
 /// How long a batch may wait for Redis before it goes to the spool: the configured bound,
