@@ -27,11 +27,13 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libpq5 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin hookgate
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin hookgate \
+    && mkdir -p /var/lib/hookgate/spool && chown -R hookgate /var/lib/hookgate
 COPY --from=build /usr/local/bin/hookgate /usr/local/bin/hookgate
 COPY hookgate.example.toml /etc/hookgate/hookgate.toml
 ENV HOOKGATE_CONFIG=/etc/hookgate/hookgate.toml \
     HOOKGATE_BIND=0.0.0.0:8080 \
+    HOOKGATE_SPOOL_DIR=/var/lib/hookgate/spool \
     RUST_LOG=info
 USER hookgate
 EXPOSE 8080

@@ -166,6 +166,7 @@ impl Application {
         // One Redis circuit for the whole process: every worker's Dispatcher stops waiting for
         // Redis as soon as one of them finds it down.
         let circuit = Arc::new(RedisCircuit::default());
+        telemetry::describe_durable_ingest();
         let redis_bound = spool::redis_bound(&settings);
         let min_replicas_acked = settings.redis.min_replicas_acked;
         let replica_ack_timeout = Duration::from_millis(settings.redis.replica_ack_timeout_ms);

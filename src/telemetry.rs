@@ -68,6 +68,32 @@ pub fn redis_data_loss_risk(redis: &str, reason: &'static str, at_risk: bool) {
     .set(if at_risk { 1.0 } else { 0.0 });
 }
 
+/// Describes the durable-ingest series once per process and starts the Redis circuit's
+/// gauge at closed (it is set again only when it changes).
+pub fn describe_durable_ingest() {
+    static DESCRIBED: std::sync::Once = std::sync::Once::new();
+    DESCRIBED.call_once(|| {
+        metrics::describe_gauge!(
+            "hookgate_redis_circuit_state",
+            "0 while webhooks go to Redis, 1 while Redis failed and they go to the spool"
+        );
+        metrics::describe_gauge!(
+            "hookgate_spool_events",
+            "Webhooks in this replica's spool folders, waiting for Redis"
+        );
+        metrics::describe_gauge!("hookgate_spool_bytes", "Bytes of those webhooks on disk");
+        metrics::describe_counter!(
+            "hookgate_spool_drained_total",
+            "Spooled webhooks moved into Redis (or found there already)"
+        );
+        metrics::describe_counter!(
+            "hookgate_spool_dropped_total",
+            "Spooled webhooks of a source no longer configured, dropped at drain"
+        );
+        metrics::gauge!("hookgate_redis_circuit_state").set(0.0);
+    });
+}
+
 /// A histogram of microseconds from 1 µs to 10 minutes. Explicit bounds matter:
 /// `saturating_record` clamps at the highest trackable value instead of growing.
 pub fn latency_histogram() -> Histogram<u64> {

@@ -121,6 +121,10 @@ url = "{gone}"
     assert_eq!(value(&s, "hookgate_queue_active", &app_labels), Some(0.0));
     assert_eq!(value(&s, "hookgate_queue_delayed", &app_labels), Some(0.0));
     assert_eq!(value(&s, "hookgate_circuit_state", &app_labels), Some(0.0));
+    // Durable ingest: the Redis circuit is closed (other tests of this process may open
+    // theirs for a moment, so only its presence is certain) and the spool is measured.
+    assert!(value(&s, "hookgate_redis_circuit_state", &[]).is_some());
+    assert!(value(&s, "hookgate_spool_events", &[]).is_some());
     assert_eq!(
         value(&s, "hookgate_dead_letters", &[("source", "metrics-gone")]),
         Some(1.0)
