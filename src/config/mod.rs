@@ -8,6 +8,7 @@ mod interpolate;
 mod raw;
 mod secret;
 mod settings;
+mod source;
 mod validate;
 
 pub use interpolate::expand;
