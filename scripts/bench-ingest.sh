@@ -95,7 +95,7 @@ outcomes() { # hookgate's ingest answers by outcome since start, e.g. "queued=10
 }
 
 declare -A res # "<run>.<figure>" -> value
-row() { printf '%-16s %8s %7s %7s %7s %6s %8s %8s %5s %5s %5s  %s\n' "$@"; }
+row() { printf '%-14s %8s %6s %7s %7s %6s %6s %7s %7s %4s %4s %7s\n' "$@"; }
 
 # Runs one measured load against a warmed-up server, pid $1 on port $2; records rps, p50,
 # p99, non-2xx, errors and the server's CPU under run name $3.
@@ -111,7 +111,8 @@ measure() { # pid port run
   fi
   local f
   for f in rps p50_ms p99_ms ok non_2xx errors; do res[$run.$f]=$(field "$figures" "$f"); done
-  echo "  $run: $figures cpu%=${res[$run.cpu]}"
+  res[$run.load]=$(cut -d' ' -f1 /proc/loadavg)
+  echo "  $run: $figures cpu%=${res[$run.cpu]} loadavg=${res[$run.load]}"
   if [ "$redis" != "$redis_url" ] && [ "$run" != hg_down ]; then
     echo "  $run: private Redis after the run: $(aof_figures "$redis")"
   fi
@@ -193,14 +194,15 @@ echo "   shared:   $shared_desc"
 echo "   everysec: ${desc[everysec]}"
 echo "   always:   ${desc[always]}"
 echo "   down:     a killed private redis-server; hookgate spools to a temporary folder"
-row run redis rps p50_ms p99_ms non2xx errors queued spooled cpu% MiB ""
+row run redis rps p50_ms p99_ms non2xx errors queued spooled cpu% MiB loadavg
 for run in hg_shared base_shared hg_everysec base_everysec hg_always base_always hg_down; do
   row "$run" "${run#*_}" "${res[$run.rps]}" "${res[$run.p50_ms]}" "${res[$run.p99_ms]}" \
     "${res[$run.non_2xx]}" "${res[$run.errors]}" "${res[$run.queued]}" "${res[$run.spooled]}" \
-    "${res[$run.cpu]}" "${res[$run.hwm]}" ""
+    "${res[$run.cpu]}" "${res[$run.hwm]}" "${res[$run.load]}"
 done
 echo "(cpu%: the server process's CPU during the measured load, 100 = one core;"
-echo " MiB: hookgate's peak RSS, VmHWM; queued/spooled: hookgate's answers to the measured load)"
+echo " MiB: hookgate's peak RSS, VmHWM; queued/spooled: hookgate's answers to the measured load;"
+echo " loadavg: the machine's 1-minute load average after the run, which the other users' work raises)"
 echo "ratios:"
 echo "  hookgate/baseline, shared:              $(ratio hg_shared base_shared)   (target >= 1.0)"
 echo "  hookgate/baseline, everysec:            $(ratio hg_everysec base_everysec)"
