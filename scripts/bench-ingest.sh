@@ -72,7 +72,7 @@ redis_start() { # name, redis-server options...
   tail -5 "$dir/log" >&2
   exit 1
 }
-redis_stop() { kill "$r_pid" 2>/dev/null || true; wait "$r_pid" 2>/dev/null || true; }
+redis_stop() { kill "$r_pid" 2>/dev/null || true; wait "$r_pid" 2>/dev/null || true; redis_pids=(); }
 aof_figures() { # url: the AOF's size and rewrites so far of a private Redis
   local info
   info=$(redis-cli -u "$1" info persistence 2>/dev/null | tr -d '\r')
