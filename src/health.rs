@@ -176,7 +176,7 @@ mod tests {
             ..SpoolFigures::default()
         };
         let full = SpoolFigures {
-            bytes: 10.into(),
+            own_bytes: 10.into(),
             max_bytes: 10,
             ..SpoolFigures::default()
         };

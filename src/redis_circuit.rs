@@ -81,9 +81,17 @@ impl RedisCircuit {
         });
     }
 
-    /// While the circuit is open, tries a small write every [`PROBE_INTERVAL`]; closes it on
+    /// While the circuit is open, tries a small write every [`PROBE_INTERVAL`] (that
+    /// `replicas` replicas acknowledge within `ack_timeout`, when asked for); closes it on
     /// success. Runs for the life of the process.
-    pub async fn probe_forever(&self, pool: RedisPool, key: String, timeout: Duration) {
+    pub async fn probe_forever(
+        &self,
+        pool: RedisPool,
+        key: String,
+        timeout: Duration,
+        replicas: u32,
+        ack_timeout: Duration,
+    ) {
         let mut interval = actix_web::rt::time::interval(PROBE_INTERVAL);
         loop {
             interval.tick().await;
@@ -92,14 +100,21 @@ impl RedisCircuit {
             }
             let write = async {
                 let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(1)
-                    .arg("PX")
-                    .arg(5_000)
-                    .query_async::<()>(&mut *conn)
-                    .await
-                    .map_err(|e| e.to_string())
+                if replicas == 0 {
+                    return redis::cmd("SET")
+                        .arg(&key)
+                        .arg(1)
+                        .arg("PX")
+                        .arg(5_000)
+                        .query_async::<()>(&mut *conn)
+                        .await
+                        .map_err(|e| e.to_string());
+                }
+                match crate::queue::replicated(&mut *conn, &key, replicas, ack_timeout).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(format!("fewer than {replicas} replicas acknowledged")),
+                    Err(e) => Err(e.to_string()),
+                }
             };
             match actix_web::rt::time::timeout(timeout, write).await {
                 Ok(Ok(())) => self.signal(Signal::ProbeOk, "a probe write succeeded"),

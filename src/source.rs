@@ -20,6 +20,9 @@ pub struct SourceKeys {
     pub dedup_prefix: String,
     /// The dead-letter stream of every destination of the source.
     pub dead: String,
+    /// Written just before `WAIT`, so that the replicas' acknowledgement covers every write
+    /// before it (in the source's slot, as the writes it vouches for).
+    pub replication_marker: String,
     base: String,
 }
 
@@ -52,6 +55,7 @@ impl SourceKeys {
             stream: format!("{base}:stream"),
             dedup_prefix: format!("{base}:dedup:"),
             dead: format!("{base}:dead"),
+            replication_marker: format!("{base}:replicated"),
             base,
         }
     }

@@ -212,7 +212,13 @@ impl Application {
         );
         actix_web::rt::spawn(async move {
             probe
-                .probe_forever(probe_pool, probe_key, redis_bound)
+                .probe_forever(
+                    probe_pool,
+                    probe_key,
+                    redis_bound,
+                    min_replicas_acked,
+                    replica_ack_timeout,
+                )
                 .await;
         });
         let factory_audit = audit.clone();

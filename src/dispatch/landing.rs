@@ -7,10 +7,10 @@ use std::time::Duration;
 use futures_util::future::join_all;
 
 use super::{DispatchError, Waiting};
-use crate::queue::{enqueue_batch, EnqueueItem, EnqueueOutcome, RedisPool};
+use crate::queue::{enqueue_batch, replicated, EnqueueItem, EnqueueOutcome, RedisPool};
 use crate::redis_circuit::{RedisCircuit, RedisMode, Signal};
 use crate::source::Source;
-use crate::spool::{SpoolError, SpoolRecord, SpoolWriter, Spooled};
+use crate::spool::{SpoolError, SpoolRecord, SpoolWriter, Spooled, SPOOL_MARGIN};
 
 /// Where one webhook landed.
 #[derive(Debug)]
@@ -42,10 +42,28 @@ impl Landing {
     pub(super) async fn land(&self, source: &Source, batch: &[Waiting]) -> Vec<Landed> {
         if self.circuit.mode() == RedisMode::Down {
             if let Some(spool) = &self.spool {
-                return spool_all(spool, source, batch.iter()).await;
+                let mut landed = spool_all(spool, source, batch.iter()).await;
+                let refused: Vec<usize> = (0..landed.len())
+                    .filter(|&i| matches!(landed[i], Landed::Spool(Err(_))))
+                    .collect();
+                if !refused.is_empty() {
+                    // The spool is full or its disk failing: Redis may be back already, and
+                    // a try costs less than a 503 (Chatwoot and GitHub never retry).
+                    let retry: Vec<&Waiting> = refused.iter().map(|&i| &batch[i]).collect();
+                    for (i, l) in refused
+                        .into_iter()
+                        .zip(self.redis_only(source, &retry).await)
+                    {
+                        if !matches!(l, Landed::Nowhere(_)) {
+                            landed[i] = l;
+                        }
+                    }
+                }
+                return landed;
             }
         }
-        let redis = actix_web::rt::time::timeout(self.redis_timeout, self.enqueue(source, batch));
+        let all: Vec<&Waiting> = batch.iter().collect();
+        let redis = actix_web::rt::time::timeout(self.redis_timeout, self.enqueue(source, &all));
         let outcomes = match redis.await {
             Ok(Ok(outcomes)) => outcomes,
             Ok(Err(e)) => return self.fall_back(source, batch, e).await,
@@ -64,7 +82,10 @@ impl Landing {
                 // In Redis, but not on enough replicas in time: a failover could lose it, so
                 // it goes to the spool as well (its drain is answered "seen" and dropped).
                 EnqueueOutcome::Queued { .. } => !replicated,
-                EnqueueOutcome::Seen { .. } => false,
+                // Our own first try (its answer was lost): the same as queued.
+                EnqueueOutcome::Seen { first_id } => {
+                    !replicated && *first_id == batch[i].event.id.to_string()
+                }
             })
             .collect();
         let mut landed: Vec<Landed> = outcomes.into_iter().map(Landed::Redis).collect();
@@ -91,12 +112,29 @@ impl Landing {
                 self.replica_ack_timeout.as_millis()
             ));
             for i in failed {
-                if matches!(landed[i], Landed::Redis(EnqueueOutcome::Queued { .. })) {
+                if !matches!(landed[i], Landed::Redis(EnqueueOutcome::Failed { .. })) {
                     landed[i] = Landed::Nowhere(e.clone());
                 }
             }
         }
         landed
+    }
+
+    /// Redis alone (the spool refused these): Nowhere for whatever Redis does not take.
+    async fn redis_only(&self, source: &Source, batch: &[&Waiting]) -> Vec<Landed> {
+        let redis = actix_web::rt::time::timeout(self.redis_timeout, self.enqueue(source, batch));
+        match redis.await {
+            Ok(Ok((outcomes, true))) => outcomes.into_iter().map(Landed::Redis).collect(),
+            Ok(Ok((_, false))) => batch
+                .iter()
+                .map(|_| Landed::Nowhere(DispatchError::Redis("too few replicas".into())))
+                .collect(),
+            Ok(Err(e)) => batch.iter().map(|_| Landed::Nowhere(e.clone())).collect(),
+            Err(_) => batch
+                .iter()
+                .map(|_| Landed::Nowhere(DispatchError::Redis("no answer in time".into())))
+                .collect(),
+        }
     }
 
     async fn fall_back(&self, source: &Source, batch: &[Waiting], e: DispatchError) -> Vec<Landed> {
@@ -112,7 +150,7 @@ impl Landing {
     async fn enqueue(
         &self,
         source: &Source,
-        batch: &[Waiting],
+        batch: &[&Waiting],
     ) -> Result<(Vec<EnqueueOutcome>, bool), DispatchError> {
         let ids: Vec<String> = batch.iter().map(|w| w.event.id.to_string()).collect();
         let headers: Vec<String> = batch.iter().map(|w| w.event.headers.to_string()).collect();
@@ -145,33 +183,37 @@ impl Landing {
         )
         .await
         .map_err(|e| DispatchError::Redis(e.to_string()))?;
-        let wrote = outcomes
-            .iter()
-            .any(|o| matches!(o, EnqueueOutcome::Queued { .. }));
-        if self.min_replicas_acked == 0 || !wrote {
+        if self.min_replicas_acked == 0 {
             return Ok((outcomes, true));
         }
-        // WAIT counts the replicas that have this connection's writes so far: ours, as the
-        // connection is checked out to this batch alone.
-        let acked: i64 = redis::cmd("WAIT")
-            .arg(self.min_replicas_acked)
-            .arg(self.replica_ack_timeout.as_millis() as u64)
-            .query_async(&mut *conn)
-            .await
-            .map_err(|e| DispatchError::Redis(e.to_string()))?;
-        Ok((outcomes, acked >= i64::from(self.min_replicas_acked)))
+        // Also when this batch wrote nothing: a key "seen" may be our own first try, written
+        // by a call whose answer was lost, and not on the replicas yet.
+        let replicated = replicated(
+            &mut *conn,
+            &source.keys.replication_marker,
+            self.min_replicas_acked,
+            self.replica_ack_timeout,
+        )
+        .await
+        .map_err(|e| DispatchError::Redis(e.to_string()))?;
+        Ok((outcomes, replicated))
     }
 }
 
-/// Spools each webhook; the writer thread fsyncs them together.
+/// Spools each webhook; the writer thread fsyncs them together. A spool that does not
+/// answer within [`SPOOL_MARGIN`] (a hung disk) is a refusal, never a wait past the sender's.
 async fn spool_all<'a>(
     spool: &SpoolWriter,
     source: &Source,
     batch: impl Iterator<Item = &'a Waiting>,
 ) -> Vec<Landed> {
-    join_all(batch.map(|w| spool.spool(SpoolRecord::new(&source.config.name, &w.event))))
-        .await
-        .into_iter()
-        .map(Landed::Spool)
-        .collect()
+    let writes = join_all(batch.map(|w| {
+        let write = spool.spool(SpoolRecord::new(&source.config.name, &w.event));
+        async move {
+            actix_web::rt::time::timeout(SPOOL_MARGIN, write)
+                .await
+                .unwrap_or_else(|_| Err(SpoolError::Io("the spool did not answer in time".into())))
+        }
+    }));
+    writes.await.into_iter().map(Landed::Spool).collect()
 }

@@ -93,3 +93,28 @@ pub async fn enqueue_batch(
         })
         .collect())
 }
+
+/// Whether `replicas` replicas have every write Redis took before this call: a marker write
+/// and `WAIT` in one pipeline. Replication is ordered, so a replica that has the marker has
+/// all before it, whichever connection wrote it; and a pipeline run again on a fresh
+/// connection (a dropped one) still waits for its own marker, never for nothing.
+pub async fn replicated(
+    conn: &mut impl redis::aio::ConnectionLike,
+    marker: &str,
+    replicas: u32,
+    timeout: std::time::Duration,
+) -> redis::RedisResult<bool> {
+    let (acked,): (i64,) = redis::pipe()
+        .cmd("SET")
+        .arg(marker)
+        .arg(1)
+        .arg("PX")
+        .arg(60_000)
+        .ignore()
+        .cmd("WAIT")
+        .arg(replicas)
+        .arg(timeout.as_millis() as u64)
+        .query_async(conn)
+        .await?;
+    Ok(acked >= i64::from(replicas))
+}

@@ -1,7 +1,9 @@
 //! Moves spooled webhooks into Redis once it is back: oldest first, through the same atomic
 //! dedup + enqueue script as ingest, each removed from the spool only after Redis confirmed
-//! it. A webhook whose key Redis already has is dropped as the duplicate it is.
+//! it (and, with `redis.min_replicas_acked`, its replicas). A webhook whose key Redis already
+//! has is dropped as the duplicate it is.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,16 +14,32 @@ use super::folders::{Folders, SharedJournal};
 use super::journal::Position;
 use super::record::SpoolRecord;
 use crate::audit::{AuditWriter, NewEventBatch, NewEventRecord};
-use crate::queue::{enqueue_batch, EnqueueItem, EnqueueOutcome, RedisPool, ENQUEUE_BATCH_LUA};
+use crate::queue::{
+    enqueue_batch, replicated, EnqueueItem, EnqueueOutcome, RedisPool, ENQUEUE_BATCH_LUA,
+};
 use crate::redis_circuit::{RedisCircuit, RedisMode, Signal};
-use crate::source::Sources;
+use crate::source::{Source, Sources};
 
 /// Webhooks read from the spool per pass.
 const PASS: usize = 256;
+/// Bytes of webhooks in one script call: a long call would hold up every replica's ingest.
+const CALL_BYTES: usize = 4 << 20;
 /// How often the drainer looks at the spool when there is nothing to do.
 const IDLE: Duration = Duration::from_millis(200);
 /// How often it looks for folders of replicas that are gone.
 const ADOPT_EVERY: Duration = Duration::from_secs(5);
+
+/// Why a pass stopped.
+#[derive(Debug)]
+enum Stop {
+    /// Redis failed or was slow: the circuit hears of it.
+    Redis(String),
+    /// The spool itself failed (a disk error): Redis is not to blame.
+    Spool(String),
+    /// A webhook of a source this replica does not know: another replica's configuration
+    /// may (a deploy in progress); the folder is let go for it.
+    UnknownSource(String),
+}
 
 /// The drainer of one replica.
 pub struct Drainer {
@@ -34,6 +52,9 @@ pub struct Drainer {
     pub audit: Addr<AuditWriter>,
     /// Bound of one enqueue call.
     pub timeout: Duration,
+    /// Replicas that must have what is drained before it leaves the spool; 0: none.
+    pub min_replicas_acked: u32,
+    pub replica_ack_timeout: Duration,
 }
 
 impl Drainer {
@@ -43,7 +64,20 @@ impl Drainer {
         let mut adopted_at = Instant::now();
         loop {
             if adopted_at.elapsed() >= ADOPT_EVERY {
-                self.folders.adopt_free();
+                // Adoption reads whole folders: off the async thread.
+                let mut folders = self.folders;
+                self.folders = match web::block(move || {
+                    folders.adopt_free();
+                    folders
+                })
+                .await
+                {
+                    Ok(folders) => folders,
+                    Err(e) => {
+                        log::error!("spool: the adoption thread failed ({e}); draining stops");
+                        return;
+                    }
+                };
                 adopted_at = Instant::now();
             }
             let mut moved = 0;
@@ -51,21 +85,28 @@ impl Drainer {
                 for journal in self.folders.all() {
                     match self.drain_pass(&script, &journal).await {
                         Ok(n) => moved += n,
-                        Err(e) => {
+                        Err(Stop::Redis(e)) => {
                             self.circuit.signal(Signal::Failed, &e);
                             break;
+                        }
+                        Err(Stop::Spool(e)) => log::error!("spool: {e}"),
+                        Err(Stop::UnknownSource(name)) => {
+                            log::error!(
+                                "spool: a folder holds webhooks of source {name:?}, which this \
+                                 replica's configuration lacks: left for a replica that has it"
+                            );
+                            metrics::counter!("hookgate_spool_unknown_source_total").increment(1);
+                            self.folders.let_go(&journal);
                         }
                     }
                 }
                 self.folders.release_drained();
             }
             let (events, bytes) = self.folders.figures();
-            self.figures
-                .events
-                .store(events, std::sync::atomic::Ordering::Relaxed);
-            self.figures
-                .bytes
-                .store(bytes, std::sync::atomic::Ordering::Relaxed);
+            let (_, own_bytes) = self.folders.own_figures();
+            self.figures.events.store(events, Ordering::Relaxed);
+            self.figures.bytes.store(bytes, Ordering::Relaxed);
+            self.figures.own_bytes.store(own_bytes, Ordering::Relaxed);
             metrics::gauge!("hookgate_spool_events").set(events as f64);
             metrics::gauge!("hookgate_spool_bytes").set(bytes as f64);
             if moved == 0 {
@@ -75,49 +116,42 @@ impl Drainer {
     }
 
     /// One pass over one journal: up to [`PASS`] of its oldest webhooks into Redis. Returns
-    /// how many left the spool; an error stops at the first webhook Redis did not take.
+    /// how many left the spool; it stops at the first webhook Redis did not take.
     async fn drain_pass(
         &self,
         script: &redis::Script,
         journal: &SharedJournal,
-    ) -> Result<usize, String> {
+    ) -> Result<usize, Stop> {
         let reading = journal.clone();
         let records = web::block(move || match reading.lock() {
             Ok(j) => j.oldest(PASS).map_err(|e| e.to_string()),
             Err(_) => Err("the spool's lock is poisoned".to_string()),
         })
         .await
-        .map_err(|e| e.to_string())??;
+        .map_err(|e| Stop::Spool(e.to_string()))?
+        .map_err(Stop::Spool)?;
         if records.is_empty() {
             return Ok(0);
         }
         let mut done: Option<Position> = None;
         let mut done_records = Vec::new();
         let mut audit = Vec::new();
-        let mut failure = None;
-        // Runs of one source, in spool order: one script call each.
-        for run in records.chunk_by(|a, b| a.1.source == b.1.source) {
-            let name = &run[0].1.source;
+        let mut stop = None;
+        // Calls of one source each, in spool order, bounded in count and bytes.
+        'calls: for call in calls(&records) {
+            let name = &call[0].1.source;
             let Some(source) = self.sources.get(name) else {
-                for (_, r) in run {
-                    log::error!(
-                        "spool: webhook {} of source {name:?} dropped: the source is no longer configured",
-                        r.id
-                    );
-                    metrics::counter!("hookgate_spool_dropped_total").increment(1);
-                }
-                done = run.last().map(|(p, _)| *p);
-                done_records.extend(run.iter().map(|(_, r)| r.clone()));
-                continue;
+                stop = Some(Stop::UnknownSource(name.clone()));
+                break;
             };
-            let outcomes = match self.enqueue(script, source, run).await {
+            let outcomes = match self.enqueue(script, source, call).await {
                 Ok(outcomes) => outcomes,
                 Err(e) => {
-                    failure = Some(e);
+                    stop = Some(Stop::Redis(e));
                     break;
                 }
             };
-            for ((position, record), outcome) in run.iter().zip(outcomes) {
+            for ((position, record), outcome) in call.iter().zip(outcomes) {
                 match outcome {
                     EnqueueOutcome::Queued { stream_id } => audit.push(NewEventRecord::new(
                         &source.config.name,
@@ -136,17 +170,15 @@ impl Drainer {
                         }
                     }
                     EnqueueOutcome::Failed { error } => {
-                        failure = Some(error);
-                        break;
+                        stop = Some(Stop::Redis(error));
+                        source.wake();
+                        break 'calls;
                     }
                 }
                 done = Some(*position);
                 done_records.push(record.clone());
             }
             source.wake();
-            if failure.is_some() {
-                break;
-            }
         }
         let moved = done_records.len();
         if !audit.is_empty() {
@@ -159,23 +191,25 @@ impl Drainer {
                 Err(_) => Err("the spool's lock is poisoned".to_string()),
             })
             .await
-            .map_err(|e| e.to_string())??;
+            .map_err(|e| Stop::Spool(e.to_string()))?
+            .map_err(Stop::Spool)?;
             metrics::counter!("hookgate_spool_drained_total").increment(moved as u64);
         }
-        match failure {
-            Some(e) => Err(format!("draining the spool: {e}")),
+        match stop {
+            Some(stop) => Err(stop),
             None => Ok(moved),
         }
     }
 
+    /// One script call; with replicas asked for, only an answer they have too counts.
     async fn enqueue(
         &self,
         script: &redis::Script,
-        source: &crate::source::Source,
-        run: &[(Position, SpoolRecord)],
+        source: &Source,
+        call: &[(Position, SpoolRecord)],
     ) -> Result<Vec<EnqueueOutcome>, String> {
-        let ids: Vec<String> = run.iter().map(|(_, r)| r.id.to_string()).collect();
-        let items: Vec<EnqueueItem<'_>> = run
+        let ids: Vec<String> = call.iter().map(|(_, r)| r.id.to_string()).collect();
+        let items: Vec<EnqueueItem<'_>> = call
             .iter()
             .zip(&ids)
             .map(|((_, r), id)| EnqueueItem {
@@ -189,9 +223,9 @@ impl Drainer {
                 body: r.body.as_ref(),
             })
             .collect();
-        let call = async {
+        let attempt = async {
             let mut conn = self.redis.get().await.map_err(|e| e.to_string())?;
-            enqueue_batch(
+            let outcomes = enqueue_batch(
                 &mut *conn,
                 script,
                 &source.keys.stream,
@@ -199,9 +233,26 @@ impl Drainer {
                 &items,
             )
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+            // Leaving the spool is final: the webhooks must be where a failover keeps them.
+            if self.min_replicas_acked > 0
+                && !replicated(
+                    &mut *conn,
+                    &source.keys.replication_marker,
+                    self.min_replicas_acked,
+                    self.replica_ack_timeout,
+                )
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!(
+                    "fewer than {} replicas acknowledged drained webhooks",
+                    self.min_replicas_acked
+                ));
+            }
+            Ok(outcomes)
         };
-        actix_web::rt::time::timeout(self.timeout, call)
+        actix_web::rt::time::timeout(self.timeout, attempt)
             .await
             .map_err(|_| {
                 format!(
@@ -209,5 +260,64 @@ impl Drainer {
                     self.timeout.as_millis()
                 )
             })?
+    }
+}
+
+/// Consecutive runs of one source, each at most [`PASS`] webhooks and [`CALL_BYTES`] (at
+/// least one webhook).
+fn calls(records: &[(Position, SpoolRecord)]) -> Vec<&[(Position, SpoolRecord)]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, (_, r)) in records.iter().enumerate() {
+        let size = r.body.len() + r.headers.len();
+        let same = i > start && records[start].1.source == r.source;
+        if i > start && (!same || bytes + size > CALL_BYTES) {
+            out.push(&records[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < records.len() {
+        out.push(&records[start..]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::record::sample;
+
+    fn at(n: u64, source: &str, body: usize) -> (Position, SpoolRecord) {
+        let mut r = sample(n);
+        r.source = source.into();
+        r.body = bytes::Bytes::from(vec![b'x'; body]);
+        (
+            Position {
+                segment: 1,
+                offset: n,
+            },
+            r,
+        )
+    }
+
+    #[test]
+    fn calls_follow_sources_in_order_and_stay_under_the_byte_bound() {
+        let records = vec![
+            at(1, "a", 10),
+            at(2, "a", 10),
+            at(3, "b", 10),
+            at(4, "a", 3 << 20),
+            at(5, "a", 3 << 20),
+            at(6, "a", 5 << 20),
+        ];
+        let sizes: Vec<Vec<u64>> = calls(&records)
+            .iter()
+            .map(|c| c.iter().map(|(p, _)| p.offset).collect())
+            .collect();
+        assert_eq!(sizes, vec![vec![1, 2], vec![3], vec![4], vec![5], vec![6]]);
+        assert!(calls(&[]).is_empty());
     }
 }

@@ -12,11 +12,16 @@ use super::journal::Journal;
 /// A journal shared by the writer thread and the drainer.
 pub type SharedJournal = Arc<Mutex<Journal>>;
 
+/// How long a folder let go (it holds a source this replica does not know) is left alone.
+const LET_GO_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// This replica's spool folders.
 pub struct Folders {
     root: PathBuf,
     own: SharedJournal,
     adopted: Vec<SharedJournal>,
+    /// Folders let go, and when: not adopted again before [`LET_GO_FOR`].
+    let_go: Vec<(PathBuf, std::time::Instant)>,
 }
 
 /// Why the replica's own spool folder cannot be used.
@@ -29,16 +34,33 @@ pub enum FolderError {
 }
 
 impl Folders {
-    /// Opens (creating) and locks `root/<replica_id>`, then adopts every free folder.
+    /// Opens (creating) and locks `root/<replica_id>`, then adopts every free folder. When
+    /// that folder is held (a replica id reused, as a restarted container's `hostname-pid`
+    /// is, while a peer drains the old folder), it takes `<replica_id>-<random>` instead.
     pub fn open(root: &Path, replica_id: &str) -> Result<Folders, FolderError> {
-        let dir = root.join(replica_id);
-        let own = Journal::open(&dir)
-            .map_err(|e| FolderError::Io(dir.clone(), e))?
-            .ok_or_else(|| FolderError::InUse(dir.clone()))?;
+        let mut dir = root.join(replica_id);
+        let own = match Journal::open(&dir).map_err(|e| FolderError::Io(dir.clone(), e))? {
+            Some(own) => own,
+            None => {
+                let fresh = format!(
+                    "{replica_id}-{}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..8]
+                );
+                log::warn!(
+                    "spool: {} is held by another process; this replica spools to {fresh}",
+                    dir.display()
+                );
+                dir = root.join(fresh);
+                Journal::open(&dir)
+                    .map_err(|e| FolderError::Io(dir.clone(), e))?
+                    .ok_or_else(|| FolderError::InUse(dir.clone()))?
+            }
+        };
         let mut folders = Folders {
             root: root.to_path_buf(),
             own: Arc::new(Mutex::new(own)),
             adopted: Vec::new(),
+            let_go: Vec::new(),
         };
         folders.adopt_free();
         Ok(folders)
@@ -66,10 +88,17 @@ impl Folders {
             .iter()
             .filter_map(|j| j.lock().ok().map(|j| j.dir().to_path_buf()))
             .collect();
+        self.let_go.retain(|(_, at)| at.elapsed() < LET_GO_FOR);
         let mut found = 0;
         for entry in entries.flatten() {
             let dir = entry.path();
-            if !dir.is_dir() || held.contains(&dir) {
+            // Dot-folders are drained ones on their way out.
+            let hidden = entry.file_name().to_string_lossy().starts_with('.');
+            if hidden
+                || !dir.is_dir()
+                || held.contains(&dir)
+                || self.let_go.iter().any(|(d, _)| d == &dir)
+            {
                 continue;
             }
             match Journal::adopt(&dir) {
@@ -89,7 +118,25 @@ impl Folders {
         found
     }
 
+    /// Lets go of an adopted folder (unlocks it) for a while, so that another replica may
+    /// drain it; the replica's own folder is never let go.
+    pub fn let_go(&mut self, journal: &SharedJournal) {
+        self.adopted.retain(|j| {
+            if !Arc::ptr_eq(j, journal) {
+                return true;
+            }
+            if let Ok(j) = j.lock() {
+                self.let_go
+                    .push((j.dir().to_path_buf(), std::time::Instant::now()));
+            }
+            false
+        });
+    }
+
     /// Removes adopted folders that are drained: their replica is gone and nothing is left.
+    /// The folder is first renamed to a dot-name while still locked, so that a replica
+    /// starting again under its old name makes a new folder instead of writing into one
+    /// being deleted.
     pub fn release_drained(&mut self) {
         self.adopted.retain(|journal| {
             let Ok(j) = journal.lock() else {
@@ -99,13 +146,29 @@ impl Folders {
                 return true;
             }
             let dir = j.dir().to_path_buf();
+            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+            let gone = dir.with_file_name(format!(
+                ".{}.drained-{}",
+                name.unwrap_or_default(),
+                uuid::Uuid::new_v4().simple()
+            ));
+            if let Err(e) = fs::rename(&dir, &gone) {
+                log::warn!("spool: {} drained, not removed: {e}", dir.display());
+                return true;
+            }
             drop(j);
-            match fs::remove_dir_all(&dir) {
+            match fs::remove_dir_all(&gone) {
                 Ok(()) => log::info!("spool: {} drained and removed", dir.display()),
-                Err(e) => log::warn!("spool: {} drained, not removed: {e}", dir.display()),
+                Err(e) => log::warn!("spool: {} drained, not removed: {e}", gone.display()),
             }
             false
         });
+    }
+
+    /// Webhooks waiting in this replica's own folder, and their bytes (what `spool.max_bytes`
+    /// bounds).
+    pub fn own_figures(&self) -> (u64, u64) {
+        self.own.lock().map(|j| j.figures()).unwrap_or((0, 0))
     }
 
     /// Webhooks waiting in every folder, and their bytes.
@@ -138,12 +201,22 @@ mod tests {
 
         let mut next = Folders::open(&root, "next-3").expect("open");
         assert!(next.adopted.is_empty(), "both others are held");
-        assert!(matches!(
-            Folders::open(&root, "alive-2"),
-            Err(FolderError::InUse(_))
-        ));
+        // The same replica id again (a restarted container): a folder of its own.
+        let again = Folders::open(&root, "alive-2").expect("open");
+        let own = again.own().lock().expect("lock").dir().to_path_buf();
+        assert_ne!(own, root.join("alive-2"));
+        assert!(
+            own.to_string_lossy().contains("alive-2-"),
+            "{}",
+            own.display()
+        );
+        drop(again);
         drop(alive);
-        assert_eq!(next.adopt_free(), 2, "alive-2 and gone-1 are free now");
+        assert_eq!(
+            next.adopt_free(),
+            3,
+            "alive-2, its namesake and gone-1 are free now"
+        );
         assert_eq!(next.figures().0, 2);
         for journal in next.all() {
             let mut j = journal.lock().expect("lock");
@@ -154,9 +227,12 @@ mod tests {
             }
         }
         next.release_drained();
-        assert!(!root.join("gone-1").exists());
-        assert!(!root.join("alive-2").exists());
-        assert!(root.join("next-3").exists(), "its own folder stays");
+        let left: Vec<String> = fs::read_dir(&root)
+            .expect("root")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["next-3"], "drained folders removed, its own stays");
         drop(next);
         fs::remove_dir_all(&root).expect("cleanup");
     }

@@ -32,15 +32,18 @@ pub const SPOOL_MARGIN: Duration = Duration::from_millis(1000);
 /// What the spool holds, for `/ready`: updated by the drainer on each pass.
 #[derive(Debug, Default)]
 pub struct SpoolFigures {
+    /// Webhooks waiting in every folder this replica drains (adopted ones too).
     pub events: AtomicU64,
     pub bytes: AtomicU64,
+    /// Bytes in its own folder, which `max_bytes` bounds.
+    pub own_bytes: AtomicU64,
     pub max_bytes: u64,
 }
 
 impl SpoolFigures {
-    /// Whether the spool is below its bound.
+    /// Whether this replica's own spool is below its bound.
     pub fn has_room(&self) -> bool {
-        self.bytes.load(Ordering::Relaxed) < self.max_bytes
+        self.own_bytes.load(Ordering::Relaxed) < self.max_bytes
     }
 }
 
@@ -79,6 +82,7 @@ pub fn start(
     let figures = Arc::new(SpoolFigures {
         events: AtomicU64::new(events),
         bytes: AtomicU64::new(bytes),
+        own_bytes: AtomicU64::new(folders.own_figures().1),
         max_bytes: settings.spool.max_bytes,
     });
     let drainer = Drainer {
@@ -89,6 +93,8 @@ pub fn start(
         circuit,
         audit,
         timeout: Duration::from_millis(settings.redis.enqueue_timeout_ms),
+        min_replicas_acked: settings.redis.min_replicas_acked,
+        replica_ack_timeout: Duration::from_millis(settings.redis.replica_ack_timeout_ms),
     };
     actix_web::rt::spawn(drainer.run());
     Ok(Some(Spool { writer, figures }))
