@@ -176,7 +176,8 @@ impl Journal {
         let mut sizes = Vec::with_capacity(records.len());
         for r in records {
             let before = buf.len();
-            r.encode(&mut buf);
+            r.encode(&mut buf)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             sizes.push((buf.len() - before) as u64);
         }
         let full = self
