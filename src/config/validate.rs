@@ -231,6 +231,10 @@ mod tests {
             ),
             ("[redis]\nreplica_ack_timeout_ms=0", "redis.replica_ack_timeout_ms"),
             ("[redis]\nmin_replicas_acked=-1", "redis.min_replicas_acked"),
+            (
+                "[[sources]]\nname='a'\nkind='github'\nsecrets=['x']\nmax_body_bytes=33554433",
+                "sources[0] (a).max_body_bytes: must be at most 33554432 (32 MiB)",
+            ),
         ];
         for (text, expected) in cases {
             let err = load(text, &[]).expect_err(text).to_string();
