@@ -1,6 +1,7 @@
 //! A replica's spool folder: numbered segment files of framed records, appended and fsync'd
 //! in groups, read back oldest first, removed once drained. A torn or damaged tail (a crash
-//! mid-write) is found when the folder is opened and cut off, never blocking start-up.
+//! mid-write) is found when the folder is opened and cut off, never blocking start-up;
+//! damaged bytes followed by whole records are skipped instead, keeping those records.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -43,6 +44,8 @@ pub struct Journal {
     segment_bytes: u64,
     /// The last segment could not be cut back after a failed append: the next one starts anew.
     sealed: bool,
+    /// Damaged bytes followed by whole records, skipped when reading: (segment, start, end).
+    gaps: Vec<(u64, u64, u64)>,
     /// A segment was created since the folder's last fsync.
     unsynced_dir: bool,
     #[cfg(test)]
@@ -94,6 +97,7 @@ impl Journal {
             bytes: 0,
             segment_bytes: SEGMENT_BYTES,
             sealed: false,
+            gaps: Vec::new(),
             unsynced_dir: false,
             #[cfg(test)]
             faults: tests::Faults::default(),
@@ -145,6 +149,17 @@ impl Journal {
                         offset += used;
                     }
                     Err(e) => {
+                        // Records after the damage were answered 2xx: skip it, never cut them
+                        // (in any segment: one with a gap is not the last for ever).
+                        if let Some(next) = next_frame(&data, offset) {
+                            let dir = self.dir.display();
+                            log::error!(
+                                "spool {dir}: damaged bytes {offset}..{next} of {n} skipped"
+                            );
+                            self.gaps.push((n, offset as u64, next as u64));
+                            offset = next;
+                            continue;
+                        }
                         let last = i + 1 == numbers.len();
                         log::warn!(
                             "spool {}: {} bytes at the end of segment {n} dropped ({e}{})",
@@ -252,7 +267,7 @@ impl Journal {
             });
         if let Err(e) = cut {
             log::error!(
-                "spool {}: segment {n} not cut back after a failed write ({e}); sealed",
+                "spool {}: segment {n} not cut back ({e}); sealed",
                 self.dir.display()
             );
             self.sealed = true;
@@ -260,9 +275,8 @@ impl Journal {
     }
 
     /// Opens the segment to append to: the last one, or a new one when `new` (or none).
-    /// The new segment is recorded at once and the folder fsync'd by the append, so that a
-    /// failed fsync does not leave a file every later roll trips over; an empty file of that
-    /// number (left by an earlier attempt) is taken over.
+    /// A new one is recorded at once and the folder fsync'd by the append, so a failed fsync
+    /// leaves no file every later roll trips over; an empty file of its number is taken over.
     fn roll(&mut self, new: bool) -> io::Result<()> {
         if new || self.segments.is_empty() {
             let n = self.segments.last().map_or(1, |&(n, _)| n + 1);
@@ -282,11 +296,8 @@ impl Journal {
             self.sealed = false;
             self.unsynced_dir = true;
         } else if let Some(&(n, _)) = self.segments.last() {
-            self.active = Some(
-                OpenOptions::new()
-                    .append(true)
-                    .open(segment_path(&self.dir, n))?,
-            );
+            let path = segment_path(&self.dir, n);
+            self.active = Some(OpenOptions::new().append(true).open(path)?);
         }
         Ok(())
     }
@@ -320,6 +331,11 @@ impl Journal {
             file.take(len - from).read_to_end(&mut data)?;
             let mut at = 0usize;
             while at < data.len() && out.len() < max {
+                if let Some(&(_, _, to)) = self.gaps.iter().find(|g| (g.0, g.1) == (n, from)) {
+                    at += (to - from) as usize;
+                    from = to;
+                    continue;
+                }
                 let (record, used) = SpoolRecord::decode(&data[at..])
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                 at += used;
@@ -386,6 +402,11 @@ impl Journal {
         self.segments = kept;
         Ok(())
     }
+}
+
+/// Where the next whole record after damaged bytes at `from` starts, if one does.
+fn next_frame(data: &[u8], from: usize) -> Option<usize> {
+    (from + 1..data.len()).find(|&at| SpoolRecord::decode(&data[at..]).is_ok())
 }
 
 fn segment_path(dir: &Path, n: u64) -> PathBuf {

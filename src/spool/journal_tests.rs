@@ -206,3 +206,47 @@ fn a_roll_takes_over_an_empty_segment_file_of_its_number() {
     assert_eq!(all(&j).len(), 2);
     fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+#[test]
+fn damage_followed_by_whole_records_is_skipped_not_cut_even_once_the_segment_is_not_last() {
+    let dir = temp();
+    let mut j = Journal::open(&dir).expect("open").expect("free");
+    let written: Vec<_> = (0..3).map(sample).collect();
+    for r in &written {
+        j.append(std::slice::from_ref(r)).expect("append");
+    }
+    drop(j);
+    // A bit flipped in the middle record's payload.
+    let seg = segment_path(&dir, 1);
+    let mut data = fs::read(&seg).expect("segment");
+    let len = data.len();
+    data[len / 2] ^= 0x10;
+    fs::write(&seg, &data).expect("damage");
+
+    let mut j = Journal::open(&dir).expect("open").expect("free");
+    assert_eq!(
+        fs::metadata(&seg).expect("segment").len(),
+        len as u64,
+        "not cut"
+    );
+    let kept = [written[0].clone(), written[2].clone()];
+    assert_eq!(all(&j), kept);
+    let later = sample(9);
+    j.segment_bytes = 1;
+    j.append(std::slice::from_ref(&later)).expect("append");
+    assert!(
+        segment_path(&dir, 2).exists(),
+        "the damaged segment is not the last now"
+    );
+    let back = j.oldest(100).expect("read");
+    assert_eq!(back.len(), 3);
+    j.drained(back[0].0, &[back[0].1.clone()]).expect("drained");
+    drop(j);
+    let j = Journal::open(&dir).expect("open").expect("free");
+    assert_eq!(
+        all(&j),
+        [written[2].clone(), later],
+        "after the gap, in order"
+    );
+    fs::remove_dir_all(&dir).expect("cleanup");
+}
