@@ -9,6 +9,10 @@ use crate::idempotency::Selector;
 use crate::signature_kind::{Encoding, Kind};
 use crate::verify;
 
+/// Largest `max_body_bytes`: a spooled webhook (body, headers, key) must stay well inside a
+/// spool record's limit, `spool::record::MAX_PAYLOAD` (64 MiB).
+pub(super) const MAX_BODY_BYTES: usize = 32 << 20;
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
@@ -54,6 +58,13 @@ pub(super) fn validate_source(s: RawSource, field: &str) -> Result<SourceConfig,
         return Err(ConfigError::at(
             format!("{field}.max_body_bytes"),
             "must be greater than 0",
+        ));
+    }
+    // Well inside what one spool record may hold, headers and all.
+    if s.max_body_bytes > MAX_BODY_BYTES {
+        return Err(ConfigError::at(
+            format!("{field}.max_body_bytes"),
+            format!("must be at most {MAX_BODY_BYTES} (32 MiB)"),
         ));
     }
     if s.dedup_ttl_seconds == 0 {

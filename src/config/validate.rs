@@ -77,20 +77,8 @@ impl Settings {
             })?,
             None => raw.redis.min_replicas_acked.unwrap_or(0),
         };
-        // The WAIT runs inside the enqueue's time bound, so it must end before it. Checked only
-        // when it can matter (a WAIT happens, or the value is set), so that a short
-        // enqueue_timeout_ms alone stays valid.
         let replica_ack_timeout_ms = raw.redis.replica_ack_timeout_ms.unwrap_or(500);
-        if (min_replicas_acked > 0 || raw.redis.replica_ack_timeout_ms.is_some())
-            && !(1..enqueue_timeout_ms).contains(&replica_ack_timeout_ms)
-        {
-            return Err(ConfigError::at(
-                "redis.replica_ack_timeout_ms",
-                format!(
-                    "must be at least 1 and below redis.enqueue_timeout_ms ({enqueue_timeout_ms})"
-                ),
-            ));
-        }
+        let replica_ack_set = raw.redis.replica_ack_timeout_ms.is_some();
         let spool_dir = env("HOOKGATE_SPOOL_DIR")
             .filter(|d| !d.is_empty())
             .or(raw.spool.dir)
@@ -122,7 +110,7 @@ impl Settings {
             sources.push(validate_source(s, &field)?);
         }
 
-        Ok(Settings {
+        let settings = Settings {
             origin,
             server: ServerSettings {
                 bind,
@@ -174,7 +162,26 @@ impl Settings {
             admin_token: admin_token.map(Secret::new),
             sources,
             defaulted_secrets: Vec::new(),
-        })
+        };
+        // The WAIT runs inside the bound a batch waits for Redis (shorter than
+        // enqueue_timeout_ms with the spool on), so it must end before it. Checked only when it
+        // can matter (a WAIT happens, or the value is set), so that a short enqueue_timeout_ms
+        // alone stays valid.
+        let bound = crate::spool::redis_bound(&settings).as_millis() as u64;
+        if (min_replicas_acked > 0 || replica_ack_set)
+            && !(1..bound).contains(&replica_ack_timeout_ms)
+        {
+            let what = if settings.spool.enabled {
+                "the Redis bound with the spool on, redis.enqueue_timeout_ms capped at 3500"
+            } else {
+                "redis.enqueue_timeout_ms"
+            };
+            return Err(ConfigError::at(
+                "redis.replica_ack_timeout_ms",
+                format!("must be at least 1 and below {what} ({bound})"),
+            ));
+        }
+        Ok(settings)
     }
 }
 
@@ -223,14 +230,22 @@ mod tests {
             ("[spool]\nmax_byte=1", "unknown field `max_byte`"),
             (
                 "[redis]\nreplica_ack_timeout_ms=2000",
-                "redis.replica_ack_timeout_ms: must be at least 1 and below redis.enqueue_timeout_ms (2000)",
+                "redis.replica_ack_timeout_ms: must be at least 1 and below the Redis bound with the spool on, redis.enqueue_timeout_ms capped at 3500 (2000)",
             ),
             (
-                "[redis]\nmin_replicas_acked=1\nenqueue_timeout_ms=400",
+                "[redis]\nmin_replicas_acked=1\nenqueue_timeout_ms=400\n[spool]\nenabled=false",
                 "redis.replica_ack_timeout_ms: must be at least 1 and below redis.enqueue_timeout_ms (400)",
+            ),
+            (
+                "[redis]\nenqueue_timeout_ms=4500\nreplica_ack_timeout_ms=4000",
+                "redis.replica_ack_timeout_ms: must be at least 1 and below the Redis bound with the spool on, redis.enqueue_timeout_ms capped at 3500 (3500)",
             ),
             ("[redis]\nreplica_ack_timeout_ms=0", "redis.replica_ack_timeout_ms"),
             ("[redis]\nmin_replicas_acked=-1", "redis.min_replicas_acked"),
+            (
+                "[[sources]]\nname='a'\nkind='github'\nsecrets=['x']\nmax_body_bytes=33554433",
+                "sources[0] (a).max_body_bytes: must be at most 33554432 (32 MiB)",
+            ),
         ];
         for (text, expected) in cases {
             let err = load(text, &[]).expect_err(text).to_string();

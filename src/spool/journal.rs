@@ -1,6 +1,7 @@
 //! A replica's spool folder: numbered segment files of framed records, appended and fsync'd
 //! in groups, read back oldest first, removed once drained. A torn or damaged tail (a crash
-//! mid-write) is found when the folder is opened and cut off, never blocking start-up.
+//! mid-write) is found when the folder is opened and cut off, never blocking start-up;
+//! damaged bytes followed by whole records are skipped instead, keeping those records.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -41,6 +42,14 @@ pub struct Journal {
     bytes: u64,
     /// Roll to a new segment past this size.
     segment_bytes: u64,
+    /// The last segment could not be cut back after a failed append: the next one starts anew.
+    sealed: bool,
+    /// Damaged bytes followed by whole records, skipped when reading: (segment, start, end).
+    gaps: Vec<(u64, u64, u64)>,
+    /// A segment was created since the folder's last fsync.
+    unsynced_dir: bool,
+    #[cfg(test)]
+    pub(crate) faults: tests::Faults,
 }
 
 impl Journal {
@@ -87,6 +96,11 @@ impl Journal {
             events: 0,
             bytes: 0,
             segment_bytes: SEGMENT_BYTES,
+            sealed: false,
+            gaps: Vec::new(),
+            unsynced_dir: false,
+            #[cfg(test)]
+            faults: tests::Faults::default(),
         };
         journal.recover()?;
         Ok(Some(journal))
@@ -135,6 +149,17 @@ impl Journal {
                         offset += used;
                     }
                     Err(e) => {
+                        // Records after the damage were answered 2xx: skip it, never cut them
+                        // (in any segment: one with a gap is not the last for ever).
+                        if let Some(next) = next_frame(&data, offset) {
+                            let dir = self.dir.display();
+                            log::error!(
+                                "spool {dir}: damaged bytes {offset}..{next} of {n} skipped"
+                            );
+                            self.gaps.push((n, offset as u64, next as u64));
+                            offset = next;
+                            continue;
+                        }
                         let last = i + 1 == numbers.len();
                         log::warn!(
                             "spool {}: {} bytes at the end of segment {n} dropped ({e}{})",
@@ -170,27 +195,38 @@ impl Journal {
     }
 
     /// Appends the records and fsyncs once for all of them (group commit). On error nothing
-    /// of this call counts as spooled (a partial write is cut off at the next open).
+    /// of this call counts as spooled, and its partial bytes are cut off again so that later
+    /// appends follow the last whole record; when even the cut fails the segment is sealed
+    /// and the next append starts a new one.
     pub fn append(&mut self, records: &[SpoolRecord]) -> io::Result<()> {
         let mut buf = BytesMut::new();
         let mut sizes = Vec::with_capacity(records.len());
         for r in records {
             let before = buf.len();
-            r.encode(&mut buf);
+            r.encode(&mut buf)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             sizes.push((buf.len() - before) as u64);
         }
-        let full = self
-            .segments
-            .last()
-            .is_none_or(|&(_, len)| len >= self.segment_bytes);
+        let full = self.sealed
+            || self
+                .segments
+                .last()
+                .is_none_or(|&(_, len)| len >= self.segment_bytes);
         if full || self.active.is_none() {
             self.roll(full)?;
         }
-        let Some(file) = self.active.as_mut() else {
+        if self.unsynced_dir {
+            // A new segment's name must survive a crash too; tried again until it does.
+            self.sync_dir()?;
+            self.unsynced_dir = false;
+        }
+        let Some(&(n, len)) = self.segments.last() else {
             return Err(io::Error::other("no active segment"));
         };
-        file.write_all(&buf)?;
-        file.sync_data()?;
+        if let Err(e) = self.write_synced(&buf) {
+            self.cut_back(n, len);
+            return Err(e);
+        }
         if let Some(last) = self.segments.last_mut() {
             last.1 += buf.len() as u64;
         }
@@ -200,26 +236,78 @@ impl Journal {
         Ok(())
     }
 
+    fn write_synced(&mut self, buf: &[u8]) -> io::Result<()> {
+        let Some(file) = self.active.as_mut() else {
+            return Err(io::Error::other("no active segment"));
+        };
+        #[cfg(test)]
+        if let Some(at) = self.faults.write_after.take() {
+            file.write_all(&buf[..at.min(buf.len())])?;
+            return Err(io::Error::other("injected write failure"));
+        }
+        file.write_all(buf)?;
+        file.sync_data()
+    }
+
+    /// After a failed append: segment `n` back to `len` bytes, reopened by the next append;
+    /// sealed when it cannot be cut (its tail past `len` is then never read).
+    fn cut_back(&mut self, n: u64, len: u64) {
+        self.active = None;
+        #[cfg(test)]
+        if self.faults.cut {
+            self.sealed = true;
+            return;
+        }
+        let cut = OpenOptions::new()
+            .write(true)
+            .open(segment_path(&self.dir, n))
+            .and_then(|f| {
+                f.set_len(len)?;
+                f.sync_data()
+            });
+        if let Err(e) = cut {
+            log::error!(
+                "spool {}: segment {n} not cut back ({e}); sealed",
+                self.dir.display()
+            );
+            self.sealed = true;
+        }
+    }
+
     /// Opens the segment to append to: the last one, or a new one when `new` (or none).
+    /// A new one is recorded at once and the folder fsync'd by the append, so a failed fsync
+    /// leaves no file every later roll trips over; an empty file of its number is taken over.
     fn roll(&mut self, new: bool) -> io::Result<()> {
         if new || self.segments.is_empty() {
             let n = self.segments.last().map_or(1, |&(n, _)| n + 1);
-            let file = OpenOptions::new()
-                .create_new(true)
-                .append(true)
-                .open(segment_path(&self.dir, n))?;
-            // The new name must survive a crash too.
-            File::open(&self.dir)?.sync_all()?;
+            let path = segment_path(&self.dir, n);
+            let file = match OpenOptions::new().create_new(true).append(true).open(&path) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let file = OpenOptions::new().append(true).open(&path)?;
+                    if file.metadata()?.len() != 0 {
+                        return Err(e);
+                    }
+                    file
+                }
+                other => other?,
+            };
             self.segments.push((n, 0));
             self.active = Some(file);
+            self.sealed = false;
+            self.unsynced_dir = true;
         } else if let Some(&(n, _)) = self.segments.last() {
-            self.active = Some(
-                OpenOptions::new()
-                    .append(true)
-                    .open(segment_path(&self.dir, n))?,
-            );
+            let path = segment_path(&self.dir, n);
+            self.active = Some(OpenOptions::new().append(true).open(path)?);
         }
         Ok(())
+    }
+
+    fn sync_dir(&mut self) -> io::Result<()> {
+        #[cfg(test)]
+        if std::mem::take(&mut self.faults.dir_sync) {
+            return Err(io::Error::other("injected folder fsync failure"));
+        }
+        File::open(&self.dir)?.sync_all()
     }
 
     /// Up to `max` waiting records, oldest first, each with the position after it.
@@ -243,6 +331,11 @@ impl Journal {
             file.take(len - from).read_to_end(&mut data)?;
             let mut at = 0usize;
             while at < data.len() && out.len() < max {
+                if let Some(&(_, _, to)) = self.gaps.iter().find(|g| (g.0, g.1) == (n, from)) {
+                    at += (to - from) as usize;
+                    from = to;
+                    continue;
+                }
                 let (record, used) = SpoolRecord::decode(&data[at..])
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                 at += used;
@@ -309,6 +402,11 @@ impl Journal {
         self.segments = kept;
         Ok(())
     }
+}
+
+/// Where the next whole record after damaged bytes at `from` starts, if one does.
+fn next_frame(data: &[u8], from: usize) -> Option<usize> {
+    (from + 1..data.len()).find(|&at| SpoolRecord::decode(&data[at..]).is_ok())
 }
 
 fn segment_path(dir: &Path, n: u64) -> PathBuf {

@@ -40,6 +40,11 @@ pub enum FrameError {
     Damaged,
 }
 
+/// A record too large for a frame.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("a spool record of {0} bytes is past the limit of {MAX_PAYLOAD}")]
+pub struct TooLarge(pub usize);
+
 impl SpoolRecord {
     /// The record of a verified webhook of `source`.
     pub fn new(source: &str, event: &NewEvent) -> SpoolRecord {
@@ -68,8 +73,9 @@ impl SpoolRecord {
         }
     }
 
-    /// The record framed for the spool file.
-    pub fn encode(&self, out: &mut BytesMut) {
+    /// The record framed for the spool file; refused when its payload is past `MAX_PAYLOAD`,
+    /// which `decode` would call damage.
+    pub fn encode(&self, out: &mut BytesMut) -> Result<(), TooLarge> {
         let mut payload = BytesMut::with_capacity(64 + self.body.len() + self.headers.len());
         payload.put_slice(self.id.as_bytes());
         payload.put_i64_le(self.received_at_ms);
@@ -84,9 +90,13 @@ impl SpoolRecord {
             payload.put_u32_le(field.len() as u32);
             payload.put_slice(field);
         }
+        if payload.len() > MAX_PAYLOAD {
+            return Err(TooLarge(payload.len()));
+        }
         out.put_u32_le(payload.len() as u32);
         out.put_u32_le(crc32fast::hash(&payload));
         out.put_slice(&payload);
+        Ok(())
     }
 
     /// Reads the record at the start of `buf`; returns it and the bytes its frame took.
@@ -169,7 +179,7 @@ mod tests {
     fn a_record_reads_back_as_written() {
         let record = sample(7);
         let mut buf = BytesMut::new();
-        record.encode(&mut buf);
+        record.encode(&mut buf).expect("fits");
         let (back, used) = SpoolRecord::decode(&buf).expect("decodes");
         assert_eq!((back, used), (record, buf.len()));
     }
@@ -177,7 +187,7 @@ mod tests {
     #[test]
     fn a_record_cut_anywhere_is_torn_and_a_flipped_bit_is_damage() {
         let mut buf = BytesMut::new();
-        sample(1).encode(&mut buf);
+        sample(1).encode(&mut buf).expect("fits");
         for cut in 0..buf.len() {
             assert_eq!(
                 SpoolRecord::decode(&buf[..cut]).map(|_| ()),
@@ -194,5 +204,14 @@ mod tests {
                 "bit flipped at {i}"
             );
         }
+    }
+
+    #[test]
+    fn a_payload_past_the_limit_is_refused_not_written() {
+        let mut record = sample(1);
+        record.body = Bytes::from(vec![b'x'; MAX_PAYLOAD]);
+        let mut buf = BytesMut::new();
+        assert!(matches!(record.encode(&mut buf), Err(TooLarge(n)) if n > MAX_PAYLOAD));
+        assert!(buf.is_empty(), "nothing framed");
     }
 }

@@ -34,9 +34,11 @@ pub enum SpoolError {
     Closed,
 }
 
+type Reply = tokio::sync::oneshot::Sender<Result<Spooled, SpoolError>>;
+
 struct Request {
     record: SpoolRecord,
-    reply: tokio::sync::oneshot::Sender<Result<Spooled, SpoolError>>,
+    reply: Reply,
 }
 
 /// A handle to the writer thread of this replica's own spool folder.
@@ -86,16 +88,20 @@ fn write_group(journal: &Mutex<Journal>, max_bytes: u64, group: Vec<Request>) {
         return;
     };
     let (_, mut bytes) = journal.figures();
-    let mut in_group: HashMap<(String, String), Uuid> = HashMap::new();
+    // (source, key) of each record of this group, and the repeats of it that wait on its write.
+    let mut in_group: HashMap<(String, String), usize> = HashMap::new();
     let mut records = Vec::new();
     let mut waiting = Vec::new();
+    let mut repeats: Vec<(usize, Reply)> = Vec::new();
     for Request { record, reply } in group {
-        let key = (record.source.clone(), record.key.clone());
-        if let Some(id) = journal
-            .find(&record.source, &record.key)
-            .or_else(|| in_group.get(&key).copied())
-        {
+        if let Some(id) = journal.find(&record.source, &record.key) {
             let _ = reply.send(Ok(Spooled::Duplicate { id }));
+            continue;
+        }
+        let key = (record.source.clone(), record.key.clone());
+        // Answered once the first is on disk, with its fate: never 2xx for a failed write.
+        if let Some(&first) = in_group.get(&key) {
+            repeats.push((first, reply));
             continue;
         }
         // Framing plus payload, close enough for a bound.
@@ -105,7 +111,7 @@ fn write_group(journal: &Mutex<Journal>, max_bytes: u64, group: Vec<Request>) {
             continue;
         }
         bytes += size;
-        in_group.insert(key, record.id);
+        in_group.insert(key, records.len());
         waiting.push((record.id, reply));
         records.push(record);
     }
@@ -113,11 +119,17 @@ fn write_group(journal: &Mutex<Journal>, max_bytes: u64, group: Vec<Request>) {
         return;
     }
     let written = journal.append(&records);
+    let answer = |spooled: Spooled| match &written {
+        Ok(()) => Ok(spooled),
+        Err(e) => Err(SpoolError::Io(e.to_string())),
+    };
+    for (first, reply) in repeats {
+        let _ = reply.send(answer(Spooled::Duplicate {
+            id: records[first].id,
+        }));
+    }
     for (id, reply) in waiting {
-        let _ = reply.send(match &written {
-            Ok(()) => Ok(Spooled::Written { id }),
-            Err(e) => Err(SpoolError::Io(e.to_string())),
-        });
+        let _ = reply.send(answer(Spooled::Written { id }));
     }
     if let Err(e) = written {
         log::error!("spool {}: write failed: {e}", journal.dir().display());
@@ -157,6 +169,67 @@ mod tests {
             Err(SpoolError::Full { max_bytes: 4096 })
         ));
         assert_eq!(journal.lock().expect("lock").figures().0, 20);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// One group of `records`, as the writer thread would take it; the answers in order.
+    fn one_group(
+        journal: &Mutex<Journal>,
+        records: Vec<SpoolRecord>,
+    ) -> Vec<Result<Spooled, SpoolError>> {
+        let (group, answers): (Vec<_>, Vec<_>) = records
+            .into_iter()
+            .map(|record| {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                (Request { record, reply }, answer)
+            })
+            .unzip();
+        write_group(journal, u64::MAX, group);
+        answers
+            .into_iter()
+            .map(|mut a| a.try_recv().expect("answered"))
+            .collect()
+    }
+
+    #[test]
+    fn a_repeat_in_the_same_group_gets_the_first_ones_fate() {
+        let dir = std::env::temp_dir().join(format!("hookgate-spool-{}", Uuid::new_v4()));
+        let journal = Mutex::new(Journal::open(&dir).expect("open").expect("free"));
+        let first = sample(1);
+        let mut repeat = first.clone();
+        repeat.id = Uuid::now_v7();
+
+        journal.lock().expect("lock").faults.write_after = Some(10);
+        let answers = one_group(&journal, vec![first.clone(), repeat.clone()]);
+        assert!(matches!(answers[0], Err(SpoolError::Io(_))));
+        assert!(
+            matches!(answers[1], Err(SpoolError::Io(_))),
+            "no 2xx for a write that failed: {:?}",
+            answers[1]
+        );
+
+        let answers = one_group(&journal, vec![first.clone(), repeat]);
+        assert_eq!(
+            answers[0].as_ref().ok(),
+            Some(&Spooled::Written { id: first.id })
+        );
+        assert_eq!(
+            answers[1].as_ref().ok(),
+            Some(&Spooled::Duplicate { id: first.id })
+        );
+        assert_eq!(journal.lock().expect("lock").figures().0, 1);
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn a_record_past_the_frame_limit_is_refused() {
+        let dir = std::env::temp_dir().join(format!("hookgate-spool-{}", Uuid::new_v4()));
+        let journal = Mutex::new(Journal::open(&dir).expect("open").expect("free"));
+        let mut big = sample(1);
+        big.body = bytes::Bytes::from(vec![b'x'; crate::spool::record::MAX_PAYLOAD]);
+        let answers = one_group(&journal, vec![big]);
+        assert!(matches!(answers[0], Err(SpoolError::Io(_))));
+        assert_eq!(journal.lock().expect("lock").figures().0, 0);
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }
