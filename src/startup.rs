@@ -167,7 +167,7 @@ impl Application {
         // Redis as soon as one of them finds it down.
         let circuit = Arc::new(RedisCircuit::default());
         telemetry::describe_durable_ingest();
-        let redis_bound = spool::redis_bound(&settings);
+        let redis_bound = settings.redis_bound();
         let min_replicas_acked = settings.redis.min_replicas_acked;
         let replica_ack_timeout = Duration::from_millis(settings.redis.replica_ack_timeout_ms);
         let spool = spool::start(

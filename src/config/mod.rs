@@ -69,7 +69,22 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// Time a webhook may take to be spooled once Redis gave up on it: the sender's wait is the
+/// Redis bound plus this.
+pub const SPOOL_MARGIN: std::time::Duration = std::time::Duration::from_millis(1000);
+
 impl Settings {
+    /// How long a batch may wait for Redis before it goes to the spool: the configured bound,
+    /// less the spool's margin when that would take the sender past 4.5 s.
+    pub fn redis_bound(&self) -> std::time::Duration {
+        let bound = std::time::Duration::from_millis(self.redis.enqueue_timeout_ms);
+        if self.spool.enabled {
+            bound.min(std::time::Duration::from_millis(4_500) - SPOOL_MARGIN)
+        } else {
+            bound
+        }
+    }
+
     /// Loads the configuration the way `hookgate` does: `--config`, else `HOOKGATE_CONFIG`,
     /// else `./hookgate.toml` when present, else built-in defaults.
     pub fn load(cli_path: Option<&Path>, env: Env<'_>) -> Result<Settings, ConfigError> {

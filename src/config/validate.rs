@@ -167,7 +167,7 @@ impl Settings {
         // enqueue_timeout_ms with the spool on), so it must end before it. Checked only when it
         // can matter (a WAIT happens, or the value is set), so that a short enqueue_timeout_ms
         // alone stays valid.
-        let bound = crate::spool::redis_bound(&settings).as_millis() as u64;
+        let bound = settings.redis_bound().as_millis() as u64;
         if (min_replicas_acked > 0 || replica_ack_set)
             && !(1..bound).contains(&replica_ack_timeout_ms)
         {

@@ -27,7 +27,7 @@ use crate::source::Sources;
 
 /// Time a webhook may take to be spooled once Redis gave up on it: the sender's wait is the
 /// Redis bound plus this.
-pub const SPOOL_MARGIN: Duration = Duration::from_millis(1000);
+pub use crate::config::SPOOL_MARGIN;
 
 /// What the spool holds, for `/ready`: updated by the drainer on each pass.
 #[derive(Debug, Default)]
@@ -98,15 +98,4 @@ pub fn start(
     };
     actix_web::rt::spawn(drainer.run());
     Ok(Some(Spool { writer, figures }))
-}
-
-/// How long a batch may wait for Redis before it goes to the spool: the configured bound,
-/// less the spool's margin when that would take the sender past 4.5 s.
-pub fn redis_bound(settings: &Settings) -> Duration {
-    let bound = Duration::from_millis(settings.redis.enqueue_timeout_ms);
-    if settings.spool.enabled {
-        bound.min(Duration::from_millis(4_500) - SPOOL_MARGIN)
-    } else {
-        bound
-    }
 }
