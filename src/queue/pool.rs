@@ -25,7 +25,11 @@ impl RedisManager {
                 .set_connection_timeout(Some(Duration::from_secs(1)))
                 .set_response_timeout(Some(response_timeout))
                 // bb8 retries the connect itself, up to its own timeout.
-                .set_number_of_retries(1),
+                .set_number_of_retries(1)
+                // The one retry comes soon: with the default 100 ms back-off, webhooks that
+                // arrive while a dead Redis is found out would wait that long before the spool.
+                .set_min_delay(Duration::from_millis(10))
+                .set_max_delay(Duration::from_millis(50)),
         })
     }
 }
