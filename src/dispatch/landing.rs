@@ -38,40 +38,28 @@ pub struct Landing {
 }
 
 impl Landing {
-    /// Lands every webhook of `batch`, in Redis when it can, else in the spool.
-    pub(super) async fn land(&self, source: &Source, batch: &[Waiting]) -> Vec<Landed> {
-        if self.circuit.mode() == RedisMode::Down {
-            if let Some(spool) = &self.spool {
-                let mut landed = spool_all(spool, source, batch.iter()).await;
-                let refused: Vec<usize> = (0..landed.len())
-                    .filter(|&i| matches!(landed[i], Landed::Spool(Err(_))))
-                    .collect();
-                if !refused.is_empty() {
-                    // The spool is full or its disk failing: Redis may be back already, and
-                    // a try costs less than a 503 (Chatwoot and GitHub never retry).
-                    let retry: Vec<&Waiting> = refused.iter().map(|&i| &batch[i]).collect();
-                    for (i, l) in refused
-                        .into_iter()
-                        .zip(self.redis_only(source, &retry).await)
-                    {
-                        if !matches!(l, Landed::Nowhere(_)) {
-                            landed[i] = l;
-                        }
-                    }
-                }
-                return landed;
-            }
+    /// Lands every webhook of `batch`, in Redis when it can, else in the spool. `waited` is
+    /// how long the oldest of them waited behind the previous batch: Redis gets what is left
+    /// of its bound, and a batch left with less than half goes to the spool at once.
+    pub(super) async fn land(
+        &self,
+        source: &Source,
+        batch: &[Waiting],
+        waited: Duration,
+    ) -> Vec<Landed> {
+        let budget = self.redis_timeout.saturating_sub(waited);
+        if self.spool.is_some()
+            && (self.circuit.mode() == RedisMode::Down || budget < self.redis_timeout / 2)
+        {
+            return self.spool_first(source, batch, budget).await;
         }
         let all: Vec<&Waiting> = batch.iter().collect();
-        let redis = actix_web::rt::time::timeout(self.redis_timeout, self.enqueue(source, &all));
+        let redis = actix_web::rt::time::timeout(budget, self.enqueue(source, &all));
         let outcomes = match redis.await {
             Ok(Ok(outcomes)) => outcomes,
             Ok(Err(e)) => return self.fall_back(source, batch, e).await,
             Err(_) => {
-                let e = DispatchError::Redis(format!(
-                    "no answer within {} ms",
-                    self.redis_timeout.as_millis()
-                ));
+                let e = DispatchError::Redis(format!("no answer within {} ms", budget.as_millis()));
                 return self.fall_back(source, batch, e).await;
             }
         };
@@ -121,8 +109,48 @@ impl Landing {
     }
 
     /// Redis alone (the spool refused these): Nowhere for whatever Redis does not take.
-    async fn redis_only(&self, source: &Source, batch: &[&Waiting]) -> Vec<Landed> {
-        let redis = actix_web::rt::time::timeout(self.redis_timeout, self.enqueue(source, batch));
+    /// A webhook that cannot wait its turn behind the others: the spool, else Redis.
+    pub(super) async fn land_late(&self, source: &Source, batch: &[Waiting]) -> Vec<Landed> {
+        self.spool_first(source, batch, self.redis_timeout).await
+    }
+
+    /// The spool first; what it refuses (full, a failing disk, no answer in time) gets a try
+    /// in Redis within `budget`: Redis may be back already, and a try costs less than a 503
+    /// (Chatwoot and GitHub never retry). Without a spool, Redis alone.
+    async fn spool_first(
+        &self,
+        source: &Source,
+        batch: &[Waiting],
+        budget: Duration,
+    ) -> Vec<Landed> {
+        let Some(spool) = &self.spool else {
+            let all: Vec<&Waiting> = batch.iter().collect();
+            return self.redis_only(source, &all, budget).await;
+        };
+        let mut landed = spool_all(spool, source, batch.iter()).await;
+        let refused: Vec<usize> = (0..landed.len())
+            .filter(|&i| matches!(landed[i], Landed::Spool(Err(_))))
+            .collect();
+        if !refused.is_empty() {
+            let retry: Vec<&Waiting> = refused.iter().map(|&i| &batch[i]).collect();
+            let tried = self.redis_only(source, &retry, budget).await;
+            for (i, l) in refused.into_iter().zip(tried) {
+                if !matches!(l, Landed::Nowhere(_)) {
+                    landed[i] = l;
+                }
+            }
+        }
+        landed
+    }
+
+    /// Redis alone (the spool refused these): Nowhere for whatever Redis does not take.
+    async fn redis_only(
+        &self,
+        source: &Source,
+        batch: &[&Waiting],
+        budget: Duration,
+    ) -> Vec<Landed> {
+        let redis = actix_web::rt::time::timeout(budget, self.enqueue(source, batch));
         match redis.await {
             Ok(Ok((outcomes, true))) => outcomes.into_iter().map(Landed::Redis).collect(),
             Ok(Ok((_, false))) => batch

@@ -61,10 +61,16 @@ const AUDIT_BATCH: usize = 256;
 const MAX_BATCH: usize = 256;
 const MAX_BATCH_BYTES: usize = 4 << 20;
 
+/// Webhooks of one source waiting for its next batch, at most: past it (Redis slow, not yet
+/// failed) a webhook lands on its own, in the spool when there is one.
+const MAX_WAITING: usize = 4096;
+
 /// A webhook waiting for its source's next batch.
 struct Waiting {
     event: NewEvent,
     reply: oneshot::Sender<Result<Enqueued, DispatchError>>,
+    /// When it reached the Dispatcher: its wait counts against the sender's deadline.
+    arrived: std::time::Instant,
 }
 
 /// The webhooks of one source that arrived while its last batch was in Redis.
@@ -125,8 +131,13 @@ impl Dispatcher {
         let source = queue.source.clone();
         let landing = self.landing.clone();
         let name = name.to_string();
+        // The oldest webhook has waited behind the previous batch: that time is gone from
+        // its sender's deadline.
+        let waited = batch
+            .first()
+            .map_or(Duration::ZERO, |w| w.arrived.elapsed());
         let work = async move {
-            let landed = landing.land(&source, &batch).await;
+            let landed = landing.land(&source, &batch, waited).await;
             (batch, landed, source)
         };
         ctx.spawn(
@@ -144,7 +155,7 @@ impl Dispatcher {
     /// Answers each webhook of a finished batch and keeps the audit rows of the new ones.
     fn settle(&mut self, source: &Arc<Source>, batch: Vec<Waiting>, landed: Vec<Landed>) {
         let mut woken = false;
-        for (Waiting { event, reply }, landed) in batch.into_iter().zip(landed) {
+        for (Waiting { event, reply, .. }, landed) in batch.into_iter().zip(landed) {
             let id = event.id.to_string();
             let answer = match landed {
                 Landed::Nowhere(e) => Err(e),
@@ -215,17 +226,38 @@ impl Handler<Enqueue> for Dispatcher {
     fn handle(&mut self, msg: Enqueue, ctx: &mut Self::Context) -> Self::Result {
         let Enqueue { source, event } = msg;
         let (reply, answer) = oneshot::channel();
+        let waiting = Waiting {
+            event,
+            reply,
+            arrived: std::time::Instant::now(),
+        };
         let name = source.config.name.clone();
-        self.queues
+        let queue = self
+            .queues
             .entry(name.clone())
             .or_insert_with(|| SourceQueue {
                 source,
                 waiting: Vec::new(),
                 in_flight: false,
-            })
-            .waiting
-            .push(Waiting { event, reply });
-        self.flush(&name, ctx);
+            });
+        if queue.waiting.len() >= MAX_WAITING {
+            // Redis is slow enough for webhooks to pile up: this one does not queue behind
+            // them (memory, and its sender's deadline).
+            let source = queue.source.clone();
+            let landing = self.landing.clone();
+            let work = async move {
+                let batch = vec![waiting];
+                let landed = landing.land_late(&source, &batch).await;
+                (batch, landed, source)
+            };
+            ctx.spawn(
+                work.into_actor(self)
+                    .map(|(batch, landed, source), act, _| act.settle(&source, batch, landed)),
+            );
+        } else {
+            queue.waiting.push(waiting);
+            self.flush(&name, ctx);
+        }
         Box::pin(async move { answer.await.unwrap_or(Err(DispatchError::Stopped)) })
     }
 }

@@ -65,19 +65,10 @@ impl Drainer {
         loop {
             if adopted_at.elapsed() >= ADOPT_EVERY {
                 // Adoption reads whole folders: off the async thread.
-                let mut folders = self.folders;
-                self.folders = match web::block(move || {
-                    folders.adopt_free();
-                    folders
-                })
-                .await
-                {
-                    Ok(folders) => folders,
-                    Err(e) => {
-                        log::error!("spool: the adoption thread failed ({e}); draining stops");
-                        return;
-                    }
+                let Some(folders) = on_disk(self.folders, Folders::adopt_free_all).await else {
+                    return;
                 };
+                self.folders = folders;
                 adopted_at = Instant::now();
             }
             let mut moved = 0;
@@ -100,7 +91,11 @@ impl Drainer {
                         }
                     }
                 }
-                self.folders.release_drained();
+                // Removing drained folders touches the disk: off the async thread too.
+                let Some(folders) = on_disk(self.folders, Folders::release_drained).await else {
+                    return;
+                };
+                self.folders = folders;
             }
             let (events, bytes) = self.folders.figures();
             let (_, own_bytes) = self.folders.own_figures();
@@ -260,6 +255,23 @@ impl Drainer {
                     self.timeout.as_millis()
                 )
             })?
+    }
+}
+
+/// Runs `work` on the folders on a blocking thread (it reads or removes files) and hands
+/// them back; None, logged, when that thread failed.
+async fn on_disk(mut folders: Folders, work: fn(&mut Folders)) -> Option<Folders> {
+    match web::block(move || {
+        work(&mut folders);
+        folders
+    })
+    .await
+    {
+        Ok(folders) => Some(folders),
+        Err(e) => {
+            log::error!("spool: a blocking thread failed ({e}); draining stops");
+            None
+        }
     }
 }
 
