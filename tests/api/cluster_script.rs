@@ -3,6 +3,23 @@
 use crate::cluster::{free_port_range, Cluster};
 use crate::helpers::TestEnv;
 
+/// A temporary folder, removed when dropped (also when the test fails).
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let dir = std::env::temp_dir().join(format!("hookgate-cluster-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("folder");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A configuration with one source of this name, on the test's Redis prefix and database.
 fn config_with_source(env: &TestEnv, dir: &std::path::Path, source: &str) -> std::path::PathBuf {
     let settings = env.settings("");
@@ -35,8 +52,8 @@ secrets = ["s"]
 #[actix_web::test]
 async fn a_second_start_runs_the_callers_configuration_not_the_saved_one() {
     let env = TestEnv::new();
-    let dir = std::env::temp_dir().join(format!("hookgate-cluster-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).expect("folder");
+    let folder = TempDir::new();
+    let dir = folder.0.clone();
     let first = Cluster {
         dir: dir.join("cluster"),
         port: free_port_range(1),
@@ -65,5 +82,4 @@ async fn a_second_start_runs_the_callers_configuration_not_the_saved_one() {
     assert_eq!((beta.as_u16(), alpha.as_u16()), (401, 404));
     second.run(&["stop"]).await;
     drop(first);
-    let _ = std::fs::remove_dir_all(&dir);
 }
