@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::queue::RedisPool;
+use crate::queue::{RedisPool, ReplicaAcks};
 
 /// What the replica does with a webhook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,16 +81,15 @@ impl RedisCircuit {
         });
     }
 
-    /// While the circuit is open, tries a small write every [`PROBE_INTERVAL`] (that
-    /// `replicas` replicas acknowledge within `ack_timeout`, when asked for); closes it on
-    /// success. Runs for the life of the process.
+    /// While the circuit is open, tries a small write every [`PROBE_INTERVAL`] (that the
+    /// replicas of `acks` acknowledge, when asked for); closes it on success. Runs for the
+    /// life of the process.
     pub async fn probe_forever(
         &self,
         pool: RedisPool,
         key: String,
         timeout: Duration,
-        replicas: u32,
-        ack_timeout: Duration,
+        acks: ReplicaAcks,
     ) {
         let mut interval = actix_web::rt::time::interval(PROBE_INTERVAL);
         loop {
@@ -100,7 +99,7 @@ impl RedisCircuit {
             }
             let write = async {
                 let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-                if replicas == 0 {
+                if acks.replicas == 0 {
                     return redis::cmd("SET")
                         .arg(&key)
                         .arg(1)
@@ -110,9 +109,13 @@ impl RedisCircuit {
                         .await
                         .map_err(|e| e.to_string());
                 }
-                match crate::queue::replicated(&mut *conn, &key, replicas, ack_timeout).await {
+                match crate::queue::replicated(&mut *conn, &key, acks.replicas, acks.timeout).await
+                {
                     Ok(true) => Ok(()),
-                    Ok(false) => Err(format!("fewer than {replicas} replicas acknowledged")),
+                    Ok(false) => Err(format!(
+                        "fewer than {} replicas acknowledged",
+                        acks.replicas
+                    )),
                     Err(e) => Err(e.to_string()),
                 }
             };

@@ -168,15 +168,15 @@ impl Application {
         let circuit = Arc::new(RedisCircuit::default());
         telemetry::describe_durable_ingest();
         let redis_bound = settings.redis_bound();
-        let min_replicas_acked = settings.redis.min_replicas_acked;
-        let replica_ack_timeout = Duration::from_millis(settings.redis.replica_ack_timeout_ms);
+        let acks = queue::ReplicaAcks::from_settings(&settings.redis);
         let spool = spool::start(
             &settings,
             redis.clone(),
             sources.clone(),
             circuit.clone(),
             audit.clone(),
-        )?;
+        )
+        .await?;
         let ingest_state = web::Data::new(IngestState {
             sources,
             stats,
@@ -212,13 +212,7 @@ impl Application {
         );
         actix_web::rt::spawn(async move {
             probe
-                .probe_forever(
-                    probe_pool,
-                    probe_key,
-                    redis_bound,
-                    min_replicas_acked,
-                    replica_ack_timeout,
-                )
+                .probe_forever(probe_pool, probe_key, redis_bound, acks)
                 .await;
         });
         let factory_audit = audit.clone();
@@ -243,8 +237,7 @@ impl Application {
                 circuit: circuit.clone(),
                 spool: spool.as_ref().map(|s| s.writer.clone()),
                 redis_timeout: redis_bound,
-                min_replicas_acked,
-                replica_ack_timeout,
+                acks,
             };
             let dispatcher = Dispatcher::new(landing, factory_audit.clone()).start();
             App::new()

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 
 use super::{DispatchError, Waiting};
-use crate::queue::{enqueue_batch, replicated, EnqueueItem, EnqueueOutcome, RedisPool};
+use crate::queue::{enqueue_acked, EnqueueItem, EnqueueOutcome, RedisPool, ReplicaAcks};
 use crate::redis_circuit::{RedisCircuit, RedisMode, Signal};
 use crate::source::Source;
 use crate::spool::{SpoolError, SpoolRecord, SpoolWriter, Spooled, SPOOL_MARGIN};
@@ -31,10 +31,8 @@ pub struct Landing {
     pub spool: Option<SpoolWriter>,
     /// How long a batch may wait for Redis before it goes to the spool.
     pub redis_timeout: Duration,
-    /// Replicas that must have a batch (`WAIT n`) before it is answered queued; 0: none.
-    pub min_replicas_acked: u32,
-    /// The `WAIT` bound.
-    pub replica_ack_timeout: Duration,
+    /// Replicas that must have a batch (`WAIT n`) before it is answered queued.
+    pub acks: ReplicaAcks,
 }
 
 impl Landing {
@@ -96,8 +94,8 @@ impl Landing {
             // duplicate of this event (same id) once the replicas have caught up.
             let e = DispatchError::Redis(format!(
                 "fewer than {} replicas acknowledged within {} ms",
-                self.min_replicas_acked,
-                self.replica_ack_timeout.as_millis()
+                self.acks.replicas,
+                self.acks.timeout.as_millis()
             ));
             for i in failed {
                 if !matches!(landed[i], Landed::Redis(EnqueueOutcome::Failed { .. })) {
@@ -202,29 +200,16 @@ impl Landing {
             .get()
             .await
             .map_err(|e| DispatchError::Connection(e.to_string()))?;
-        let outcomes = enqueue_batch(
+        enqueue_acked(
             &mut *conn,
             &self.script,
-            &source.keys.stream,
+            &source.keys,
             source.config.dedup_ttl_seconds,
             &items,
+            self.acks,
         )
         .await
-        .map_err(|e| DispatchError::Redis(e.to_string()))?;
-        if self.min_replicas_acked == 0 {
-            return Ok((outcomes, true));
-        }
-        // Also when this batch wrote nothing: a key "seen" may be our own first try, written
-        // by a call whose answer was lost, and not on the replicas yet.
-        let replicated = replicated(
-            &mut *conn,
-            &source.keys.replication_marker,
-            self.min_replicas_acked,
-            self.replica_ack_timeout,
-        )
-        .await
-        .map_err(|e| DispatchError::Redis(e.to_string()))?;
-        Ok((outcomes, replicated))
+        .map_err(|e| DispatchError::Redis(e.to_string()))
     }
 }
 

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use crate::audit::{AuditWriter, NewEventBatch, NewEventRecord};
 use crate::queue::EnqueueOutcome;
 use crate::source::Source;
-use crate::spool::{SpoolError, Spooled};
+use crate::spool::Spooled;
 
 mod landing;
 
@@ -189,9 +189,7 @@ impl Dispatcher {
                 Landed::Spool(Ok(Spooled::Duplicate { id })) => {
                     Ok(Enqueued::Duplicate { id: id.to_string() })
                 }
-                Landed::Spool(Err(
-                    e @ (SpoolError::Full { .. } | SpoolError::Io(_) | SpoolError::Closed),
-                )) => Err(DispatchError::Spool(e.to_string())),
+                Landed::Spool(Err(e)) => Err(DispatchError::Spool(e.to_string())),
             };
             // The sender may have given up (timeout); nothing to answer then.
             let _ = reply.send(answer);

@@ -94,6 +94,46 @@ pub async fn enqueue_batch(
         .collect())
 }
 
+/// Replicas that must have a write before it counts (`redis.min_replicas_acked`), and how long
+/// to wait for them.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicaAcks {
+    /// 0: none asked for.
+    pub replicas: u32,
+    pub timeout: std::time::Duration,
+}
+
+impl ReplicaAcks {
+    /// From the Redis settings.
+    pub fn from_settings(settings: &crate::config::RedisSettings) -> ReplicaAcks {
+        ReplicaAcks {
+            replicas: settings.min_replicas_acked,
+            timeout: std::time::Duration::from_millis(settings.replica_ack_timeout_ms),
+        }
+    }
+}
+
+/// [`enqueue_batch`], then, when replicas are asked for, [`replicated`] on the same
+/// connection: the outcomes, and whether the replicas have them. The check runs also when
+/// the batch wrote nothing: a key "seen" may be our own first try, written by a call whose
+/// answer was lost, and not on the replicas yet.
+pub async fn enqueue_acked(
+    conn: &mut impl redis::aio::ConnectionLike,
+    script: &redis::Script,
+    keys: &crate::source::SourceKeys,
+    dedup_ttl_seconds: u64,
+    items: &[EnqueueItem<'_>],
+    acks: ReplicaAcks,
+) -> redis::RedisResult<(Vec<EnqueueOutcome>, bool)> {
+    let outcomes = enqueue_batch(conn, script, &keys.stream, dedup_ttl_seconds, items).await?;
+    if acks.replicas == 0 {
+        return Ok((outcomes, true));
+    }
+    let replicated =
+        replicated(conn, &keys.replication_marker, acks.replicas, acks.timeout).await?;
+    Ok((outcomes, replicated))
+}
+
 /// Whether `replicas` replicas have every write Redis took before this call: a marker write
 /// and `WAIT` in one pipeline. Replication is ordered, so a replica that has the marker has
 /// all before it, whichever connection wrote it; and a pipeline run again on a fresh

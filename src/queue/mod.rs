@@ -7,7 +7,10 @@ mod pool;
 mod settle;
 mod trim;
 
-pub use enqueue::{enqueue_batch, replicated, EnqueueItem, EnqueueOutcome, ENQUEUE_BATCH_LUA};
+pub use enqueue::{
+    enqueue_acked, enqueue_batch, replicated, EnqueueItem, EnqueueOutcome, ReplicaAcks,
+    ENQUEUE_BATCH_LUA,
+};
 pub use groups::{ensure_group, is_nogroup, stream_groups};
 pub use pool::{pool, HealingConnection, RedisManager, RedisPool};
 pub use settle::{

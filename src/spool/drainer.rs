@@ -15,7 +15,7 @@ use super::journal::Position;
 use super::record::SpoolRecord;
 use crate::audit::{AuditWriter, NewEventBatch, NewEventRecord};
 use crate::queue::{
-    enqueue_batch, replicated, EnqueueItem, EnqueueOutcome, RedisPool, ENQUEUE_BATCH_LUA,
+    enqueue_acked, EnqueueItem, EnqueueOutcome, RedisPool, ReplicaAcks, ENQUEUE_BATCH_LUA,
 };
 use crate::redis_circuit::{RedisCircuit, RedisMode, Signal};
 use crate::source::{Source, Sources};
@@ -52,9 +52,8 @@ pub struct Drainer {
     pub audit: Addr<AuditWriter>,
     /// Bound of one enqueue call.
     pub timeout: Duration,
-    /// Replicas that must have what is drained before it leaves the spool; 0: none.
-    pub min_replicas_acked: u32,
-    pub replica_ack_timeout: Duration,
+    /// Replicas that must have what is drained before it leaves the spool.
+    pub acks: ReplicaAcks,
 }
 
 impl Drainer {
@@ -65,7 +64,11 @@ impl Drainer {
         loop {
             if adopted_at.elapsed() >= ADOPT_EVERY {
                 // Adoption reads whole folders: off the async thread.
-                let Some(folders) = on_disk(self.folders, Folders::adopt_free_all).await else {
+                let Some(folders) = on_disk(self.folders, |f| {
+                    f.adopt_free();
+                })
+                .await
+                else {
                     return;
                 };
                 self.folders = folders;
@@ -220,29 +223,21 @@ impl Drainer {
             .collect();
         let attempt = async {
             let mut conn = self.redis.get().await.map_err(|e| e.to_string())?;
-            let outcomes = enqueue_batch(
+            let (outcomes, replicated) = enqueue_acked(
                 &mut *conn,
                 script,
-                &source.keys.stream,
+                &source.keys,
                 source.config.dedup_ttl_seconds,
                 &items,
+                self.acks,
             )
             .await
             .map_err(|e| e.to_string())?;
             // Leaving the spool is final: the webhooks must be where a failover keeps them.
-            if self.min_replicas_acked > 0
-                && !replicated(
-                    &mut *conn,
-                    &source.keys.replication_marker,
-                    self.min_replicas_acked,
-                    self.replica_ack_timeout,
-                )
-                .await
-                .map_err(|e| e.to_string())?
-            {
+            if !replicated {
                 return Err(format!(
                     "fewer than {} replicas acknowledged drained webhooks",
-                    self.min_replicas_acked
+                    self.acks.replicas
                 ));
             }
             Ok(outcomes)
@@ -260,7 +255,10 @@ impl Drainer {
 
 /// Runs `work` on the folders on a blocking thread (it reads or removes files) and hands
 /// them back; None, logged, when that thread failed.
-async fn on_disk(mut folders: Folders, work: fn(&mut Folders)) -> Option<Folders> {
+async fn on_disk(
+    mut folders: Folders,
+    work: impl FnOnce(&mut Folders) + Send + 'static,
+) -> Option<Folders> {
     match web::block(move || {
         work(&mut folders);
         folders

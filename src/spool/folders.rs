@@ -133,11 +133,6 @@ impl Folders {
         });
     }
 
-    /// [`Folders::adopt_free`], its count left out.
-    pub fn adopt_free_all(&mut self) {
-        self.adopt_free();
-    }
-
     /// Removes adopted folders that are drained: their replica is gone and nothing is left.
     /// The folder is first renamed to a dot-name while still locked, so that a replica
     /// starting again under its old name makes a new folder instead of writing into one

@@ -55,29 +55,30 @@ pub struct Spool {
 }
 
 /// Opens this replica's spool folder (adopting those of replicas that are gone), starts its
-/// writer thread and its drainer. None when `spool.enabled` is false.
-pub fn start(
+/// writer thread and its drainer. None when `spool.enabled` is false. Opening reads every
+/// folder through, so it runs on a blocking thread, not the one that starts the server.
+pub async fn start(
     settings: &Settings,
     redis: RedisPool,
     sources: Sources,
     circuit: Arc<RedisCircuit>,
     audit: Addr<AuditWriter>,
-) -> Result<Option<Spool>, FolderError> {
+) -> anyhow::Result<Option<Spool>> {
     if !settings.spool.enabled {
         return Ok(None);
     }
-    let folders = Folders::open(&settings.spool.dir, &settings.server.replica_id)?;
-    let (events, bytes) = folders.figures();
-    log::info!(
-        "spool: {} ({} webhooks, {} bytes waiting)",
-        settings
-            .spool
-            .dir
-            .join(&settings.server.replica_id)
-            .display(),
-        events,
-        bytes
+    let (root, replica_id) = (
+        settings.spool.dir.clone(),
+        settings.server.replica_id.clone(),
     );
+    let folders = actix_web::web::block(move || Folders::open(&root, &replica_id)).await??;
+    let (events, bytes) = folders.figures();
+    let own = folders
+        .own()
+        .lock()
+        .map(|j| j.dir().display().to_string())
+        .unwrap_or_default();
+    log::info!("spool: {own} ({events} webhooks, {bytes} bytes waiting, adopted folders included)");
     let writer = SpoolWriter::start(folders.own(), settings.spool.max_bytes);
     let figures = Arc::new(SpoolFigures {
         events: AtomicU64::new(events),
@@ -93,8 +94,7 @@ pub fn start(
         circuit,
         audit,
         timeout: Duration::from_millis(settings.redis.enqueue_timeout_ms),
-        min_replicas_acked: settings.redis.min_replicas_acked,
-        replica_ack_timeout: Duration::from_millis(settings.redis.replica_ack_timeout_ms),
+        acks: crate::queue::ReplicaAcks::from_settings(&settings.redis),
     };
     actix_web::rt::spawn(drainer.run());
     Ok(Some(Spool { writer, figures }))
