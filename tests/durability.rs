@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use hookgate::send::{sample_body, unix_now};
 
-use helpers::{eventually, spawn_app, Signed, TestEnv};
+use helpers::{spawn_app, Signed, TestEnv};
 use redis_server::RedisServer;
 use sink::Sink;
 
@@ -187,15 +187,14 @@ async fn run(name: &str, fault: Fault, seconds: u64) {
     );
 
     let ids: Vec<String> = sent.iter().map(|s| s.id.clone()).collect();
-    let deliveries = eventually(
+    sink.await_events(
+        "/app",
+        &ids,
         Duration::from_secs(90),
         "every accepted webhook delivered",
-        || async {
-            let by = sink.by_event("/app");
-            ids.iter().all(|id| by.contains_key(id)).then_some(by)
-        },
     )
     .await;
+    let deliveries = sink.by_event("/app");
     let redelivered: usize = deliveries.values().map(|d| d.len() - 1).sum();
     let strangers = deliveries.keys().filter(|k| !ids.contains(k)).count();
     figure!(

@@ -581,13 +581,11 @@ async fn delivery_carries_on_after_redis_drops_every_connection() {
             actix_web::rt::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    eventually(
+    sink.await_events(
+        "/app",
+        &later,
         Duration::from_secs(30),
         "deliveries after the restart",
-        || async {
-            let by = sink.by_event("/app");
-            later.iter().all(|id| by.contains_key(id)).then_some(())
-        },
     )
     .await;
 }

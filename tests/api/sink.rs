@@ -117,6 +117,15 @@ impl Sink {
             .collect()
     }
 
+    /// Waits until every one of `ids` arrived on `path`, failing the test after `limit`.
+    pub async fn await_events(&self, path: &str, ids: &[String], limit: Duration, what: &str) {
+        crate::helpers::eventually(limit, what, || async {
+            let by = self.by_event(path);
+            ids.iter().all(|id| by.contains_key(id)).then_some(())
+        })
+        .await
+    }
+
     /// Requests received on a path per `webhook-id`.
     pub fn by_event(&self, path: &str) -> HashMap<String, Vec<Received>> {
         let mut map: HashMap<String, Vec<Received>> = HashMap::new();

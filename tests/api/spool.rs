@@ -6,7 +6,7 @@ use std::time::Duration;
 use hookgate::send::{sample_body, unix_now};
 use hookgate::spool::{Journal, SpoolRecord};
 
-use crate::helpers::{eventually, spawn_app, Signed, TestEnv};
+use crate::helpers::{eventually, spawn_app, Signed, TcpProxy, TestEnv};
 use crate::redis_server::RedisServer;
 use crate::sink::Sink;
 use crate::takeover::Gateway;
@@ -81,10 +81,12 @@ async fn a_replica_killed_with_webhooks_in_its_spool_loses_none_of_them() {
 
     // Another replica on the same spool volume adopts the dead one's folder and drains it.
     let _next = spawn_app(settings).await;
-    eventually(Duration::from_secs(30), "every spooled webhook", || async {
-        let by = sink.by_event("/app");
-        ids.iter().all(|id| by.contains_key(id)).then_some(())
-    })
+    sink.await_events(
+        "/app",
+        &ids,
+        Duration::from_secs(30),
+        "every spooled webhook",
+    )
     .await;
     let list = ids
         .iter()
@@ -141,13 +143,11 @@ async fn a_spool_torn_mid_record_starts_and_drains_the_rest() {
     settings.redis.url = redis.url();
     let _app = spawn_app(settings).await;
     let whole: Vec<String> = records[..4].iter().map(|r| r.id.to_string()).collect();
-    eventually(
+    sink.await_events(
+        "/app",
+        &whole,
         Duration::from_secs(30),
         "the four whole webhooks",
-        || async {
-            let by = sink.by_event("/app");
-            whole.iter().all(|id| by.contains_key(id)).then_some(())
-        },
     )
     .await;
     assert!(
@@ -220,56 +220,6 @@ async fn a_webhook_not_on_enough_replicas_in_time_is_spooled_not_refused() {
     .await;
 }
 
-/// A proxy to Redis whose answers take `delay` each once `slow` is set: Redis slow, not down.
-fn slow_proxy(
-    target: u16,
-    delay: Duration,
-) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let port = listener.local_addr().expect("addr").port();
-    let slow = std::sync::Arc::new(AtomicBool::new(false));
-    let flag = slow.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            while let Ok((client, _)) = listener.accept().await {
-                let flag = flag.clone();
-                tokio::spawn(async move {
-                    let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
-                    else {
-                        return;
-                    };
-                    let (mut cr, mut cw) = client.into_split();
-                    let (mut sr, mut sw) = server.into_split();
-                    tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut cr, &mut sw).await;
-                    });
-                    let mut buf = vec![0u8; 64 * 1024];
-                    while let Ok(n) = sr.read(&mut buf).await {
-                        if n == 0 {
-                            break;
-                        }
-                        if flag.load(Ordering::SeqCst) {
-                            tokio::time::sleep(delay).await;
-                        }
-                        if cw.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-    });
-    (port, slow)
-}
-
 #[actix_web::test]
 async fn webhooks_queued_behind_a_slow_redis_call_get_a_2xx_in_time() {
     let env = TestEnv::new();
@@ -277,15 +227,15 @@ async fn webhooks_queued_behind_a_slow_redis_call_get_a_2xx_in_time() {
     let redis = RedisServer::start();
     // Each answer takes 1.6 s: under the 2 s bound. Webhooks that wait behind one call still
     // get a 2xx within their sender's 3 s (the bound plus the spool's second), by the spool.
-    let (port, slow) = slow_proxy(redis.port, Duration::from_millis(1600));
+    let proxy = TcpProxy::start(redis.port, true);
     let mut settings = env.settings(&config(&env, &sink, &redis));
-    settings.redis.url = format!("redis://127.0.0.1:{port}");
+    settings.redis.url = format!("redis://127.0.0.1:{}", proxy.port);
     settings.redis.enqueue_timeout_ms = 2000;
     settings.server.workers = Some(1);
     let app = spawn_app(settings).await;
     let (status, _) = app.post_signed("orders", &sample_body(1)).await;
     assert_eq!(status, 200);
-    slow.store(true, std::sync::atomic::Ordering::SeqCst);
+    proxy.delay_answers(Duration::from_millis(1600));
     let answers = futures_util::future::join_all((0..20).map(|n| {
         let app = &app;
         async move { app.post_signed("orders", &sample_body(100 + n)).await }
@@ -298,18 +248,16 @@ async fn webhooks_queued_behind_a_slow_redis_call_get_a_2xx_in_time() {
         answers.iter().any(|(_, a)| a["status"] == "spooled"),
         "the webhooks behind the slow call went to the spool"
     );
-    slow.store(false, std::sync::atomic::Ordering::SeqCst);
+    proxy.delay_answers(Duration::ZERO);
     let ids: Vec<String> = answers
         .iter()
         .map(|(_, a)| a["id"].as_str().expect("id").to_string())
         .collect();
-    eventually(
+    sink.await_events(
+        "/app",
+        &ids,
         Duration::from_secs(30),
         "every webhook delivered",
-        || async {
-            let by = sink.by_event("/app");
-            ids.iter().all(|id| by.contains_key(id)).then_some(())
-        },
     )
     .await;
 }

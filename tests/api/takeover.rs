@@ -160,13 +160,11 @@ async fn a_replica_killed_mid_delivery_loses_nothing() {
     a.child.kill().expect("SIGKILL");
     let _ = a.child.wait();
 
-    eventually(
+    sink.await_events(
+        "/app",
+        &ids,
         Duration::from_secs(90),
         "every event delivered by the survivor",
-        || async {
-            let by = sink.by_event("/app");
-            ids.iter().all(|id| by.contains_key(id)).then_some(())
-        },
     )
     .await;
     let total = sink.received("/app").len();
@@ -234,13 +232,11 @@ async fn sigterm_finishes_in_flight_and_leaves_the_rest_pending() {
 
     sink.set("/app", Behaviour::Ok);
     let _b = Gateway::start(&config, "replica-b");
-    eventually(
+    sink.await_events(
+        "/app",
+        &ids,
         Duration::from_secs(30),
         "the rest delivered by the next replica",
-        || async {
-            let by = sink.by_event("/app");
-            ids.iter().all(|id| by.contains_key(id)).then_some(())
-        },
     )
     .await;
     assert_eq!(sink.received("/app").len(), 40, "no event delivered twice");
