@@ -14,10 +14,26 @@ pub(crate) struct Faults {
     pub dir_sync: bool,
 }
 
-fn temp() -> PathBuf {
+/// A temporary folder, removed when dropped (also when the test fails).
+struct Temp(PathBuf);
+
+impl std::ops::Deref for Temp {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp() -> Temp {
     let dir = std::env::temp_dir().join(format!("hookgate-spool-{}", Uuid::new_v4()));
     fs::create_dir_all(&dir).expect("temp");
-    dir
+    Temp(dir)
 }
 
 #[test]
@@ -41,15 +57,9 @@ fn records_come_back_oldest_first_after_a_reopen_and_go_once_drained() {
     drop(j);
 
     let j = Journal::open(&dir).expect("open").expect("free");
-    let rest: Vec<_> = j
-        .oldest(10)
-        .expect("read")
-        .into_iter()
-        .map(|(_, r)| r)
-        .collect();
+    let rest: Vec<_> = all(&j);
     assert_eq!(rest, written[3..]);
     assert_eq!(j.figures().0, 2);
-    fs::remove_dir_all(&dir).expect("cleanup");
 }
 
 #[test]
@@ -59,7 +69,6 @@ fn a_folder_is_locked_while_its_journal_lives() {
     assert!(Journal::open(&dir).expect("open").is_none(), "locked");
     drop(j);
     assert!(Journal::open(&dir).expect("open").is_some(), "free again");
-    fs::remove_dir_all(&dir).expect("cleanup");
 }
 
 #[test]
@@ -81,25 +90,14 @@ fn a_torn_last_record_is_cut_off_and_the_rest_drains_and_appends_go_on() {
     let mut j = Journal::open(&dir)
         .expect("opens despite the tear")
         .expect("free");
-    let back: Vec<_> = j
-        .oldest(10)
-        .expect("read")
-        .into_iter()
-        .map(|(_, r)| r)
-        .collect();
+    let back: Vec<_> = all(&j);
     assert_eq!(back, written[..3]);
     let later = sample(9);
     j.append(std::slice::from_ref(&later))
         .expect("append after the tear");
-    let back: Vec<_> = j
-        .oldest(10)
-        .expect("read")
-        .into_iter()
-        .map(|(_, r)| r)
-        .collect();
+    let back: Vec<_> = all(&j);
     assert_eq!(back.len(), 4);
     assert_eq!(back[3], later);
-    fs::remove_dir_all(&dir).expect("cleanup");
 }
 
 #[test]
@@ -127,7 +125,6 @@ fn drained_segments_are_deleted_but_the_one_appended_to_stays() {
         j.oldest(10).expect("read").is_empty(),
         "nothing drained comes back"
     );
-    fs::remove_dir_all(&dir).expect("cleanup");
 }
 
 fn all(j: &Journal) -> Vec<SpoolRecord> {
@@ -154,7 +151,6 @@ fn a_failed_append_leaves_no_bytes_behind_and_later_appends_read_back_after_a_re
     let j = Journal::open(&dir).expect("open").expect("free");
     assert_eq!(all(&j)[1..], later[1..], "still there after a reopen");
     assert_eq!(j.figures().0, 3);
-    fs::remove_dir_all(&dir).expect("cleanup");
 }
 
 #[test]
@@ -173,7 +169,6 @@ fn a_segment_that_cannot_be_cut_back_is_sealed_and_the_next_append_starts_a_new_
     drop(j);
     let j = Journal::open(&dir).expect("open").expect("free");
     assert_eq!(all(&j), [first, later], "after a reopen");
-    fs::remove_dir_all(&dir).expect("cleanup");
 }
 
 #[test]
@@ -192,7 +187,6 @@ fn a_failed_folder_fsync_on_roll_does_not_make_every_later_roll_fail() {
     drop(j);
     let j = Journal::open(&dir).expect("open").expect("free");
     assert_eq!(all(&j)[1..], later[..]);
-    fs::remove_dir_all(&dir).expect("cleanup");
 }
 
 #[test]
@@ -204,7 +198,6 @@ fn a_roll_takes_over_an_empty_segment_file_of_its_number() {
     File::create(segment_path(&dir, 2)).expect("an empty leftover");
     j.append(&[sample(1)]).expect("roll onto the empty file");
     assert_eq!(all(&j).len(), 2);
-    fs::remove_dir_all(&dir).expect("cleanup");
 }
 
 #[test]
@@ -248,5 +241,4 @@ fn damage_followed_by_whole_records_is_skipped_not_cut_even_once_the_segment_is_
         [written[2].clone(), later],
         "after the gap, in order"
     );
-    fs::remove_dir_all(&dir).expect("cleanup");
 }
