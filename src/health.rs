@@ -10,6 +10,7 @@ use diesel::connection::SimpleConnection;
 use serde_json::json;
 
 use crate::audit::PgPool;
+use crate::config::RedisTopology;
 use crate::queue::RedisPool;
 use crate::redis_circuit::{RedisCircuit, RedisMode};
 use crate::redis_durability::DurabilityMonitor;
@@ -22,6 +23,7 @@ pub struct Readiness {
     /// The latest check of Redis's persistence settings, shown in the body (it does not
     /// change the status: a Redis that can lose data still takes webhooks).
     pub durability: Arc<DurabilityMonitor>,
+    pub topology: RedisTopology,
     /// Whether webhooks go to Redis or to the spool now.
     pub circuit: Arc<RedisCircuit>,
     /// The spool's figures; None when it is disabled.
@@ -87,6 +89,7 @@ async fn ready(deps: web::Data<Readiness>) -> HttpResponse {
             "max_bytes": f.max_bytes,
         })
     });
+    let readings = deps.durability.readings();
     let body = json!({
         "status": if ready { "ready" } else { "unavailable" },
         "mode": mode,
@@ -94,7 +97,9 @@ async fn ready(deps: web::Data<Readiness>) -> HttpResponse {
         "redis_circuit": deps.circuit.mode().as_str(),
         "postgres": status(&postgres),
         "spool": spool,
-        "redis_durability": deps.durability.report(),
+        "redis_topology": deps.topology.kind(),
+        "redis_masters": readings.as_ref().map(|r| &r.masters),
+        "redis_durability": readings.as_ref().and_then(|r| r.worst()),
     });
     if ready {
         HttpResponse::Ok().json(body)

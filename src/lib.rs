@@ -20,6 +20,7 @@ pub mod idempotency;
 pub mod ingest;
 pub mod queue;
 pub mod redis_circuit;
+pub mod redis_client;
 pub mod redis_durability;
 pub mod retry;
 pub mod send;

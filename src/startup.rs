@@ -24,6 +24,7 @@ use crate::http_refusals::{RefusalIo, Refusals};
 use crate::ingest::{self, IngestState, WorkerDispatcher};
 use crate::queue;
 use crate::redis_circuit::RedisCircuit;
+use crate::redis_client::RedisClient;
 use crate::redis_durability::DurabilityMonitor;
 use crate::source::Sources;
 use crate::spool;
@@ -52,7 +53,11 @@ impl Application {
             log::warn!("{field} is a shipped default (a ${{...:-default}} fallback or a known placeholder): set a real secret in production");
         }
         let sources = Sources::from_settings(&settings).map_err(anyhow::Error::msg)?;
-        let redis = queue::pool(&settings.redis)?;
+        let redis_client = Arc::new(RedisClient::new(
+            &settings.redis.topology,
+            Duration::from_millis(settings.redis.enqueue_timeout_ms),
+        )?);
+        let redis = queue::pool_of(redis_client.clone(), &settings.redis);
         let postgres = db::pool(&settings.database);
 
         // Prepare the schema now when PostgreSQL is up; when it is not, ingest still works and
@@ -200,7 +205,8 @@ impl Application {
             redis: redis.clone(),
             postgres,
             // Checks Redis's persistence settings in the background and logs what can lose data.
-            durability: DurabilityMonitor::spawn(redis.clone(), &settings),
+            durability: DurabilityMonitor::spawn(redis_client, &settings),
+            topology: settings.redis.topology.clone(),
             circuit: circuit.clone(),
             spool: spool.as_ref().map(|s| s.figures.clone()),
         });

@@ -4,6 +4,7 @@
 //!
 //! Its own test binary, so that it runs alone: its timings are not disturbed by other tests.
 
+use hookgate::config::RedisTopology;
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]
 mod helpers;
@@ -78,7 +79,7 @@ async fn run(name: &str, fault: Fault, seconds: u64) {
     let sink = Sink::start();
     let redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
     let mut settings = env.settings(&config(&env, &sink));
-    settings.redis.url = redis.url();
+    settings.redis.topology = RedisTopology::Single(redis.url());
     let app = Rc::new(spawn_app(settings).await);
     let source = app.source("pluggy");
 

@@ -16,8 +16,9 @@ pub fn run(settings: &Settings) {
     println!("listen:        {}", settings.server.bind);
     println!("replica id:    {}", settings.server.replica_id);
     println!(
-        "redis:         {} (key prefix {})",
-        RedactedUrl(&settings.redis.url),
+        "redis:         {} {} (key prefix {})",
+        settings.redis.topology.kind(),
+        settings.redis.topology,
         settings.redis.key_prefix
     );
     print_durability(settings);
@@ -81,19 +82,22 @@ pub fn run(settings: &Settings) {
 fn print_durability(settings: &Settings) {
     let checked = actix_web::rt::System::new()
         .block_on(redis_durability::check(&settings.redis, REDIS_TIMEOUT));
-    let report = match checked {
-        Ok(report) => report,
+    let readings = match checked {
+        Ok(readings) => readings,
         Err(e) => {
             println!("durability:    not checked: Redis unreachable ({e})");
             return;
         }
     };
-    println!("durability:    {}", report.durability);
-    for f in &report.problems {
-        let severity = match f.severity {
-            Severity::Error => "error:  ",
-            Severity::Warning => "warning:",
-        };
-        println!("{severity}       {}", f.message);
+    for m in &readings.masters {
+        println!("master:        {}", m.address);
+        println!("durability:    {}", m.report.durability);
+        for f in &m.report.problems {
+            let severity = match f.severity {
+                Severity::Error => "error:  ",
+                Severity::Warning => "warning:",
+            };
+            println!("{severity}       {}", f.message);
+        }
     }
 }

@@ -9,6 +9,7 @@ mod raw;
 mod secret;
 mod settings;
 mod source;
+mod topology;
 mod validate;
 
 pub use interpolate::expand;
@@ -17,6 +18,7 @@ pub use settings::{
     AuditSettings, CircuitPolicy, DatabaseSettings, DeliverySettings, DestinationConfig,
     RedisSettings, RetryPolicy, ServerSettings, Settings, SourceConfig, SpoolSettings,
 };
+pub use topology::RedisTopology;
 
 /// Default Redis URL when neither the file nor `REDIS_URL` sets one.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
@@ -221,7 +223,10 @@ mod tests {
     #[test]
     fn defaults_without_file() {
         let s = load("", &[]).expect("defaults load");
-        assert_eq!(s.redis.url, DEFAULT_REDIS_URL);
+        assert_eq!(
+            s.redis.topology,
+            RedisTopology::Single(DEFAULT_REDIS_URL.into())
+        );
         assert_eq!(s.database.url, DEFAULT_DATABASE_URL);
         assert_eq!(s.server.bind, DEFAULT_BIND);
         assert!(s.sources.is_empty());
@@ -240,7 +245,10 @@ mod tests {
             ],
         )
         .expect("loads");
-        assert_eq!(s.redis.url, "redis://r:6379");
+        assert_eq!(
+            s.redis.topology,
+            RedisTopology::Single("redis://r:6379".into())
+        );
         assert_eq!(s.server.bind, "0.0.0.0:9090");
         assert_eq!(s.sources[0].secrets[0].expose(), "s3cret");
         assert_eq!(s.admin_token.as_ref().map(Secret::expose), Some("tok"));

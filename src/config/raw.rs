@@ -34,6 +34,9 @@ pub(super) struct RawServer {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawRedis {
     pub(super) url: Option<String>,
+    pub(super) sentinels: Option<Vec<String>>,
+    pub(super) sentinel_master: Option<String>,
+    pub(super) cluster_nodes: Option<Vec<String>>,
     pub(super) key_prefix: Option<String>,
     pub(super) pool_size: Option<u32>,
     pub(super) enqueue_timeout_ms: Option<u64>,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{ConfigOrigin, RedactedUrl, Secret};
+use super::{ConfigOrigin, RedactedUrl, RedisTopology, Secret};
 use crate::idempotency::Selector;
 use crate::signature_kind::{Encoding, Kind};
 
@@ -45,8 +45,8 @@ pub struct ServerSettings {
 /// Redis settings.
 #[derive(Clone)]
 pub struct RedisSettings {
-    /// May hold a password: `Debug` shows it as `***`.
-    pub url: String,
+    /// Which Redis: one server, Sentinel or Cluster. Its `Debug` hides passwords.
+    pub topology: RedisTopology,
     /// Prefix of every key hookgate writes; lets several gateways or tests share one Redis.
     pub key_prefix: String,
     pub pool_size: u32,
@@ -181,7 +181,7 @@ impl Default for CircuitPolicy {
 impl fmt::Debug for RedisSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisSettings")
-            .field("url", &RedactedUrl(&self.url))
+            .field("topology", &self.topology)
             .field("key_prefix", &self.key_prefix)
             .field("pool_size", &self.pool_size)
             .field("enqueue_timeout_ms", &self.enqueue_timeout_ms)

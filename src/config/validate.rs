@@ -34,15 +34,7 @@ impl Settings {
         let replica_id = env("HOOKGATE_REPLICA_ID")
             .or(raw.server.replica_id)
             .unwrap_or_else(default_replica_id);
-        let redis_url = env("REDIS_URL")
-            .or(raw.redis.url)
-            .unwrap_or_else(|| DEFAULT_REDIS_URL.to_string());
-        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://")) {
-            return Err(ConfigError::at(
-                "redis.url",
-                "must start with redis:// or rediss://",
-            ));
-        }
+        let topology = super::topology::redis_topology(&raw.redis, env)?;
         let database_url = env("DATABASE_URL")
             .or(raw.database.url)
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
@@ -125,7 +117,7 @@ impl Settings {
                     .clamp(1_000, 60_000),
             },
             redis: RedisSettings {
-                url: redis_url,
+                topology,
                 key_prefix,
                 pool_size: raw.redis.pool_size.unwrap_or(16).max(1),
                 enqueue_timeout_ms,

@@ -12,7 +12,7 @@ pub use enqueue::{
     ENQUEUE_BATCH_LUA,
 };
 pub use groups::{ensure_group, is_nogroup, stream_groups};
-pub use pool::{pool, HealingConnection, RedisManager, RedisPool};
+pub use pool::{pool, pool_of, RedisManager, RedisPool};
 pub use settle::{
     PROMOTE_DUE_LUA, RATE_TAKE_LUA, SETTLE_DEAD_LUA, SETTLE_DELIVERED_LUA, SETTLE_RETRY_LUA,
 };

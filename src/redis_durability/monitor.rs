@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::assess::*;
 use crate::config::{RedisSettings, Settings};
-use crate::queue::RedisPool;
+use crate::redis_client::RedisClient;
 use crate::telemetry;
 
 /// How long a `/ready` body may show a report before it is read again.
@@ -106,39 +106,89 @@ impl Report {
     }
 }
 
-/// Reads the settings once over a connection of its own, bounded by `timeout` (for
-/// `check-config`, which has no pool).
-pub async fn check(settings: &RedisSettings, timeout: Duration) -> Result<Report, String> {
-    let read = async {
-        let client = redis::Client::open(settings.url.as_str()).map_err(|e| e.to_string())?;
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|e| e.to_string())?;
-        read_facts(&mut conn).await.map_err(|e| e.to_string())
-    };
-    match tokio::time::timeout(timeout, read).await {
-        Ok(facts) => Ok(Report::new(facts?, settings.min_replicas_acked)),
-        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+/// What one master said, judged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MasterReport {
+    /// `host:port` of the master.
+    pub address: String,
+    #[serde(flatten)]
+    pub report: Report,
+}
+
+/// The topology's masters and their reports, as `/ready` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Readings {
+    pub topology: &'static str,
+    pub masters: Vec<MasterReport>,
+}
+
+impl Readings {
+    /// The report of the master most at risk (the only one but on a cluster): what a 2xx
+    /// survives is what its weakest master survives.
+    pub fn worst(&self) -> Option<&Report> {
+        self.masters
+            .iter()
+            .map(|m| &m.report)
+            .max_by_key(|r| (r.data_loss_risk, r.problems.len()))
     }
 }
 
-/// `host:port` of a Redis URL (no password): the `redis` label of the gauge.
-pub(super) fn address(url: &str) -> String {
-    redis::Client::open(url)
-        .map(|c| c.get_connection_info().addr().to_string())
-        .unwrap_or_else(|_| "unknown".into())
+/// Reads every master's settings over connections of its own, bounded by `timeout` (each).
+pub async fn read_masters(
+    client: &RedisClient,
+    min_replicas_acked: u32,
+    timeout: Duration,
+) -> Result<Readings, String> {
+    let primaries = match tokio::time::timeout(timeout, client.primaries()).await {
+        Ok(p) => p.map_err(|e| e.to_string())?,
+        Err(_) => return Err(format!("no answer within {} ms", timeout.as_millis())),
+    };
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    let mut masters = Vec::with_capacity(primaries.len());
+    for primary in primaries {
+        let read = async {
+            let mut conn = primary
+                .client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .map_err(|e| e.to_string())?;
+            read_facts(&mut conn).await.map_err(|e| e.to_string())
+        };
+        let facts = match tokio::time::timeout(timeout, read).await {
+            Ok(facts) => facts.map_err(|e| format!("{}: {e}", primary.address))?,
+            Err(_) => {
+                return Err(format!(
+                    "{}: no answer within {} ms",
+                    primary.address,
+                    timeout.as_millis()
+                ))
+            }
+        };
+        masters.push(MasterReport {
+            address: primary.address,
+            report: Report::new(facts, min_replicas_acked),
+        });
+    }
+    Ok(Readings {
+        topology: client.topology().kind(),
+        masters,
+    })
 }
 
-/// The live check of the gateway's Redis: re-read in the background, cached for `/ready`.
+/// Reads the settings once (for `check-config`, which has no pool).
+pub async fn check(settings: &RedisSettings, timeout: Duration) -> Result<Readings, String> {
+    let client = RedisClient::new(&settings.topology, timeout).map_err(|e| e.to_string())?;
+    read_masters(&client, settings.min_replicas_acked, timeout).await
+}
+
+/// The live check of the gateway's Redis masters: re-read in the background, cached for
+/// `/ready`.
 pub struct DurabilityMonitor {
-    pool: RedisPool,
-    address: String,
+    client: Arc<RedisClient>,
     min_replicas_acked: u32,
-    latest: Mutex<Option<(Instant, Report)>>,
+    latest: Mutex<Option<(Instant, Readings)>>,
     reading: AtomicBool,
 }
 
@@ -146,10 +196,9 @@ impl DurabilityMonitor {
     /// Starts watching without waiting for Redis (it may be down): checks at once, then every
     /// `server.metrics_interval_seconds`; logs the findings the first time Redis answers and
     /// whenever they change.
-    pub fn spawn(pool: RedisPool, settings: &Settings) -> Arc<DurabilityMonitor> {
+    pub fn spawn(client: Arc<RedisClient>, settings: &Settings) -> Arc<DurabilityMonitor> {
         let monitor = Arc::new(DurabilityMonitor {
-            pool,
-            address: address(&settings.redis.url),
+            client,
             min_replicas_acked: settings.redis.min_replicas_acked,
             latest: Mutex::new(None),
             reading: AtomicBool::new(false),
@@ -158,13 +207,13 @@ impl DurabilityMonitor {
         let every = Duration::from_secs(settings.server.metrics_interval_seconds);
         actix_web::rt::spawn(async move {
             let mut interval = actix_web::rt::time::interval(every);
-            let mut logged: Option<Vec<Finding>> = None;
+            let mut logged: Option<Readings> = None;
             loop {
                 interval.tick().await;
                 match watch.read().await {
-                    Ok(report) if logged.as_ref() != Some(&report.problems) => {
-                        watch.log(&report);
-                        logged = Some(report.problems);
+                    Ok(readings) if logged.as_ref() != Some(&readings) => {
+                        watch.log(&readings);
+                        logged = Some(readings);
                     }
                     Ok(_) => {}
                     Err(e) => log::debug!("redis durability not checked: {e}"),
@@ -174,9 +223,9 @@ impl DurabilityMonitor {
         monitor
     }
 
-    /// The latest report (`None` until Redis first answered). When it is older than
+    /// The latest readings (`None` until Redis first answered). When it is older than
     /// [`MAX_AGE`] a new reading starts in the background: a probe never waits for Redis.
-    pub fn report(self: &Arc<Self>) -> Option<Report> {
+    pub fn readings(self: &Arc<Self>) -> Option<Readings> {
         let latest = self.latest.lock().ok()?.clone();
         let stale = latest
             .as_ref()
@@ -195,37 +244,33 @@ impl DurabilityMonitor {
                 monitor.reading.store(false, Ordering::Release);
             });
         }
-        latest.map(|(_, report)| report)
+        latest.map(|(_, readings)| readings)
     }
 
-    /// Reads the settings now, keeps the report and sets the gauge.
-    async fn read(&self) -> Result<Report, String> {
-        let read = async {
-            let mut conn = self.pool.get().await.map_err(|e| e.to_string())?;
-            read_facts(&mut *conn).await.map_err(|e| e.to_string())
-        };
-        let facts = match actix_web::rt::time::timeout(READ_TIMEOUT, read).await {
-            Ok(facts) => facts?,
-            Err(_) => return Err("timed out".into()),
-        };
-        let report = Report::new(facts, self.min_replicas_acked);
-        for reason in RISKS {
-            telemetry::redis_data_loss_risk(&self.address, reason, report.at_risk(reason));
-        }
-        if let Ok(mut latest) = self.latest.lock() {
-            *latest = Some((Instant::now(), report.clone()));
-        }
-        Ok(report)
-    }
-
-    fn log(&self, report: &Report) {
-        let at = &self.address;
-        for f in &report.problems {
-            match f.severity {
-                Severity::Error => log::error!("redis {at}: {}", f.message),
-                Severity::Warning => log::warn!("redis {at}: {}", f.message),
+    /// Reads the settings now, keeps the readings and sets the gauges.
+    async fn read(&self) -> Result<Readings, String> {
+        let readings = read_masters(&self.client, self.min_replicas_acked, READ_TIMEOUT).await?;
+        for m in &readings.masters {
+            for reason in RISKS {
+                telemetry::redis_data_loss_risk(&m.address, reason, m.report.at_risk(reason));
             }
         }
-        log::info!("redis {at}: durability: {}", report.durability);
+        if let Ok(mut latest) = self.latest.lock() {
+            *latest = Some((Instant::now(), readings.clone()));
+        }
+        Ok(readings)
+    }
+
+    fn log(&self, readings: &Readings) {
+        for m in &readings.masters {
+            let at = &m.address;
+            for f in &m.report.problems {
+                match f.severity {
+                    Severity::Error => log::error!("redis {at}: {}", f.message),
+                    Severity::Warning => log::warn!("redis {at}: {}", f.message),
+                }
+            }
+            log::info!("redis {at}: durability: {}", m.report.durability);
+        }
     }
 }

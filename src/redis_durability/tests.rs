@@ -136,15 +136,6 @@ fn replicas_are_read_from_info_replication() {
 }
 
 #[test]
-fn the_gauge_label_is_the_address_without_the_password() {
-    assert_eq!(
-        address("redis://:pw@cache.internal:6380/2"),
-        "cache.internal:6380"
-    );
-    assert_eq!(address("redis://127.0.0.1"), "127.0.0.1:6379");
-}
-
-#[test]
 fn the_report_serializes_as_ready_shows_it() {
     let report = Report::new(facts("allkeys-lru", "no", "everysec", ""), 0);
     let json = serde_json::to_value(&report).expect("serializes");

@@ -22,7 +22,6 @@ impl Drop for TempDir {
 
 /// A configuration with one source of this name, on the test's Redis prefix and database.
 fn config_with_source(env: &TestEnv, dir: &std::path::Path, source: &str) -> std::path::PathBuf {
-    let settings = env.settings("");
     let path = dir.join(format!("{source}.toml"));
     let toml = format!(
         r#"
@@ -40,7 +39,7 @@ name = "{source}"
 kind = "pluggy"
 secrets = ["s"]
 "#,
-        redis = settings.redis.url.as_str(),
+        redis = crate::helpers::redis_base(),
         prefix = env.prefix,
         db = env.database_url,
         spool = env.spool_dir.display(),

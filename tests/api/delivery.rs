@@ -1,5 +1,6 @@
 //! Delivery to real destination servers: retries, dead letters, circuits, isolation.
 
+use hookgate::config::RedisTopology;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -555,7 +556,7 @@ async fn delivery_carries_on_after_redis_drops_every_connection() {
     let sink = Sink::start();
     let proxy = crate::helpers::TcpProxy::start(6379, true);
     let mut settings = env.settings(&source("orders", &[dest("app", &sink.url("/app"), "")], ""));
-    settings.redis.url = format!("redis://127.0.0.1:{}", proxy.port);
+    settings.redis.topology = RedisTopology::Single(format!("redis://127.0.0.1:{}", proxy.port));
     let app = spawn_app(settings).await;
     post_many(&app, "orders", 5).await;
     eventually(Duration::from_secs(30), "first deliveries", || async {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use actix_web::dev::ServerHandle;
 use diesel::prelude::*;
 use diesel::sql_query;
-use hookgate::config::{ConfigOrigin, Settings, SourceConfig};
+use hookgate::config::{ConfigOrigin, RedisTopology, Settings, SourceConfig};
 use hookgate::send::{sign, unix_now};
 use hookgate::source::SourceKeys;
 use hookgate::startup::Application;
@@ -94,7 +94,7 @@ fn init() {
     });
 }
 
-fn redis_base() -> String {
+pub fn redis_base() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
@@ -132,7 +132,7 @@ impl TestEnv {
             .expect("test config is valid");
         s.server.bind = "127.0.0.1:0".into();
         s.server.workers = Some(2);
-        s.redis.url = redis_base();
+        s.redis.topology = RedisTopology::Single(redis_base());
         s.redis.key_prefix = self.prefix.clone();
         s.database.url = self.database_url.clone();
         s.spool.dir = self.spool_dir.clone();

@@ -2,6 +2,7 @@
 //! `/metrics` and `hookgate check-config`; a durable one is not. Each test runs a private
 //! `redis-server` with the settings under test: the shared Redis is never reconfigured.
 
+use hookgate::config::RedisTopology;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -23,7 +24,7 @@ const DURABLE: &[&str] = &["--appendonly", "yes", "--appendfsync", "always"];
 /// A gateway whose Redis is `redis`.
 async fn app_on(env: &TestEnv, redis: &RedisServer) -> TestApp {
     let mut settings = env.settings("");
-    settings.redis.url = redis.url();
+    settings.redis.topology = RedisTopology::Single(redis.url());
     spawn_app(settings).await
 }
 

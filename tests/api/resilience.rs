@@ -1,5 +1,6 @@
 //! What happens when Redis or PostgreSQL misbehave, and with several replicas at once.
 
+use hookgate::config::RedisTopology;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
@@ -16,7 +17,7 @@ async fn redis_unreachable_is_503_quickly() {
     // Without a spool, Redis failing is a 503 (with one, the spool takes the webhook).
     settings.spool.enabled = false;
     // Nothing listens on port 1.
-    settings.redis.url = "redis://127.0.0.1:1".into();
+    settings.redis.topology = RedisTopology::Single("redis://127.0.0.1:1".into());
     let app = spawn_app(settings).await;
     let started = Instant::now();
     let (status, err) = app.post_signed("pluggy", &sample_body(1)).await;
@@ -47,7 +48,7 @@ async fn redis_that_never_answers_is_503_within_the_bound() {
     let mut settings = env.settings(ALL_KINDS);
     // Without a spool, Redis failing is a 503 (with one, the spool takes the webhook).
     settings.spool.enabled = false;
-    settings.redis.url = format!("redis://127.0.0.1:{port}");
+    settings.redis.topology = RedisTopology::Single(format!("redis://127.0.0.1:{port}"));
     settings.redis.enqueue_timeout_ms = 1000;
     let app = spawn_app(settings).await;
     let started = Instant::now();
@@ -175,7 +176,7 @@ async fn ingest_recovers_by_itself_after_redis_drops_every_connection() {
     let env = TestEnv::new();
     let proxy = TcpProxy::start(6379, true);
     let mut settings = env.settings(ALL_KINDS);
-    settings.redis.url = format!("redis://127.0.0.1:{}", proxy.port);
+    settings.redis.topology = RedisTopology::Single(format!("redis://127.0.0.1:{}", proxy.port));
     let app = spawn_app(settings).await;
     let (status, _) = app
         .post_signed("pluggy", &sample_body(unix_now() as u64))
@@ -203,7 +204,7 @@ async fn no_request_sees_a_stale_connection_after_redis_restarts() {
     let env = TestEnv::new();
     let mut redis = RedisServer::start();
     let mut settings = env.settings(ALL_KINDS);
-    settings.redis.url = redis.url();
+    settings.redis.topology = RedisTopology::Single(redis.url());
     settings.admin_token = Some(hookgate::config::Secret::new("restart-token"));
     let app = spawn_app(settings).await;
     // Open pooled connections on every path: ingest (several at once) and the admin API.

@@ -1,6 +1,7 @@
 //! The spool across processes: a replica killed while its spool holds webhooks and Redis is
 //! down loses none of them, and a spool torn by a crash mid-write starts and drains the rest.
 
+use hookgate::config::RedisTopology;
 use std::time::Duration;
 
 use hookgate::send::{sample_body, unix_now};
@@ -50,7 +51,7 @@ async fn a_replica_killed_with_webhooks_in_its_spool_loses_none_of_them() {
     let path = std::env::temp_dir().join(format!("{}-spool.toml", env.prefix));
     std::fs::write(&path, &toml).expect("config written");
     let mut settings = env.settings(&toml);
-    settings.redis.url = redis.url();
+    settings.redis.topology = RedisTopology::Single(redis.url());
     let source = settings.source("orders").expect("source").clone();
 
     let first = Gateway::start(&path, "first");
@@ -140,7 +141,7 @@ async fn a_spool_torn_mid_record_starts_and_drains_the_rest() {
         .expect("torn");
 
     let mut settings = env.settings(&config(&env, &sink, &redis));
-    settings.redis.url = redis.url();
+    settings.redis.topology = RedisTopology::Single(redis.url());
     let _app = spawn_app(settings).await;
     let whole: Vec<String> = records[..4].iter().map(|r| r.id.to_string()).collect();
     sink.await_events(
@@ -176,7 +177,7 @@ async fn a_webhook_not_on_enough_replicas_in_time_is_spooled_not_refused() {
     let port = primary.port.to_string();
     let mut replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
     let mut settings = env.settings(&config(&env, &sink, &primary));
-    settings.redis.url = primary.url();
+    settings.redis.topology = RedisTopology::Single(primary.url());
     settings.redis.min_replicas_acked = 1;
     settings.redis.replica_ack_timeout_ms = 300;
     let client = redis::Client::open(primary.url()).expect("url");
@@ -229,7 +230,7 @@ async fn webhooks_queued_behind_a_slow_redis_call_get_a_2xx_in_time() {
     // get a 2xx within their sender's 3 s (the bound plus the spool's second), by the spool.
     let proxy = TcpProxy::start(redis.port, true);
     let mut settings = env.settings(&config(&env, &sink, &redis));
-    settings.redis.url = format!("redis://127.0.0.1:{}", proxy.port);
+    settings.redis.topology = RedisTopology::Single(format!("redis://127.0.0.1:{}", proxy.port));
     settings.redis.enqueue_timeout_ms = 2000;
     settings.server.workers = Some(1);
     let app = spawn_app(settings).await;

@@ -4,12 +4,15 @@ use std::sync::Arc;
 
 /// The baseline of `scripts/bench-ingest.sh`: a minimal actix handler doing one Redis EVAL
 /// (SET NX EX + XADD) per request, nothing else.
-pub async fn baseline_server(bind: &str, redis_url: &str) -> anyhow::Result<()> {
+pub async fn baseline_server(
+    bind: &str,
+    topology: &hookgate::config::RedisTopology,
+) -> anyhow::Result<()> {
     use actix_web::{web, App, HttpResponse, HttpServer};
     const LUA: &str = "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', 60) then \
         return redis.call('XADD', KEYS[2], '*', 'body', ARGV[2]) end return false";
     let settings = hookgate::config::RedisSettings {
-        url: redis_url.to_string(),
+        topology: topology.clone(),
         key_prefix: "hookgate-baseline".into(),
         pool_size: 16,
         enqueue_timeout_ms: 2000,

@@ -89,8 +89,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Loadgen(args) => args.run(&settings),
         Command::Sink(args) => actix_web::rt::System::new().block_on(sink::bench_sink(&args.bind)),
-        Command::BaselineServer(args) => actix_web::rt::System::new()
-            .block_on(baseline::baseline_server(&args.bind, &settings.redis.url)),
+        Command::BaselineServer(args) => actix_web::rt::System::new().block_on(
+            baseline::baseline_server(&args.bind, &settings.redis.topology),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
