@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Checks the deployment files without a Docker engine: `nginx -t` on the bundled Nginx config
 # (with the local cluster's upstreams, and with compose's when this Nginx is recent enough
-# for them), and the compose file's syntax with `docker compose config`. Installs Nginx, and
-# fetches Debian's docker-compose into target/tools, when they are missing.
+# for them), and the compose file's syntax with `docker compose config`, by default and with
+# the `sentinel` and `cluster` profiles. Installs Nginx, and fetches Debian's docker-compose
+# into target/tools, when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,5 +67,9 @@ else
   fi
   compose=("$tool")
 fi
-"${compose[@]}" --env-file .env.example -f docker-compose.yml config --quiet
-say "docker-compose.yml is valid ($("${compose[@]}" version --short 2>/dev/null || echo compose))"
+# By default, and with each opt-in Redis profile (their services, and the api's dependencies
+# on them, exist only then).
+for profile in "" sentinel cluster; do
+  "${compose[@]}" --env-file .env.example -f docker-compose.yml ${profile:+--profile "$profile"} config --quiet
+  say "docker-compose.yml is valid${profile:+ with --profile $profile} ($("${compose[@]}" version --short 2>/dev/null || echo compose))"
+done
