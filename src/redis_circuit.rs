@@ -81,13 +81,16 @@ impl RedisCircuit {
         });
     }
 
-    /// While the circuit is open, tries a small write every [`PROBE_INTERVAL`] (that the
-    /// replicas of `acks` acknowledge, when asked for); closes it on success. Runs for the
-    /// life of the process.
+    /// While the circuit is open, tries a small write to each of `keys` every
+    /// [`PROBE_INTERVAL`] (that the replicas of `acks` acknowledge, when asked for); closes
+    /// it when all succeed. One key per source: on a cluster each source's slot may live on
+    /// another master, and the circuit must not close while one of them is still failing
+    /// over (it would open again at the next batch, after that batch waited its full bound).
+    /// Runs for the life of the process.
     pub async fn probe_forever(
         &self,
         pool: RedisPool,
-        key: String,
+        keys: Vec<String>,
         timeout: Duration,
         acks: ReplicaAcks,
     ) {
@@ -99,25 +102,10 @@ impl RedisCircuit {
             }
             let write = async {
                 let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-                if acks.replicas == 0 {
-                    return redis::cmd("SET")
-                        .arg(&key)
-                        .arg(1)
-                        .arg("PX")
-                        .arg(5_000)
-                        .query_async::<()>(&mut *conn)
-                        .await
-                        .map_err(|e| e.to_string());
+                for key in &keys {
+                    probe_one(&mut *conn, key, acks).await?;
                 }
-                match crate::queue::replicated(&mut *conn, &key, acks.replicas, acks.timeout).await
-                {
-                    Ok(true) => Ok(()),
-                    Ok(false) => Err(format!(
-                        "fewer than {} replicas acknowledged",
-                        acks.replicas
-                    )),
-                    Err(e) => Err(e.to_string()),
-                }
+                Ok::<(), String>(())
             };
             match actix_web::rt::time::timeout(timeout, write).await {
                 Ok(Ok(())) => self.signal(Signal::ProbeOk, "a probe write succeeded"),
@@ -125,6 +113,32 @@ impl RedisCircuit {
                 Err(_) => log::debug!("Redis probe timed out"),
             }
         }
+    }
+}
+
+/// One probe write: a key with a short life, on the replicas too when they are asked for.
+async fn probe_one(
+    conn: &mut impl redis::aio::ConnectionLike,
+    key: &str,
+    acks: ReplicaAcks,
+) -> Result<(), String> {
+    if acks.replicas == 0 {
+        return redis::cmd("SET")
+            .arg(key)
+            .arg(1)
+            .arg("PX")
+            .arg(5_000)
+            .query_async::<()>(conn)
+            .await
+            .map_err(|e| e.to_string());
+    }
+    match crate::queue::replicated(conn, key, acks.replicas, acks.timeout).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!(
+            "fewer than {} replicas acknowledged",
+            acks.replicas
+        )),
+        Err(e) => Err(e.to_string()),
     }
 }
 

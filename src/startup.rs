@@ -212,13 +212,22 @@ impl Application {
         });
         let probe = circuit.clone();
         let probe_pool = redis.clone();
-        let probe_key = format!(
-            "{}:probe:{}",
-            settings.redis.key_prefix, settings.server.replica_id
-        );
+        // One probe key per source, in the source's slot; a gateway without sources probes
+        // a key of its own.
+        let mut probe_keys: Vec<String> = ingest_state
+            .sources
+            .iter()
+            .map(|s| s.keys.replication_marker.clone())
+            .collect();
+        if probe_keys.is_empty() {
+            probe_keys.push(format!(
+                "{}:probe:{}",
+                settings.redis.key_prefix, settings.server.replica_id
+            ));
+        }
         actix_web::rt::spawn(async move {
             probe
-                .probe_forever(probe_pool, probe_key, redis_bound, acks)
+                .probe_forever(probe_pool, probe_keys, redis_bound, acks)
                 .await;
         });
         let factory_audit = audit.clone();

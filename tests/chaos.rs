@@ -8,6 +8,7 @@
 #[path = "api/cluster.rs"]
 mod cluster;
 #[allow(dead_code)]
+#[macro_use]
 #[path = "api/helpers.rs"]
 mod helpers;
 #[allow(dead_code)]
@@ -27,15 +28,6 @@ use serde_json::Value;
 use cluster::{free_port_range, Cluster};
 use helpers::{eventually, run, TestEnv};
 use sink::{Behaviour, Sink};
-
-/// Prints a line of the figures on stderr directly: the test harness would hold back
-/// `println!` of a passing test, and the figures are wanted in every run (CI's included).
-macro_rules! figure {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
 
 /// Webhooks with a key of their own; each of the others repeats one of these keys.
 const UNIQUE: usize = 18_000;

@@ -6,6 +6,7 @@
 
 use hookgate::config::RedisTopology;
 #[allow(dead_code)]
+#[macro_use]
 #[path = "api/helpers.rs"]
 mod helpers;
 #[allow(dead_code)]
@@ -24,14 +25,6 @@ use hookgate::send::{sample_body, unix_now};
 use helpers::{spawn_app, Signed, TestEnv};
 use redis_server::RedisServer;
 use sink::Sink;
-
-/// Prints a figure on stderr directly, so that a passing run shows it too.
-macro_rules! figure {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
 
 const RATE_PER_SECOND: u64 = 300;
 

@@ -2,6 +2,7 @@
 //! filter, no cap, in the background) and `GET /api/replays/{id}` (its progress, kept in
 //! Redis so that any replica can answer).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
@@ -252,7 +253,8 @@ async fn run_bulk(
                 return Ok(());
             };
             after = Some(last.id);
-            let mut pipe = redis::pipe();
+            // One pipeline per stream: on Redis Cluster a pipeline must stay in one slot.
+            let mut pipes: BTreeMap<String, redis::Pipeline> = BTreeMap::new();
             let mut woken = Vec::new();
             for ev in &rows {
                 let Some(source) = state.sources.get(&ev.source) else {
@@ -261,22 +263,30 @@ async fn run_bulk(
                 };
                 match target(source, destination.as_deref()) {
                     Ok((stream, _)) => {
-                        pipe.add_command(requeue(&stream, ev)).ignore();
+                        pipes
+                            .entry(stream.clone())
+                            .or_default()
+                            .add_command(requeue(&stream, ev))
+                            .ignore();
                         done += 1;
                         woken.push(source.clone());
                     }
                     Err(_) => skipped += 1,
                 }
             }
-            pipe.cmd("HSET")
+            let mut conn = state.redis.get().await.map_err(|e| e.to_string())?;
+            for pipe in pipes.values() {
+                pipe.query_async::<()>(&mut *conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            redis::cmd("HSET")
                 .arg(&key)
                 .arg("done")
                 .arg(done)
                 .arg("skipped")
                 .arg(skipped)
-                .ignore();
-            let mut conn = state.redis.get().await.map_err(|e| e.to_string())?;
-            pipe.query_async::<()>(&mut *conn)
+                .query_async::<()>(&mut *conn)
                 .await
                 .map_err(|e| e.to_string())?;
             for s in woken {

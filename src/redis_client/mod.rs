@@ -99,11 +99,12 @@ impl RedisClient {
                 let client = ClusterClient::builder(nodes.iter().map(String::as_str))
                     .connection_timeout(CONNECT_TIMEOUT)
                     .response_timeout(response_timeout)
-                    // MOVED/ASK and a failover are retried by the client, briefly: the
-                    // callers bound their own wait and retry (or spool) themselves.
-                    .retries(5)
-                    .min_retry_wait(20)
-                    .max_retry_wait(500)
+                    // MOVED/ASK and a failover are retried by the client: enough retries
+                    // to outlast a failover (the callers bound their own wait and spool or
+                    // retry themselves), so that a redirect never reaches them.
+                    .retries(16)
+                    .min_retry_wait(50)
+                    .max_retry_wait(1_000)
                     .build()?;
                 Kind::Cluster(Box::new(ClusterKind {
                     client,

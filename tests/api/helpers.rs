@@ -1,6 +1,16 @@
 //! Test harness: every test gets its own Redis key prefix and its own PostgreSQL database,
 //! both removed when the test ends, so tests run in parallel and leave nothing behind.
 
+/// Prints a line of figures on stderr directly: the test harness would hold back `println!`
+/// of a passing test, and the figures are wanted in every run (CI's included).
+#[allow(unused_macros)]
+macro_rules! figure {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use std::future::Future;
 use std::sync::Once;
 use std::time::{Duration, Instant};
