@@ -97,16 +97,15 @@ pub async fn read(
     })
 }
 
-/// Closes a circuit and makes the deliveries it parked due now; every replica sees it within
-/// [`REFRESH`].
+/// Closes a circuit and makes the deliveries it parked due now (in each partition's
+/// schedule: separate commands, since partitions live in different slots on a cluster);
+/// every replica sees it within [`REFRESH`].
 pub async fn reset(
     conn: &mut impl redis::aio::ConnectionLike,
     circuit_key: &str,
-    schedule_key: &str,
+    schedule_keys: &[String],
 ) -> redis::RedisResult<()> {
-    redis::pipe()
-        .atomic()
-        .cmd("HSET")
+    redis::cmd("HSET")
         .arg(circuit_key)
         .arg("state")
         .arg(CircuitStatus::Closed.as_str())
@@ -114,17 +113,20 @@ pub async fn reset(
         .arg(0)
         .arg("open_until")
         .arg(0)
-        .ignore()
+        .query_async::<()>(&mut *conn)
+        .await?;
+    for schedule in schedule_keys {
         // Scores to 0: everything parked becomes due at once.
-        .cmd("ZUNIONSTORE")
-        .arg(schedule_key)
-        .arg(1)
-        .arg(schedule_key)
-        .arg("WEIGHTS")
-        .arg(0)
-        .ignore()
-        .query_async(conn)
-        .await
+        redis::cmd("ZUNIONSTORE")
+            .arg(schedule)
+            .arg(1)
+            .arg(schedule)
+            .arg("WEIGHTS")
+            .arg(0)
+            .query_async::<()>(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// What the breaker allows right now.

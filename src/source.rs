@@ -10,8 +10,10 @@ use crate::config::{Settings, SourceConfig};
 use crate::idempotency::{body_hash, from_selectors};
 use crate::verify::{self, Verifier};
 
-/// The Redis keys of one source. All share the `{source}` hash tag so that a Lua script may
-/// touch several of them on Redis Cluster too.
+/// The Redis keys of one partition of a source (a source has one unless `partitions` says
+/// more). All share one hash tag (`{source}` for the first partition, which is also where a
+/// source of one partition keeps everything, `{source#p}` for the others) so that a Lua
+/// script may touch several of them on Redis Cluster too.
 #[derive(Debug, Clone)]
 pub struct SourceKeys {
     /// The stream of accepted events awaiting delivery.
@@ -48,9 +50,19 @@ pub struct DestinationKeys {
 }
 
 impl SourceKeys {
-    /// Keys of `source` under `prefix`.
+    /// Keys of `source` under `prefix` (of its first partition).
     pub fn new(prefix: &str, source: &str) -> Self {
-        let base = format!("{prefix}:{{{source}}}");
+        SourceKeys::partition(prefix, source, 0)
+    }
+
+    /// Keys of partition `p` of `source` under `prefix`. Source names hold no `#`, so no
+    /// partition's tag is another source's.
+    pub fn partition(prefix: &str, source: &str, p: u16) -> Self {
+        let base = if p == 0 {
+            format!("{prefix}:{{{source}}}")
+        } else {
+            format!("{prefix}:{{{source}#{p}}}")
+        };
         SourceKeys {
             stream: format!("{base}:stream"),
             dedup_prefix: format!("{base}:dedup:"),
@@ -60,7 +72,8 @@ impl SourceKeys {
         }
     }
 
-    /// Keys of one destination.
+    /// Keys of one destination in this partition. A source of several partitions shares
+    /// the circuit and rate limit of its first partition's: see [`Source::destination_keys`].
     pub fn destination(&self, name: &str) -> DestinationKeys {
         let d = format!("{}:dest:{name}", self.base);
         DestinationKeys {
@@ -89,7 +102,11 @@ impl SourceKeys {
 pub struct Source {
     pub config: SourceConfig,
     pub verifier: Box<dyn Verifier>,
+    /// The first partition's keys; also where the source's shared state (circuits, rate
+    /// limits) lives.
     pub keys: SourceKeys,
+    /// Every partition's keys, the first included: `config.partitions` of them.
+    pub partitions: Vec<SourceKeys>,
     /// Lower-cased names of headers never stored (secrets, credentials).
     pub redacted_headers: Vec<String>,
     /// One per destination: the Dispatcher wakes the destination's worker in process when it
@@ -117,6 +134,9 @@ impl Source {
         redacted_headers.extend(verifier.secret_headers().iter().map(|h| h.to_string()));
         Ok(Source {
             keys: SourceKeys::new(key_prefix, &config.name),
+            partitions: (0..config.partitions.max(1))
+                .map(|p| SourceKeys::partition(key_prefix, &config.name, p))
+                .collect(),
             wakers: config
                 .destinations
                 .iter()
@@ -126,6 +146,23 @@ impl Source {
             verifier,
             redacted_headers,
         })
+    }
+
+    /// The partition an idempotency key belongs to: de-duplication and the stream entry of
+    /// one key always meet in one slot.
+    pub fn partition_of(&self, key: &str) -> &SourceKeys {
+        &self.partitions[partition_index(key, self.partitions.len())]
+    }
+
+    /// A destination's keys in one partition: its consumer group, retries and counters there,
+    /// its circuit and rate limit shared by every partition (kept in the first one's slot).
+    pub fn destination_keys(&self, partition: &SourceKeys, name: &str) -> DestinationKeys {
+        let shared = self.keys.destination(name);
+        DestinationKeys {
+            circuit: shared.circuit,
+            rate_prefix: shared.rate_prefix,
+            ..partition.destination(name)
+        }
     }
 
     /// Wakes every destination worker of the source.
@@ -168,6 +205,15 @@ impl Source {
     }
 }
 
+/// Which of `count` partitions a key goes to: a stable hash (CRC-32), the same on every
+/// replica and every run.
+pub fn partition_index(key: &str, count: usize) -> usize {
+    if count <= 1 {
+        return 0;
+    }
+    crc32fast::hash(key.as_bytes()) as usize % count
+}
+
 /// All configured sources by name.
 #[derive(Clone, Default)]
 pub struct Sources(Arc<HashMap<String, Arc<Source>>>);
@@ -192,5 +238,38 @@ impl Sources {
     /// Every source, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Source>> {
         self.0.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_partition_keeps_the_layout_of_a_source_of_one() {
+        let one = SourceKeys::new("hg", "c2s");
+        assert_eq!(one.stream, "hg:{c2s}:stream");
+        assert_eq!(SourceKeys::partition("hg", "c2s", 0).stream, one.stream);
+        let third = SourceKeys::partition("hg", "c2s", 2);
+        assert_eq!(third.stream, "hg:{c2s#2}:stream");
+        assert!(third.dedup("k").starts_with("hg:{c2s#2}:dedup:"));
+        assert_eq!(
+            third.destination("app").retry_stream,
+            "hg:{c2s#2}:dest:app:retry"
+        );
+    }
+
+    #[test]
+    fn keys_spread_over_partitions_stably() {
+        assert_eq!(partition_index("anything", 1), 0);
+        let mut seen = [0usize; 6];
+        for n in 0..6_000 {
+            let key = format!("lead-{n}");
+            let p = partition_index(&key, 6);
+            assert_eq!(p, partition_index(&key, 6));
+            seen[p] += 1;
+        }
+        // Roughly even: each partition within 20 % of its share.
+        assert!(seen.iter().all(|&n| (800..=1_200).contains(&n)), "{seen:?}");
     }
 }

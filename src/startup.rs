@@ -212,12 +212,12 @@ impl Application {
         });
         let probe = circuit.clone();
         let probe_pool = redis.clone();
-        // One probe key per source, in the source's slot; a gateway without sources probes
-        // a key of its own.
+        // One probe key per partition of each source, in its slot; a gateway without sources
+        // probes a key of its own.
         let mut probe_keys: Vec<String> = ingest_state
             .sources
             .iter()
-            .map(|s| s.keys.replication_marker.clone())
+            .flat_map(|s| s.partitions.iter().map(|p| p.replication_marker.clone()))
             .collect();
         if probe_keys.is_empty() {
             probe_keys.push(format!(

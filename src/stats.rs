@@ -80,49 +80,56 @@ pub async fn collect(
     all.sort_by(|a, b| a.config.name.cmp(&b.config.name));
     let mut out = Vec::with_capacity(all.len());
     for s in all {
-        // Counters first, groups second: settling acknowledges and counts in one step, so
-        // whatever is counted done here is no longer seen pending below.
-        let mut dests = Vec::new();
+        let mut dests: Vec<DestinationFigures> = Vec::new();
         for d in &s.config.destinations {
-            let keys = s.keys.destination(&d.name);
-            let (delayed, completed, failed): (u64, Option<u64>, Option<u64>) = redis::pipe()
-                .cmd("ZCARD")
-                .arg(&keys.retry_schedule)
-                .cmd("GET")
-                .arg(&keys.delivered)
-                .cmd("GET")
-                .arg(&keys.dead)
-                .query_async(conn)
-                .await?;
+            let shared = s.destination_keys(&s.keys, &d.name);
             dests.push(DestinationFigures {
                 name: d.name.clone(),
-                figures: QueueFigures {
-                    delayed,
-                    completed: completed.unwrap_or(0),
-                    failed: failed.unwrap_or(0),
-                    ..QueueFigures::default()
-                },
-                circuit: circuit::read(conn, &keys.circuit).await?,
+                figures: QueueFigures::default(),
+                circuit: circuit::read(conn, &shared.circuit).await?,
             });
         }
-        let main = groups(conn, &s.keys.stream).await?;
-        for d in &mut dests {
-            let keys = s.keys.destination(&d.name);
-            let retry = groups(conn, &keys.retry_stream).await?;
-            for info in [&main, &retry] {
-                if let Some(g) = info.groups.iter().find(|g| g.name == keys.group) {
-                    d.figures.waiting += g.lag.unwrap_or(0) as u64;
-                    d.figures.active += g.pending as u64;
+        let (mut stream_length, mut dead_letters) = (0u64, 0u64);
+        // A source of several partitions shows as one: each partition's figures are added.
+        for partition in &s.partitions {
+            // Counters first, groups second: settling acknowledges and counts in one step,
+            // so whatever is counted done here is no longer seen pending below.
+            for d in &mut dests {
+                let keys = partition.destination(&d.name);
+                let (delayed, completed, failed): (u64, Option<u64>, Option<u64>) = redis::pipe()
+                    .cmd("ZCARD")
+                    .arg(&keys.retry_schedule)
+                    .cmd("GET")
+                    .arg(&keys.delivered)
+                    .cmd("GET")
+                    .arg(&keys.dead)
+                    .query_async(conn)
+                    .await?;
+                d.figures.delayed += delayed;
+                d.figures.completed += completed.unwrap_or(0);
+                d.figures.failed += failed.unwrap_or(0);
+            }
+            let main = groups(conn, &partition.stream).await?;
+            for d in &mut dests {
+                let keys = partition.destination(&d.name);
+                let retry = groups(conn, &keys.retry_stream).await?;
+                for info in [&main, &retry] {
+                    if let Some(g) = info.groups.iter().find(|g| g.name == keys.group) {
+                        d.figures.waiting += g.lag.unwrap_or(0) as u64;
+                        d.figures.active += g.pending as u64;
+                    }
                 }
             }
+            let (length, dead): (u64, u64) = redis::pipe()
+                .cmd("XLEN")
+                .arg(&partition.stream)
+                .cmd("XLEN")
+                .arg(&partition.dead)
+                .query_async(conn)
+                .await?;
+            stream_length += length;
+            dead_letters += dead;
         }
-        let (stream_length, dead_letters): (u64, u64) = redis::pipe()
-            .cmd("XLEN")
-            .arg(&s.keys.stream)
-            .cmd("XLEN")
-            .arg(&s.keys.dead)
-            .query_async(conn)
-            .await?;
         out.push(SourceFigures {
             name: s.config.name.clone(),
             stream_length,

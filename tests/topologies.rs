@@ -22,15 +22,20 @@ use std::rc::Rc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hookgate::config::{RedisTopology, SourceConfig};
+use hookgate::config::{RedisTopology, Secret, SourceConfig};
 use hookgate::send::{sample_body, unix_now};
+use hookgate::source::SourceKeys;
 
 use helpers::{eventually, spawn_app, Signed, TestApp, TestEnv};
-use sink::Sink;
+use sink::{Behaviour, Sink};
 
 const RATE_PER_SECOND: u64 = 300;
 
 // ---- what the gateway logs: warnings and errors are kept to be searched ----
+
+/// The scenarios run one after the other: two topologies and four replicas at once on two
+/// cores would measure the machine, not the gateway.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 static LOGGED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -324,6 +329,25 @@ async fn check_delivered(name: &str, sent: &[Sent], sink: &Sink, sources: &[Sour
     );
 }
 
+/// The addresses of the masters `/ready` names, once the first check has answered.
+async fn masters(app: &TestApp, topology: &str) -> Vec<String> {
+    eventually(
+        Duration::from_secs(20),
+        "/ready names the masters",
+        || async {
+            let (_, ready) = app.get("/ready").await;
+            assert_eq!(ready["redis_topology"], topology, "{ready}");
+            let masters: Vec<String> = ready["redis_masters"]
+                .as_array()?
+                .iter()
+                .filter_map(|m| m["address"].as_str().map(str::to_string))
+                .collect();
+            (!masters.is_empty()).then_some(masters)
+        },
+    )
+    .await
+}
+
 /// Both replicas take webhooks straight into Redis again (`queued`, not `spooled`).
 async fn both_recovered(apps: &[Rc<TestApp>], source: &SourceConfig, limit: Duration) {
     for (i, app) in apps.iter().enumerate() {
@@ -364,6 +388,7 @@ url = "{url}"
 
 #[actix_web::test]
 async fn sentinel_failover_mid_load_loses_no_acknowledged_webhook() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     record_logs();
     let port = free_ports(5, false);
     let topology = Topology::start(
@@ -393,12 +418,9 @@ async fn sentinel_failover_mid_load_loses_no_acknowledged_webhook() {
         Rc::new(spawn_app(settings.clone()).await),
         Rc::new(spawn_app(settings).await),
     ];
-    let (_, ready) = apps[0].get("/ready").await;
-    assert_eq!(ready["redis_topology"], "sentinel", "{ready}");
     assert_eq!(
-        ready["redis_masters"][0]["address"],
-        format!("127.0.0.1:{port}"),
-        "{ready}"
+        masters(&apps[0], "sentinel").await,
+        vec![format!("127.0.0.1:{port}")]
     );
     let sources = vec![apps[0].source("pluggy")];
 
@@ -412,12 +434,16 @@ async fn sentinel_failover_mid_load_loses_no_acknowledged_webhook() {
     let sent = load(&apps, &sources, total, fault).await;
     check_delivered("sentinel failover", &sent, &sink, &sources).await;
     both_recovered(&apps, &sources[0], Duration::from_secs(60)).await;
-    let (_, ready) = apps[1].get("/ready").await;
-    assert_ne!(
-        ready["redis_masters"][0]["address"],
-        format!("127.0.0.1:{port}"),
-        "the replica follows the new master: {ready}"
-    );
+    // The durability check follows the new master too (it re-reads every few seconds).
+    eventually(
+        Duration::from_secs(30),
+        "/ready names the new master",
+        || async {
+            let now = masters(&apps[1], "sentinel").await;
+            (now != vec![format!("127.0.0.1:{port}")]).then_some(())
+        },
+    )
+    .await;
     let bad = forbidden_log_lines();
     assert!(bad.is_empty(), "{bad:#?}");
 }
@@ -438,8 +464,51 @@ fn master_of(nodes: &str, slot: u16) -> Option<u16> {
     })
 }
 
+const ADMIN_TOKEN: &str = "topologies-admin-token";
+
+/// The cluster's sources: `orders` over six partitions (with a destination that fails each
+/// event once, so every partition's retry schedule, retry stream and promote script run, and
+/// one that dead-letters everything), and two plain ones.
+fn cluster_config(sink: &Sink) -> String {
+    let mut toml = config(
+        sink,
+        &["c2s", "chatwoot"],
+        "min_replicas_acked = 1\nreplica_ack_timeout_ms = 300",
+    );
+    toml.push_str(&format!(
+        r#"
+[[sources]]
+name = "orders"
+kind = "pluggy"
+secrets = ["orders-secret"]
+partitions = 6
+[sources.retry]
+max_attempts = 2
+base_delay_ms = 50
+max_delay_ms = 100
+[sources.circuit]
+failure_threshold = 100000
+[[sources.destinations]]
+name = "app"
+url = "{app}"
+[[sources.destinations]]
+name = "flaky"
+url = "{flaky}"
+rate_limit_per_second = 5000
+[[sources.destinations]]
+name = "gone"
+url = "{gone}"
+"#,
+        app = sink.url("/orders"),
+        flaky = sink.url("/orders-flaky"),
+        gone = sink.url("/orders-gone"),
+    ));
+    toml
+}
+
 #[actix_web::test]
 async fn cluster_master_killed_mid_load_loses_no_acknowledged_webhook() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     record_logs();
     let port = free_ports(6, true);
     let topology = Topology::start(
@@ -451,23 +520,21 @@ async fn cluster_master_killed_mid_load_loses_no_acknowledged_webhook() {
     );
     let env = TestEnv::new();
     let sink = Sink::start();
-    let names = ["pluggy", "c2s", "chatwoot"];
-    let mut settings = env.settings(&config(
-        &sink,
-        &names,
-        "min_replicas_acked = 1\nreplica_ack_timeout_ms = 300",
-    ));
+    sink.set("/orders-flaky", Behaviour::FailFirst(1, 500));
+    sink.set("/orders-gone", Behaviour::Status(410));
+    let names = ["orders", "c2s", "chatwoot"];
+    let mut settings = env.settings(&cluster_config(&sink));
+    settings.admin_token = Some(Secret::new(ADMIN_TOKEN));
     let nodes = topology.list("REDIS_CLUSTER_NODES");
     settings.redis.topology = RedisTopology::Cluster(nodes.clone());
     let apps = vec![
         Rc::new(spawn_app(settings.clone()).await),
         Rc::new(spawn_app(settings).await),
     ];
-    let (_, ready) = apps[0].get("/ready").await;
-    assert_eq!(ready["redis_topology"], "cluster", "{ready}");
+    assert_eq!(masters(&apps[0], "cluster").await.len(), 3);
     let sources: Vec<SourceConfig> = names.iter().map(|n| apps[0].source(n)).collect();
 
-    // The victim: the master of the first source's slot, so that its stream fails over.
+    // The victim: the master of the first plain source's slot, so that its stream fails over.
     let mut conn = redis::Client::open(nodes[0].as_str())
         .expect("a node URL")
         .get_multiplexed_async_connection()
@@ -475,7 +542,7 @@ async fn cluster_master_killed_mid_load_loses_no_acknowledged_webhook() {
         .expect("a node answers");
     let slot: u16 = redis::cmd("CLUSTER")
         .arg("KEYSLOT")
-        .arg(env.stream(names[0]))
+        .arg(env.stream(names[1]))
         .query_async(&mut conn)
         .await
         .expect("KEYSLOT");
@@ -494,7 +561,81 @@ async fn cluster_master_killed_mid_load_loses_no_acknowledged_webhook() {
             .crash(victim, Duration::from_secs(4), Duration::from_secs(4));
     let sent = load(&apps, &sources, total, fault).await;
     check_delivered("cluster failover", &sent, &sink, &sources).await;
-    both_recovered(&apps, &sources[0], Duration::from_secs(60)).await;
+    both_recovered(&apps, &sources[1], Duration::from_secs(60)).await;
+
+    // Every partition of orders took events, retried them and dead-lettered them.
+    let orders: Vec<String> = sent
+        .iter()
+        .filter(|s| s.source == "orders")
+        .map(|s| s.id.clone())
+        .collect();
+    sink.await_events(
+        "/orders-flaky",
+        &orders,
+        Duration::from_secs(60),
+        "every order delivered after a retry",
+    )
+    .await;
+    for p in 0..6 {
+        let stream = SourceKeys::partition(&env.prefix, "orders", p).stream;
+        let mut conn = redis::cluster::ClusterClient::new(nodes.clone())
+            .expect("cluster client")
+            .get_async_connection()
+            .await
+            .expect("the cluster answers");
+        let groups: redis::streams::StreamInfoGroupsReply = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&stream)
+            .query_async(&mut conn)
+            .await
+            .expect("the partition's stream exists");
+        assert_eq!(
+            groups.groups.len(),
+            3,
+            "{stream}: one group per destination"
+        );
+    }
+    let stats = eventually(Duration::from_secs(60), "orders settled", || async {
+        let (_, body) = apps[1]
+            .call("GET", "/api/queue/stats", Some(ADMIN_TOKEN))
+            .await;
+        let q = &body["data"]["queues"]["orders"];
+        (q["failed"].as_u64() == Some(orders.len() as u64)).then_some(body)
+    })
+    .await;
+    figure!("cluster orders: {}", stats["data"]["queues"]["orders"]);
+
+    // A bulk replay of a source to one destination: one pipeline per partition stream.
+    let (status, started) = apps[0]
+        .call_json(
+            "POST",
+            "/api/events/replay",
+            ADMIN_TOKEN,
+            &serde_json::json!({"source": "orders", "destination": "app"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let replay = started["replay_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let progress = eventually(Duration::from_secs(60), "the replay to finish", || async {
+        let (_, p) = apps[1]
+            .call("GET", &format!("/api/replays/{replay}"), Some(ADMIN_TOKEN))
+            .await;
+        (p["state"] != "running").then_some(p)
+    })
+    .await;
+    assert_eq!(progress["state"], "done", "{progress}");
+    assert_eq!(progress["done"], orders.len(), "{progress}");
+    eventually(Duration::from_secs(60), "orders replayed", || async {
+        let by = sink.by_event("/orders");
+        orders
+            .iter()
+            .all(|id| by.get(id).is_some_and(|d| d.len() >= 2))
+            .then_some(())
+    })
+    .await;
     let bad = forbidden_log_lines();
     assert!(bad.is_empty(), "{bad:#?}");
 }

@@ -45,9 +45,14 @@ pub(super) async fn reset(
             "source {source} has no destination {destination:?}"
         )));
     }
-    let keys = s.keys.destination(&destination);
+    let circuit_key = s.destination_keys(&s.keys, &destination).circuit;
+    let schedules: Vec<String> = s
+        .partitions
+        .iter()
+        .map(|p| p.destination(&destination).retry_schedule)
+        .collect();
     let mut conn = state.redis.get().await.map_err(redis_down)?;
-    circuit::reset(&mut *conn, &keys.circuit, &keys.retry_schedule)
+    circuit::reset(&mut *conn, &circuit_key, &schedules)
         .await
         .map_err(redis_down)?;
     s.wake();

@@ -73,31 +73,36 @@ pub(super) async fn clean(
     let mut sources: Vec<_> = state.sources.iter().collect();
     sources.sort_by(|a, b| a.config.name.cmp(&b.config.name));
     for s in sources {
-        let trimmed = backfill::trim_delivered(
-            &mut *conn,
-            &state.postgres,
-            s,
-            state.trim_settle,
-            &mut Vec::new(),
-        )
-        .await;
-        let entries = match trimmed {
-            Ok(n) => n,
-            Err(TrimError::Redis(e)) => return Err(redis_down(e)),
-            // The entries stay until their audit rows can be checked: nothing to report as an
-            // error, the next clean (or the background trim) takes them.
-            Err(TrimError::Audit(e)) => {
-                log::warn!("clean: source {} not trimmed: {e}", s.config.name);
-                0
-            }
-        };
-        let dead: u64 = redis::cmd("XTRIM")
-            .arg(&s.keys.dead)
-            .arg("MINID")
-            .arg(dead_floor.to_string())
-            .query_async(&mut *conn)
-            .await
-            .map_err(redis_down)?;
+        let (mut entries, mut dead) = (0u64, 0u64);
+        for partition in &s.partitions {
+            let trimmed = backfill::trim_delivered(
+                &mut *conn,
+                &state.postgres,
+                s,
+                partition,
+                state.trim_settle,
+                &mut Vec::new(),
+            )
+            .await;
+            entries += match trimmed {
+                Ok(n) => n,
+                Err(TrimError::Redis(e)) => return Err(redis_down(e)),
+                // The entries stay until their audit rows can be checked: nothing to report
+                // as an error, the next clean (or the background trim) takes them.
+                Err(TrimError::Audit(e)) => {
+                    log::warn!("clean: {} not trimmed: {e}", partition.stream);
+                    0
+                }
+            };
+            let removed: u64 = redis::cmd("XTRIM")
+                .arg(&partition.dead)
+                .arg("MINID")
+                .arg(dead_floor.to_string())
+                .query_async(&mut *conn)
+                .await
+                .map_err(redis_down)?;
+            dead += removed;
+        }
         total_entries += entries;
         total_dead += dead;
         out.insert(

@@ -45,18 +45,24 @@ pub(super) struct ReplayQuery {
     destination: Option<String>,
 }
 
-/// The stream a replay goes to: the source stream (every destination) or one destination's
-/// retry stream (only its group reads it).
-fn target(source: &Source, destination: Option<&str>) -> Result<(String, String), ApiError> {
+/// The stream a replay of the event with idempotency key `key` goes to: its partition's
+/// source stream (every destination) or one destination's retry stream there (only its
+/// group reads it).
+fn target(
+    source: &Source,
+    key: &str,
+    destination: Option<&str>,
+) -> Result<(String, String), ApiError> {
+    let partition = source.partition_of(key);
     match destination {
         Some(d) if source.config.destinations.iter().any(|x| x.name == d) => {
-            Ok((source.keys.destination(d).retry_stream, d.to_string()))
+            Ok((partition.destination(d).retry_stream, d.to_string()))
         }
         Some(d) => Err(ApiError::NotFoundWhat(format!(
             "source {} has no destination {d:?}",
             source.config.name
         ))),
-        None => Ok((source.keys.stream.clone(), "all".to_string())),
+        None => Ok((partition.stream.clone(), "all".to_string())),
     }
 }
 
@@ -104,7 +110,7 @@ pub(super) async fn one(
     let source = state.sources.get(&ev.source).ok_or_else(|| {
         ApiError::NotFoundWhat(format!("source {} is no longer configured", ev.source))
     })?;
-    let (stream, to) = target(source, query.destination.as_deref())?;
+    let (stream, to) = target(source, &ev.idempotency_key, query.destination.as_deref())?;
     let mut conn = state.redis.get().await.map_err(redis_down)?;
     let stream_id: String = requeue(&stream, &ev)
         .query_async(&mut *conn)
@@ -177,7 +183,7 @@ pub(super) async fn bulk(
             .sources
             .get(s)
             .ok_or_else(|| ApiError::UnknownSource(s.clone()))?;
-        target(source, Some(d))?;
+        target(source, "", Some(d))?;
     } else if destination.is_some() {
         return Err(ApiError::BadRequest("destination needs a source".into()));
     }
@@ -261,7 +267,7 @@ async fn run_bulk(
                     skipped += 1;
                     continue;
                 };
-                match target(source, destination.as_deref()) {
+                match target(source, &ev.idempotency_key, destination.as_deref()) {
                     Ok((stream, _)) => {
                         pipes
                             .entry(stream.clone())

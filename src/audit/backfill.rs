@@ -19,7 +19,7 @@ use crate::circuit::now_ms;
 use crate::config::AuditSettings;
 use crate::event::QueuedEvent;
 use crate::queue::{self, EntryId};
-use crate::source::Source;
+use crate::source::{Source, SourceKeys};
 
 /// Entries read and checked per round trip.
 const CHUNK: usize = 500;
@@ -43,8 +43,8 @@ pub fn settle_time(settings: &AuditSettings) -> Duration {
     Duration::from_millis((settings.flush_interval_ms * 10).max(1_000))
 }
 
-/// Removes the entries of `source`'s stream that every destination is done with and that are
-/// older than `min_age`, after making sure each has its audit row. Returns how many went.
+/// Removes the entries of one partition's stream of `source` that every destination is done
+/// with and that are older than `min_age`, after making sure each has its audit row. Returns how many went.
 ///
 /// Younger entries stay: their rows are normally still on their way from the replica that
 /// accepted them, and writing them here would only be wasted work.
@@ -56,6 +56,7 @@ pub async fn trim_delivered(
     conn: &mut impl redis::aio::ConnectionLike,
     pg: &PgPool,
     source: &Source,
+    partition: &SourceKeys,
     min_age: Duration,
     recheck: &mut Vec<Uuid>,
 ) -> Result<u64, TrimError> {
@@ -70,7 +71,7 @@ pub async fn trim_delivered(
         rolled.map_err(TrimError::Audit)?;
         recheck.clear();
     }
-    let (name, stream, groups) = (&source.config.name, &source.keys.stream, source.groups());
+    let (name, stream, groups) = (&source.config.name, &partition.stream, source.groups());
     let Some(floor) = queue::trim_floor(conn, stream, &groups).await? else {
         return Ok(0);
     };

@@ -26,6 +26,8 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/hookgate";
 /// Default listen address when neither the file nor `HOOKGATE_BIND`/`PORT` sets one.
 pub const DEFAULT_BIND: &str = "0.0.0.0:8080";
+/// Most streams one source may be spread over.
+pub const MAX_PARTITIONS: u16 = 64;
 /// Default spool folder when neither the file nor `HOOKGATE_SPOOL_DIR` sets one.
 pub const DEFAULT_SPOOL_DIR: &str = "./hookgate-spool";
 /// Default bound of the spool: 1 GiB.

@@ -106,6 +106,8 @@ pub(super) struct RawSource {
     pub(super) signature_encoding: Option<String>,
     #[serde(default)]
     pub(super) priority: u8,
+    #[serde(default = "default_partitions")]
+    pub(super) partitions: u16,
     #[serde(default)]
     pub(super) destinations: Vec<RawDestination>,
     #[serde(default)]
@@ -141,4 +143,8 @@ fn default_timeout_ms() -> u64 {
 }
 fn default_max_in_flight() -> usize {
     32
+}
+
+fn default_partitions() -> u16 {
+    1
 }

@@ -124,6 +124,8 @@ pub struct SourceConfig {
     pub signature_prefix: Option<String>,
     pub signature_encoding: Option<Encoding>,
     pub priority: u8,
+    /// Streams the source's events are spread over, by a hash of the idempotency key.
+    pub partitions: u16,
     pub destinations: Vec<DestinationConfig>,
     pub retry: RetryPolicy,
     pub circuit: CircuitPolicy,

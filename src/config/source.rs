@@ -124,6 +124,12 @@ pub(super) fn validate_source(s: RawSource, field: &str) -> Result<SourceConfig,
         .transpose()
         .map_err(|e| ConfigError::at(format!("{field}.signature_encoding"), e))?;
 
+    if !(1..=MAX_PARTITIONS).contains(&s.partitions) {
+        return Err(ConfigError::at(
+            format!("{field}.partitions"),
+            format!("must be from 1 to {MAX_PARTITIONS}"),
+        ));
+    }
     if s.priority > 9 {
         return Err(ConfigError::at(
             format!("{field}.priority"),
@@ -212,6 +218,7 @@ pub(super) fn validate_source(s: RawSource, field: &str) -> Result<SourceConfig,
         signature_prefix: s.signature_prefix,
         signature_encoding,
         priority: s.priority,
+        partitions: s.partitions,
         destinations,
         retry: s.retry,
         circuit: s.circuit,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use redis::streams::{StreamAutoClaimReply, StreamInfoConsumersReply};
 
-use super::worker::Worker;
+use super::worker::{Origin, Worker};
 use crate::queue;
 
 impl Worker {
@@ -21,8 +21,8 @@ impl Worker {
             if self.stopping.get() {
                 break;
             }
-            for from_retry in [false, true] {
-                if let Err(e) = self.claim(from_retry).await {
+            for from in self.origins().collect::<Vec<_>>() {
+                if let Err(e) = self.claim(from).await {
                     if !queue::is_nogroup(&e) {
                         log::warn!("{}: claiming pending work failed: {e}", self.name());
                     }
@@ -39,8 +39,8 @@ impl Worker {
         }
     }
 
-    async fn claim(self: &Rc<Self>, from_retry: bool) -> redis::RedisResult<()> {
-        let stream = self.stream_of(from_retry).to_string();
+    async fn claim(self: &Rc<Self>, from: Origin) -> redis::RedisResult<()> {
+        let stream = self.stream_of(from).to_string();
         let mut start = "0-0".to_string();
         loop {
             let room = self.room();
@@ -76,7 +76,7 @@ impl Worker {
                 );
             }
             for entry in reply.claimed {
-                self.spawn_delivery(entry, from_retry, false);
+                self.spawn_delivery(entry, from, false);
             }
             if reply.next_stream_id == "0-0" {
                 return Ok(());
@@ -88,8 +88,8 @@ impl Worker {
     async fn remove_gone_consumers(&self) -> redis::RedisResult<()> {
         let idle_ms = self.settings.consumer_idle_seconds * 1000;
         let mut conn = self.conn().await?;
-        for from_retry in [false, true] {
-            let stream = self.stream_of(from_retry);
+        for from in self.origins() {
+            let stream = self.stream_of(from);
             let info: StreamInfoConsumersReply = redis::cmd("XINFO")
                 .arg("CONSUMERS")
                 .arg(stream)

@@ -8,21 +8,21 @@ use time::OffsetDateTime;
 
 use super::decision::{self, Outcome};
 use super::http::{self, Attempt};
-use super::worker::Worker;
+use super::worker::{Origin, Worker};
 use crate::circuit::now_ms;
 use crate::event::{AttemptRecord, QueuedEvent};
 use crate::retry;
 use crate::status::Status;
 
 impl Worker {
-    /// Delivers one entry read from `from_retry`'s stream; `probe` when it is the half-open
+    /// Delivers one entry read from `from`'s stream; `probe` when it is the half-open
     /// circuit's probe.
-    pub(super) async fn deliver(self: Rc<Self>, entry: StreamId, from_retry: bool, probe: bool) {
+    pub(super) async fn deliver(self: Rc<Self>, entry: StreamId, from: Origin, probe: bool) {
         let event = match QueuedEvent::parse(&entry) {
             Ok(e) => e,
             Err(e) => {
                 log::error!("{}: dropping malformed entry: {e}", self.name());
-                self.ack_only(&entry.id, from_retry).await;
+                self.ack_only(&entry.id, from).await;
                 return;
             }
         };
@@ -34,7 +34,7 @@ impl Worker {
                     due_ms: until,
                     attempt: event.attempt,
                 };
-                self.settle(&entry.id, from_retry, &event, park, None).await;
+                self.settle(&entry.id, from, &event, park, None).await;
                 return;
             }
         }
@@ -66,7 +66,7 @@ impl Worker {
         );
         let error = outcome.error(&result.verdict);
         self.record_attempt(&event, n, &result, status, error);
-        self.settle(&entry.id, from_retry, &event, outcome, Some(&result))
+        self.settle(&entry.id, from, &event, outcome, Some(&result))
             .await;
     }
 

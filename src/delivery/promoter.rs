@@ -25,17 +25,23 @@ impl Worker {
         }
     }
 
-    /// One run of the promote script; how many moved.
+    /// One run of the promote script per lane; how many moved.
     async fn promote_due(&self) -> redis::RedisResult<i64> {
         let mut conn = self.conn().await?;
-        self.scripts
-            .promote
-            .key(&self.keys.retry_schedule)
-            .key(&self.keys.retry_stream)
-            .arg(now_ms())
-            .arg(PROMOTE_BATCH)
-            .arg(&self.keys.parked_prefix)
-            .invoke_async(&mut *conn)
-            .await
+        let mut moved = 0;
+        for lane in &self.lanes {
+            let n: i64 = self
+                .scripts
+                .promote
+                .key(&lane.keys.retry_schedule)
+                .key(&lane.keys.retry_stream)
+                .arg(now_ms())
+                .arg(PROMOTE_BATCH)
+                .arg(&lane.keys.parked_prefix)
+                .invoke_async(&mut *conn)
+                .await?;
+            moved += n;
+        }
+        Ok(moved)
     }
 }

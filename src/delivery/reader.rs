@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use redis::streams::StreamReadReply;
 
-use super::worker::Worker;
+use super::worker::{Origin, Worker};
 use crate::circuit::{now_ms, Gate, REFRESH};
 use crate::queue;
 
@@ -23,8 +23,11 @@ impl Worker {
 
     async fn ensure_groups(&self) -> redis::RedisResult<()> {
         let mut conn = self.conn().await?;
-        queue::ensure_group(&mut *conn, &self.source.keys.stream, &self.keys.group).await?;
-        queue::ensure_group(&mut *conn, &self.keys.retry_stream, &self.keys.group).await
+        for lane in &self.lanes {
+            queue::ensure_group(&mut *conn, &lane.stream, &self.keys.group).await?;
+            queue::ensure_group(&mut *conn, &lane.keys.retry_stream, &self.keys.group).await?;
+        }
+        Ok(())
     }
 
     /// Reads new work until stopped.
@@ -95,25 +98,36 @@ impl Worker {
             }
             None => want,
         };
-        let reply: StreamReadReply = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(&self.keys.group)
-            .arg(&self.consumer)
-            .arg("COUNT")
-            .arg(want)
-            .arg("STREAMS")
-            .arg(&self.source.keys.stream)
-            .arg(&self.keys.retry_stream)
-            .arg(">")
-            .arg(">")
-            .query_async(&mut *conn)
-            .await?;
+        // Each lane is its own slot on a cluster: one read per lane, starting from a
+        // different one each time so that no partition waits behind the others.
         let mut got = 0;
-        for key in reply.keys {
-            let from_retry = key.key == self.keys.retry_stream;
-            for entry in key.ids {
-                got += 1;
-                self.spawn_delivery(entry, from_retry, probe);
+        let lanes = self.lanes.len();
+        let first = self.next_lane.get() % lanes;
+        self.next_lane.set(first + 1);
+        for lane in (0..lanes).map(|i| (first + i) % lanes) {
+            if got >= want {
+                break;
+            }
+            let keys = &self.lanes[lane];
+            let reply: StreamReadReply = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(&self.keys.group)
+                .arg(&self.consumer)
+                .arg("COUNT")
+                .arg(want - got)
+                .arg("STREAMS")
+                .arg(&keys.stream)
+                .arg(&keys.keys.retry_stream)
+                .arg(">")
+                .arg(">")
+                .query_async(&mut *conn)
+                .await?;
+            for key in reply.keys {
+                let retry = key.key == keys.keys.retry_stream;
+                for entry in key.ids {
+                    got += 1;
+                    self.spawn_delivery(entry, Origin { lane, retry }, probe);
+                }
             }
         }
         if probe && got == 0 {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::decision::Outcome;
 use super::http::Attempt;
-use super::worker::Worker;
+use super::worker::{Origin, Worker};
 use crate::circuit::now_ms;
 use crate::event::QueuedEvent;
 
@@ -64,38 +64,39 @@ impl Worker {
     pub(super) async fn settle(
         &self,
         entry_id: &str,
-        from_retry: bool,
+        from: Origin,
         event: &QueuedEvent,
         outcome: Outcome,
         result: Option<&Attempt>,
     ) {
         // Retry streams belong to one destination: their entries go once settled.
-        let del = if from_retry { "1" } else { "0" };
+        let del = if from.retry { "1" } else { "0" };
+        let lane = self.lane(from);
         // Each script's own keys after the stream, and its own arguments after the common ones.
         let (what, script, keys, args) = match outcome {
             Outcome::Delivered => (
                 "delivered",
                 &self.scripts.delivered,
-                vec![self.keys.delivered.clone()],
+                vec![lane.keys.delivered.clone()],
                 Vec::new(),
             ),
             Outcome::Retry { due_ms, attempt } => {
                 let token = format!("{}:{attempt}:{}", event.id, uuid::Uuid::now_v7().simple());
-                let parked = format!("{}{token}", self.keys.parked_prefix);
+                let parked = format!("{}{token}", lane.keys.parked_prefix);
                 let mut args = vec![due_ms.to_string().into_bytes(), token.into_bytes()];
                 args.extend(flatten(event.fields(attempt)));
-                let keys = vec![self.keys.retry_schedule.clone(), parked];
+                let keys = vec![lane.keys.retry_schedule.clone(), parked];
                 ("retry", &self.scripts.retry, keys, args)
             }
             Outcome::Dead { reason } => {
                 let args = flatten(self.dead_fields(event, reason, result));
-                let keys = vec![self.source.keys.dead.clone(), self.keys.dead.clone()];
+                let keys = vec![lane.dead.clone(), lane.keys.dead.clone()];
                 ("dead", &self.scripts.dead, keys, args)
             }
         };
         self.run_settle(what, || {
             let mut inv = script.prepare_invoke();
-            inv.key(self.stream_of(from_retry));
+            inv.key(self.stream_of(from));
             for key in &keys {
                 inv.key(key);
             }
@@ -109,10 +110,10 @@ impl Worker {
     }
 
     /// Acknowledges an entry that cannot be delivered at all (malformed): nothing to record.
-    pub(super) async fn ack_only(&self, entry_id: &str, from_retry: bool) {
+    pub(super) async fn ack_only(&self, entry_id: &str, from: Origin) {
         if let Ok(mut conn) = self.conn().await {
             let _: redis::RedisResult<i64> = redis::cmd("XACK")
-                .arg(self.stream_of(from_retry))
+                .arg(self.stream_of(from))
                 .arg(&self.keys.group)
                 .arg(entry_id)
                 .query_async(&mut *conn)

@@ -47,12 +47,22 @@ pub(super) async fn trim_loop(
         if !matches!(mine, Ok(Some(_))) {
             continue;
         }
-        let trimmed =
-            backfill::trim_delivered(&mut *conn, &postgres, &source, settle, &mut recheck).await;
-        match trimmed {
-            Ok(n) if n > 0 => log::debug!("source {name}: trimmed {n} delivered entries"),
-            Ok(_) => {}
-            Err(e) => log::warn!("source {name}: the stream was not trimmed: {e}"),
+        for partition in &source.partitions {
+            let trimmed = backfill::trim_delivered(
+                &mut *conn,
+                &postgres,
+                &source,
+                partition,
+                settle,
+                &mut recheck,
+            )
+            .await;
+            let stream = &partition.stream;
+            match trimmed {
+                Ok(n) if n > 0 => log::debug!("{stream}: trimmed {n} delivered entries"),
+                Ok(_) => {}
+                Err(e) => log::warn!("source {name}: {stream} was not trimmed: {e}"),
+            }
         }
     }
 }

@@ -34,11 +34,31 @@ pub(super) struct Scripts {
     pub rate: redis::Script,
 }
 
-/// Delivers one source's events to one destination.
+/// One partition of the source as a worker reads it: the partition's stream and dead
+/// letters, and this destination's retries and counters there.
+pub(super) struct Lane {
+    pub stream: String,
+    pub dead: String,
+    pub keys: DestinationKeys,
+}
+
+/// Where an entry came from: which lane, and whether from its retry stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct Origin {
+    pub lane: usize,
+    pub retry: bool,
+}
+
+/// Delivers one source's events to one destination, from every partition of the source:
+/// one worker, so that the destination's concurrency limit holds whatever the partitions.
 pub struct Worker {
     pub(super) source: Arc<Source>,
     pub(super) dest: DestinationConfig,
+    /// The keys shared by every lane: the consumer group's name, the circuit, the rate limit.
     pub(super) keys: DestinationKeys,
+    pub(super) lanes: Vec<Lane>,
+    /// The lane the reader starts its next read with.
+    pub(super) next_lane: Cell<usize>,
     pub(super) consumer: String,
     redis: RedisPool,
     pub(super) client: awc::Client,
@@ -54,7 +74,7 @@ pub struct Worker {
     pub(super) metrics: DeliveryMetrics,
     /// Entries this worker is delivering right now: a slow one of our own that outlives the
     /// visibility timeout is claimed back by XAUTOCLAIM, but must not be started twice.
-    in_flight: RefCell<HashSet<String>>,
+    in_flight: RefCell<HashSet<(Origin, String)>>,
     pub(super) budget: Budget,
 }
 
@@ -72,7 +92,16 @@ impl Worker {
         budget: Budget,
     ) -> Self {
         let dest = source.config.destinations[index].clone();
-        let keys = source.keys.destination(&dest.name);
+        let keys = source.destination_keys(&source.keys, &dest.name);
+        let lanes = source
+            .partitions
+            .iter()
+            .map(|p| Lane {
+                stream: p.stream.clone(),
+                dead: p.dead.clone(),
+                keys: source.destination_keys(p, &dest.name),
+            })
+            .collect();
         // Longer than any attempt can take, so a live replica's delivery is never claimed.
         let visibility = Duration::from_millis(dest.timeout_ms + settings.claim_margin_ms);
         let signing_key = dest
@@ -99,6 +128,8 @@ impl Worker {
             source,
             dest,
             keys,
+            lanes,
+            next_lane: Cell::new(0),
             consumer,
             redis,
             settings,
@@ -160,18 +191,30 @@ impl Worker {
         format!("{}/{}", self.source.config.name, self.dest.name)
     }
 
-    /// The stream an entry was read from: the retry stream or the source stream.
-    pub(super) fn stream_of(&self, from_retry: bool) -> &str {
-        if from_retry {
-            &self.keys.retry_stream
+    /// The lane an entry came from.
+    pub(super) fn lane(&self, from: Origin) -> &Lane {
+        &self.lanes[from.lane]
+    }
+
+    /// Every place entries come from: each lane's source stream and retry stream.
+    pub(super) fn origins(&self) -> impl Iterator<Item = Origin> + '_ {
+        (0..self.lanes.len())
+            .flat_map(|lane| [false, true].map(move |retry| Origin { lane, retry }))
+    }
+
+    /// The stream an entry was read from: its lane's retry stream or source stream.
+    pub(super) fn stream_of(&self, from: Origin) -> &str {
+        let lane = self.lane(from);
+        if from.retry {
+            &lane.keys.retry_stream
         } else {
-            &self.source.keys.stream
+            &lane.stream
         }
     }
 
     /// Starts the delivery of an entry read or claimed, unless it is already under way here.
-    pub(super) fn spawn_delivery(self: &Rc<Self>, entry: StreamId, from_retry: bool, probe: bool) {
-        if !self.in_flight.borrow_mut().insert(entry.id.clone()) {
+    pub(super) fn spawn_delivery(self: &Rc<Self>, entry: StreamId, from: Origin, probe: bool) {
+        if !self.in_flight.borrow_mut().insert((from, entry.id.clone())) {
             return;
         }
         // Slot and budget are taken now, before the reader looks again: counting them inside
@@ -187,11 +230,12 @@ impl Worker {
                 None => this.permits.clone().acquire_owned().await.ok(),
             };
             let entry_id = entry.id.clone();
-            let work =
-                AssertUnwindSafe(this.clone().deliver(entry, from_retry, probe)).catch_unwind();
+            let work = AssertUnwindSafe(this.clone().deliver(entry, from, probe)).catch_unwind();
             let panicked = work.await.is_err();
             this.budget.give_back();
-            this.in_flight.borrow_mut().remove(&entry_id);
+            this.in_flight
+                .borrow_mut()
+                .remove(&(from, entry_id.clone()));
             if panicked {
                 log::error!(
                     "{}: delivery of entry {entry_id} panicked; it stays pending and will be claimed again",

@@ -187,7 +187,6 @@ impl Landing {
             .map(|((w, id), headers)| EnqueueItem {
                 id,
                 key: &w.event.key,
-                dedup_key: source.keys.dedup(&w.event.key),
                 event_type: w.event.event_type.as_deref().unwrap_or(""),
                 received_at_ms: w.event.received_at_ms,
                 content_type: w.event.content_type.as_deref().unwrap_or(""),
@@ -200,16 +199,9 @@ impl Landing {
             .get()
             .await
             .map_err(|e| DispatchError::Connection(e.to_string()))?;
-        enqueue_acked(
-            &mut *conn,
-            &self.script,
-            &source.keys,
-            source.config.dedup_ttl_seconds,
-            &items,
-            self.acks,
-        )
-        .await
-        .map_err(|e| DispatchError::Redis(e.to_string()))
+        enqueue_acked(&mut *conn, &self.script, source, &items, self.acks)
+            .await
+            .map_err(|e| DispatchError::Redis(e.to_string()))
     }
 }
 

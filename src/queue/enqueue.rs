@@ -1,5 +1,7 @@
 //! De-duplicate and append to a source's stream: one event, or a batch of one source's events.
 
+use crate::source::{partition_index, Source, SourceKeys};
+
 /// De-duplication and stream append for a batch of events of one source, each event atomic
 /// on its own (group commit: one round trip for what arrived during the last one).
 ///
@@ -35,10 +37,8 @@ return out
 /// One event of an [`enqueue_batch`].
 pub struct EnqueueItem<'a> {
     pub id: &'a str,
-    /// The idempotency key, as stored in the entry.
+    /// The idempotency key, as stored in the entry; it also picks the partition.
     pub key: &'a str,
-    /// The dedup key in Redis ([`crate::source::SourceKeys::dedup`]).
-    pub dedup_key: String,
     pub event_type: &'a str,
     pub received_at_ms: i64,
     pub content_type: &'a str,
@@ -57,18 +57,18 @@ pub enum EnqueueOutcome {
     Failed { error: String },
 }
 
-/// Runs [`ENQUEUE_BATCH_LUA`] for `items`, all of one source's `stream`.
+/// Runs [`ENQUEUE_BATCH_LUA`] for `items`, all of one partition (`keys`) of a source.
 pub async fn enqueue_batch(
     conn: &mut impl redis::aio::ConnectionLike,
     script: &redis::Script,
-    stream: &str,
+    keys: &SourceKeys,
     dedup_ttl_seconds: u64,
-    items: &[EnqueueItem<'_>],
+    items: &[&EnqueueItem<'_>],
 ) -> redis::RedisResult<Vec<EnqueueOutcome>> {
-    let mut call = script.key(stream);
+    let mut call = script.key(&keys.stream);
     call.arg(dedup_ttl_seconds);
     for item in items {
-        call.key(&item.dedup_key)
+        call.key(keys.dedup(item.key))
             .arg(item.id)
             .arg(item.key)
             .arg(item.event_type)
@@ -113,25 +113,43 @@ impl ReplicaAcks {
     }
 }
 
-/// [`enqueue_batch`], then, when replicas are asked for, [`replicated`] on the same
-/// connection: the outcomes, and whether the replicas have them. The check runs also when
-/// the batch wrote nothing: a key "seen" may be our own first try, written by a call whose
-/// answer was lost, and not on the replicas yet.
+/// [`enqueue_batch`] per partition of `source` that `items` fall in, each followed, when
+/// replicas are asked for, by [`replicated`] on the same connection: the outcomes in the
+/// order of `items`, and whether the replicas have them all. The check runs also when a
+/// batch wrote nothing: a key "seen" may be our own first try, written by a call whose
+/// answer was lost, and not on the replicas yet. An error of any partition is the error
+/// of all: the caller spools every item, and those queued already are "seen" when drained.
 pub async fn enqueue_acked(
     conn: &mut impl redis::aio::ConnectionLike,
     script: &redis::Script,
-    keys: &crate::source::SourceKeys,
-    dedup_ttl_seconds: u64,
+    source: &Source,
     items: &[EnqueueItem<'_>],
     acks: ReplicaAcks,
 ) -> redis::RedisResult<(Vec<EnqueueOutcome>, bool)> {
-    let outcomes = enqueue_batch(conn, script, &keys.stream, dedup_ttl_seconds, items).await?;
-    if acks.replicas == 0 {
-        return Ok((outcomes, true));
+    let count = source.partitions.len();
+    let mut by_partition: Vec<Vec<usize>> = vec![Vec::new(); count];
+    for (i, item) in items.iter().enumerate() {
+        by_partition[partition_index(item.key, count)].push(i);
     }
-    let replicated =
-        replicated(conn, &keys.replication_marker, acks.replicas, acks.timeout).await?;
-    Ok((outcomes, replicated))
+    let mut outcomes: Vec<Option<EnqueueOutcome>> = vec![None; items.len()];
+    let mut all_replicated = true;
+    for (p, indices) in by_partition.iter().enumerate() {
+        if indices.is_empty() {
+            continue;
+        }
+        let keys = &source.partitions[p];
+        let part: Vec<&EnqueueItem<'_>> = indices.iter().map(|&i| &items[i]).collect();
+        let answers =
+            enqueue_batch(conn, script, keys, source.config.dedup_ttl_seconds, &part).await?;
+        for (&i, answer) in indices.iter().zip(answers) {
+            outcomes[i] = Some(answer);
+        }
+        if acks.replicas > 0 {
+            all_replicated &=
+                replicated(conn, &keys.replication_marker, acks.replicas, acks.timeout).await?;
+        }
+    }
+    Ok((outcomes.into_iter().flatten().collect(), all_replicated))
 }
 
 /// Whether `replicas` replicas have every write Redis took before this call: a marker write

@@ -70,7 +70,6 @@ mod redis_tests {
         let item = |id: &'static str, key: &'static str| EnqueueItem {
             id,
             key,
-            dedup_key: keys.dedup(key),
             event_type: "t",
             received_at_ms: 1,
             content_type: "",
@@ -78,7 +77,7 @@ mod redis_tests {
             body: b"{}",
         };
         let script = redis::Script::new(ENQUEUE_BATCH_LUA);
-        let first = enqueue_batch(&mut conn, &script, &keys.stream, 60, &[item("id-a", "a")])
+        let first = enqueue_batch(&mut conn, &script, &keys, 60, &[&item("id-a", "a")])
             .await
             .expect("batch");
         assert!(
@@ -87,12 +86,12 @@ mod redis_tests {
         );
         // A repeat of an earlier batch, a repeat within this batch, and new keys.
         let batch = [
-            item("id-b", "b"),
-            item("id-a2", "a"),
-            item("id-b2", "b"),
-            item("id-c", "c"),
+            &item("id-b", "b"),
+            &item("id-a2", "a"),
+            &item("id-b2", "b"),
+            &item("id-c", "c"),
         ];
-        let out = enqueue_batch(&mut conn, &script, &keys.stream, 60, &batch)
+        let out = enqueue_batch(&mut conn, &script, &keys, 60, &batch)
             .await
             .expect("batch");
         assert!(matches!(out[0], EnqueueOutcome::Queued { .. }), "{out:?}");

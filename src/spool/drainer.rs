@@ -14,6 +14,9 @@ use super::folders::{Folders, SharedJournal};
 use super::journal::Position;
 use super::record::SpoolRecord;
 use crate::audit::{AuditWriter, NewEventBatch, NewEventRecord};
+
+/// The stream id of an audit row written for a webhook an earlier, timed-out try enqueued.
+const UNKNOWN_STREAM_ID: &str = "unknown";
 use crate::queue::{
     enqueue_acked, EnqueueItem, EnqueueOutcome, RedisPool, ReplicaAcks, ENQUEUE_BATCH_LUA,
 };
@@ -157,15 +160,23 @@ impl Drainer {
                         record.to_event(),
                         stream_id,
                     )),
-                    // In Redis already: sent before under this id (its audit row comes from
-                    // the stream), or the same key came through another replica.
+                    // In Redis already under this id: an earlier try whose answer was lost
+                    // (it timed out, and the webhook was spooled) did enqueue it. Nobody
+                    // wrote its audit row then; the stream id is not known here, and the
+                    // row only shows it.
+                    EnqueueOutcome::Seen { first_id } if first_id == record.id.to_string() => audit
+                        .push(NewEventRecord::new(
+                            &source.config.name,
+                            source.config.destinations.len(),
+                            record.to_event(),
+                            UNKNOWN_STREAM_ID.to_string(),
+                        )),
+                    // The same key came through another replica first.
                     EnqueueOutcome::Seen { first_id } => {
-                        if first_id != record.id.to_string() {
-                            log::info!(
-                                "spool: webhook {} is a duplicate of {first_id}, dropped",
-                                record.id
-                            );
-                        }
+                        log::info!(
+                            "spool: webhook {} is a duplicate of {first_id}, dropped",
+                            record.id
+                        );
                     }
                     EnqueueOutcome::Failed { error } => {
                         stop = Some(Stop::Redis(error));
@@ -213,7 +224,6 @@ impl Drainer {
             .map(|((_, r), id)| EnqueueItem {
                 id,
                 key: &r.key,
-                dedup_key: source.keys.dedup(&r.key),
                 event_type: r.event_type.as_deref().unwrap_or(""),
                 received_at_ms: r.received_at_ms,
                 content_type: r.content_type.as_deref().unwrap_or(""),
@@ -223,16 +233,10 @@ impl Drainer {
             .collect();
         let attempt = async {
             let mut conn = self.redis.get().await.map_err(|e| e.to_string())?;
-            let (outcomes, replicated) = enqueue_acked(
-                &mut *conn,
-                script,
-                &source.keys,
-                source.config.dedup_ttl_seconds,
-                &items,
-                self.acks,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+            let (outcomes, replicated) =
+                enqueue_acked(&mut *conn, script, source, &items, self.acks)
+                    .await
+                    .map_err(|e| e.to_string())?;
             // Leaving the spool is final: the webhooks must be where a failover keeps them.
             if !replicated {
                 return Err(format!(

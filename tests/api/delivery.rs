@@ -333,9 +333,13 @@ async fn circuit_reset_on_one_replica_is_seen_by_another() {
 
     let started = Instant::now();
     let mut r = env.redis().await;
-    circuit::reset(&mut r, &keys.circuit, &keys.retry_schedule)
-        .await
-        .expect("reset");
+    circuit::reset(
+        &mut r,
+        &keys.circuit,
+        std::slice::from_ref(&keys.retry_schedule),
+    )
+    .await
+    .expect("reset");
     eventually(
         Duration::from_secs(20),
         "deliveries after the reset",

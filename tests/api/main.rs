@@ -10,6 +10,7 @@ mod ingest;
 mod ingest_errors;
 mod metrics;
 mod openapi;
+mod partitions;
 mod redis_durability;
 mod redis_server;
 mod registration;
