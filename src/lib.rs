@@ -18,6 +18,7 @@ pub mod health;
 pub mod http_refusals;
 pub mod idempotency;
 pub mod ingest;
+pub mod partition_layout;
 pub mod queue;
 pub mod redis_circuit;
 pub mod redis_client;

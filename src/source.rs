@@ -1,13 +1,16 @@
 //! A configured source at run time: its settings, its verifier and its Redis keys.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::Arc;
 
 use actix_web::http::header::HeaderMap;
 use serde_json::Value;
 
-use crate::config::{Settings, SourceConfig};
+use crate::circuit::now_ms;
+use crate::config::{Settings, SourceConfig, MAX_PARTITIONS};
 use crate::idempotency::{body_hash, from_selectors};
+use crate::partition_layout::Layout;
 use crate::verify::{self, Verifier};
 
 /// The Redis keys of one partition of a source (a source has one unless `partitions` says
@@ -25,6 +28,9 @@ pub struct SourceKeys {
     /// Written just before `WAIT`, so that the replicas' acknowledgement covers every write
     /// before it (in the source's slot, as the writes it vouches for).
     pub replication_marker: String,
+    /// The source's partition layout ([`crate::partition_layout`]); kept in the first
+    /// partition's slot.
+    pub layout: String,
     base: String,
 }
 
@@ -68,6 +74,7 @@ impl SourceKeys {
             dedup_prefix: format!("{base}:dedup:"),
             dead: format!("{base}:dead"),
             replication_marker: format!("{base}:replicated"),
+            layout: format!("{base}:layout"),
             base,
         }
     }
@@ -105,8 +112,14 @@ pub struct Source {
     /// The first partition's keys; also where the source's shared state (circuits, rate
     /// limits) lives.
     pub keys: SourceKeys,
-    /// Every partition's keys, the first included: `config.partitions` of them.
+    /// The keys of every partition the source may have (up to [`MAX_PARTITIONS`]).
     pub partitions: Vec<SourceKeys>,
+    /// How many of them delivery reads: every partition ever routed to.
+    lanes: usize,
+    /// How many of them webhooks are routed to now (see [`crate::partition_layout`]).
+    routing: AtomicU16,
+    /// Whether a layout with more lanes than this replica reads was logged.
+    told_lanes: AtomicBool,
     /// Lower-cased names of headers never stored (secrets, credentials).
     pub redacted_headers: Vec<String>,
     /// One per destination: the Dispatcher wakes the destination's worker in process when it
@@ -124,8 +137,8 @@ impl Source {
             .collect()
     }
 
-    /// Builds the run-time source from validated config.
-    pub fn new(config: SourceConfig, key_prefix: &str) -> Result<Self, String> {
+    /// Builds the run-time source from validated config, routing as `layout` says.
+    pub fn new(config: SourceConfig, key_prefix: &str, layout: Layout) -> Result<Self, String> {
         let verifier = verify::build(&config)?;
         let mut redacted_headers: Vec<String> = ["authorization", "cookie", "proxy-authorization"]
             .iter()
@@ -134,9 +147,12 @@ impl Source {
         redacted_headers.extend(verifier.secret_headers().iter().map(|h| h.to_string()));
         Ok(Source {
             keys: SourceKeys::new(key_prefix, &config.name),
-            partitions: (0..config.partitions.max(1))
+            partitions: (0..MAX_PARTITIONS)
                 .map(|p| SourceKeys::partition(key_prefix, &config.name, p))
                 .collect(),
+            lanes: usize::from(layout.lanes().max(config.partitions)),
+            routing: AtomicU16::new(layout.routing(now_ms())),
+            told_lanes: AtomicBool::new(false),
             wakers: config
                 .destinations
                 .iter()
@@ -148,10 +164,47 @@ impl Source {
         })
     }
 
-    /// The partition an idempotency key belongs to: de-duplication and the stream entry of
-    /// one key always meet in one slot.
+    /// The partition an idempotency key belongs to now: de-duplication and the stream entry
+    /// of one key always meet in one slot.
     pub fn partition_of(&self, key: &str) -> &SourceKeys {
-        &self.partitions[partition_index(key, self.partitions.len())]
+        &self.partitions[partition_index(key, self.routing())]
+    }
+
+    /// How many partitions webhooks are routed to now.
+    pub fn routing(&self) -> usize {
+        usize::from(
+            self.routing
+                .load(Ordering::Relaxed)
+                .clamp(1, MAX_PARTITIONS),
+        )
+    }
+
+    /// The partitions delivery reads, the first included.
+    pub fn lanes(&self) -> &[SourceKeys] {
+        &self.partitions[..self.lanes]
+    }
+
+    /// Routes as `layout` says at `now_ms` (a change of `partitions` reached its end, or
+    /// another replica started with a new one).
+    pub fn follow_layout(&self, layout: &Layout, now_ms: u64) {
+        let routing = layout.routing(now_ms);
+        let before = self.routing.swap(routing, Ordering::Relaxed);
+        if before != routing {
+            log::info!(
+                "source {}: webhooks are now routed to {routing} partition(s) (were {before})",
+                self.config.name
+            );
+        }
+        if usize::from(layout.lanes()) > self.lanes
+            && !self.told_lanes.swap(true, Ordering::Relaxed)
+        {
+            log::warn!(
+                "source {}: its events now span {} partitions and this replica reads {}; other replicas read the rest, or restart this one",
+                self.config.name,
+                layout.lanes(),
+                self.lanes
+            );
+        }
     }
 
     /// A destination's keys in one partition: its consumer group, retries and counters there,
@@ -219,11 +272,19 @@ pub fn partition_index(key: &str, count: usize) -> usize {
 pub struct Sources(Arc<HashMap<String, Arc<Source>>>);
 
 impl Sources {
-    /// Builds every source of the settings.
-    pub fn from_settings(settings: &Settings) -> Result<Self, String> {
+    /// Builds every source of the settings, each routing as its entry of `layouts` says
+    /// (its own setting when it has none).
+    pub fn from_settings(
+        settings: &Settings,
+        layouts: &[(String, Layout)],
+    ) -> Result<Self, String> {
         let mut map = HashMap::new();
         for config in &settings.sources {
-            let source = Source::new(config.clone(), &settings.redis.key_prefix)
+            let layout = layouts
+                .iter()
+                .find(|(name, _)| *name == config.name)
+                .map_or(Layout::configured(config.partitions), |(_, l)| *l);
+            let source = Source::new(config.clone(), &settings.redis.key_prefix, layout)
                 .map_err(|e| format!("source {}: {e}", config.name))?;
             map.insert(config.name.clone(), Arc::new(source));
         }

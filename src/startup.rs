@@ -31,6 +31,9 @@ use crate::spool;
 use crate::stats;
 use crate::telemetry::{self, IngestStats};
 
+/// How often each replica re-reads the partition layouts.
+const LAYOUT_REFRESH: Duration = Duration::from_secs(5);
+
 /// A running gateway: its HTTP server and the actors behind it.
 pub struct Application {
     port: u16,
@@ -52,12 +55,19 @@ impl Application {
         for field in &settings.defaulted_secrets {
             log::warn!("{field} is a shipped default (a ${{...:-default}} fallback or a known placeholder): set a real secret in production");
         }
-        let sources = Sources::from_settings(&settings).map_err(anyhow::Error::msg)?;
         let redis_client = Arc::new(RedisClient::new(
             &settings.redis.topology,
             Duration::from_millis(settings.redis.enqueue_timeout_ms),
         )?);
         let redis = queue::pool_of(redis_client.clone(), &settings.redis);
+        // Every replica routes each source's webhooks to the partitions agreed in Redis.
+        let layouts = queue::agree_layouts(&redis, &settings, settings.redis_bound()).await;
+        let sources = Sources::from_settings(&settings, &layouts).map_err(anyhow::Error::msg)?;
+        actix_web::rt::spawn(queue::follow_layouts(
+            redis.clone(),
+            sources.clone(),
+            LAYOUT_REFRESH,
+        ));
         let postgres = db::pool(&settings.database);
 
         // Prepare the schema now when PostgreSQL is up; when it is not, ingest still works and
@@ -217,7 +227,7 @@ impl Application {
         let mut probe_keys: Vec<String> = ingest_state
             .sources
             .iter()
-            .flat_map(|s| s.partitions.iter().map(|p| p.replication_marker.clone()))
+            .flat_map(|s| s.lanes().iter().map(|p| p.replication_marker.clone()))
             .collect();
         if probe_keys.is_empty() {
             probe_keys.push(format!(

@@ -91,7 +91,7 @@ pub async fn collect(
         }
         let (mut stream_length, mut dead_letters) = (0u64, 0u64);
         // A source of several partitions shows as one: each partition's figures are added.
-        for partition in &s.partitions {
+        for partition in s.lanes() {
             // Counters first, groups second: settling acknowledges and counts in one step,
             // so whatever is counted done here is no longer seen pending below.
             for d in &mut dests {

@@ -47,7 +47,7 @@ pub(super) async fn reset(
     }
     let circuit_key = s.destination_keys(&s.keys, &destination).circuit;
     let schedules: Vec<String> = s
-        .partitions
+        .lanes()
         .iter()
         .map(|p| p.destination(&destination).retry_schedule)
         .collect();

@@ -74,7 +74,7 @@ pub(super) async fn clean(
     sources.sort_by(|a, b| a.config.name.cmp(&b.config.name));
     for s in sources {
         let (mut entries, mut dead) = (0u64, 0u64);
-        for partition in &s.partitions {
+        for partition in s.lanes() {
             let trimmed = backfill::trim_delivered(
                 &mut *conn,
                 &state.postgres,

@@ -47,7 +47,7 @@ pub(super) async fn trim_loop(
         if !matches!(mine, Ok(Some(_))) {
             continue;
         }
-        for partition in &source.partitions {
+        for partition in source.lanes() {
             let trimmed = backfill::trim_delivered(
                 &mut *conn,
                 &postgres,

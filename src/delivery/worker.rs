@@ -94,7 +94,7 @@ impl Worker {
         let dest = source.config.destinations[index].clone();
         let keys = source.destination_keys(&source.keys, &dest.name);
         let lanes = source
-            .partitions
+            .lanes()
             .iter()
             .map(|p| Lane {
                 stream: p.stream.clone(),

@@ -126,7 +126,7 @@ pub async fn enqueue_acked(
     items: &[EnqueueItem<'_>],
     acks: ReplicaAcks,
 ) -> redis::RedisResult<(Vec<EnqueueOutcome>, bool)> {
-    let count = source.partitions.len();
+    let count = source.routing();
     let mut by_partition: Vec<Vec<usize>> = vec![Vec::new(); count];
     for (i, item) in items.iter().enumerate() {
         by_partition[partition_index(item.key, count)].push(i);

@@ -141,3 +141,110 @@ async fn a_partitioned_source_delivers_each_event_once_and_counts_as_one_source(
     })
     .await;
 }
+
+fn resizable(sink: &Sink, partitions: u16) -> String {
+    format!(
+        r#"
+[[sources]]
+name = "items"
+kind = "pluggy"
+secrets = ["items-secret"]
+partitions = {partitions}
+dedup_ttl_seconds = 2
+[[sources.destinations]]
+name = "app"
+url = "{url}"
+"#,
+        url = sink.url("/items"),
+    )
+}
+
+/// Posts the sample bodies `from..to` to `items` through `app`; statuses and ids.
+async fn post_items(app: &TestApp, from: u64, to: u64) -> Vec<(String, String)> {
+    let source = app.source("items");
+    let mut out = Vec::new();
+    for n in from..to {
+        let body = sample_body(n);
+        let req = Signed::new(&source, &body, unix_now());
+        let (status, answer) = app.post(&req.path, &req.headers, &body).await;
+        assert_eq!(status, 200, "{answer}");
+        out.push((
+            answer["status"].as_str().unwrap_or("").to_string(),
+            answer["id"].as_str().unwrap_or("").to_string(),
+        ));
+    }
+    out
+}
+
+/// Entries in each partition stream of `items`.
+async fn lengths(env: &TestEnv, count: u16) -> Vec<u64> {
+    let mut redis = env.redis().await;
+    let mut out = Vec::new();
+    for p in 0..count {
+        let stream = SourceKeys::partition(&env.prefix, "items", p).stream;
+        let len: u64 = redis::cmd("XLEN")
+            .arg(&stream)
+            .query_async(&mut redis)
+            .await
+            .expect("XLEN");
+        out.push(len);
+    }
+    out
+}
+
+#[actix_web::test]
+async fn changing_partitions_on_a_running_system_loses_and_doubles_nothing() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    let one = spawn_app(env.settings(&resizable(&sink, 1))).await;
+    let base = uuid::Uuid::new_v4().as_u64_pair().0 >> 16;
+    let before = post_items(&one, base, base + 40).await;
+    assert!(before.iter().all(|(s, _)| s == "queued"));
+
+    // A replica with partitions = 4 starts: for one de-duplication window the old single
+    // partition stays in force, so a resend of an accepted webhook is still a duplicate
+    // whichever replica it reaches.
+    let four = spawn_app(env.settings(&resizable(&sink, 4))).await;
+    let resent = post_items(&four, base, base + 40).await;
+    assert!(resent.iter().all(|(s, _)| s == "duplicate"), "{resent:?}");
+    assert_eq!(lengths(&env, 4).await[1..], [0, 0, 0]);
+
+    // Past the window both replicas route to four partitions.
+    eventually(
+        Duration::from_secs(30),
+        "the new layout in force",
+        || async {
+            let n = uuid::Uuid::new_v4().as_u64_pair().0 >> 16;
+            post_items(&one, n, n + 8).await;
+            (lengths(&env, 4).await[1..].iter().sum::<u64>() > 0).then_some(())
+        },
+    )
+    .await;
+    let after = post_items(&four, base + 1_000, base + 1_040).await;
+    assert!(after.iter().all(|(s, _)| s == "queued"));
+
+    // Lowered to two: the partitions no longer routed to are still read until empty.
+    drop(four);
+    let two = spawn_app(env.settings(&resizable(&sink, 2))).await;
+    let lowered = post_items(&two, base + 2_000, base + 2_040).await;
+
+    let ids: Vec<String> = before
+        .iter()
+        .chain(&after)
+        .chain(&lowered)
+        .map(|(_, id)| id.clone())
+        .collect();
+    sink.await_events(
+        "/items",
+        &ids,
+        Duration::from_secs(60),
+        "every webhook delivered",
+    )
+    .await;
+    drop(one);
+    let by_event = sink.by_event("/items");
+    for id in &ids {
+        assert_eq!(by_event[id].len(), 1, "{id} delivered once");
+    }
+    drop(two);
+}
