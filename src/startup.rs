@@ -247,7 +247,14 @@ impl Application {
                 .unwrap_or(1)
         });
         let mut worker_redis = settings.redis.clone();
-        worker_redis.pool_size = (settings.redis.pool_size / workers as u32).max(2);
+        // A batch of a partitioned source takes a connection per partition at once.
+        let widest = settings
+            .sources
+            .iter()
+            .map(|s| u32::from(s.partitions))
+            .max()
+            .unwrap_or(1);
+        worker_redis.pool_size = (settings.redis.pool_size / workers as u32).max(widest + 1);
         let app = move || {
             // One Dispatcher and one Redis pool per worker thread: handing a webhook over never
             // crosses threads, and each connection is driven by the thread that uses it.

@@ -7,7 +7,9 @@ use std::time::Duration;
 use futures_util::future::join_all;
 
 use super::{DispatchError, Waiting};
-use crate::queue::{enqueue_acked, EnqueueItem, EnqueueOutcome, RedisPool, ReplicaAcks};
+use crate::queue::{
+    enqueue_acked, EnqueueError, EnqueueItem, EnqueueOutcome, RedisPool, ReplicaAcks,
+};
 use crate::redis_circuit::{RedisCircuit, RedisMode, Signal};
 use crate::source::Source;
 use crate::spool::{SpoolError, SpoolRecord, SpoolWriter, Spooled, SPOOL_MARGIN};
@@ -194,14 +196,12 @@ impl Landing {
                 body: w.event.body.as_ref(),
             })
             .collect();
-        let mut conn = self
-            .redis
-            .get()
+        enqueue_acked(&self.redis, &self.script, source, &items, self.acks)
             .await
-            .map_err(|e| DispatchError::Connection(e.to_string()))?;
-        enqueue_acked(&mut *conn, &self.script, source, &items, self.acks)
-            .await
-            .map_err(|e| DispatchError::Redis(e.to_string()))
+            .map_err(|e| match e {
+                EnqueueError::Connection(e) => DispatchError::Connection(e),
+                EnqueueError::Redis(e) => DispatchError::Redis(e.to_string()),
+            })
     }
 }
 

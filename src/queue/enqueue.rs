@@ -1,5 +1,6 @@
 //! De-duplicate and append to a source's stream: one event, or a batch of one source's events.
 
+use super::RedisPool;
 use crate::source::{partition_index, Source, SourceKeys};
 
 /// De-duplication and stream append for a batch of events of one source, each event atomic
@@ -113,41 +114,67 @@ impl ReplicaAcks {
     }
 }
 
+/// Why [`enqueue_acked`] failed: no connection, or Redis refused or did not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error("no Redis connection: {0}")]
+    Connection(String),
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+}
+
 /// [`enqueue_batch`] per partition of `source` that `items` fall in, each followed, when
 /// replicas are asked for, by [`replicated`] on the same connection: the outcomes in the
-/// order of `items`, and whether the replicas have them all. The check runs also when a
-/// batch wrote nothing: a key "seen" may be our own first try, written by a call whose
-/// answer was lost, and not on the replicas yet. An error of any partition is the error
-/// of all: the caller spools every item, and those queued already are "seen" when drained.
+/// order of `items`, and whether the replicas have them all. The partitions' calls run at
+/// once, each on a connection of its own: on a cluster their masters work in parallel, and
+/// one Redis takes them in one event-loop turn (one fsync with `appendfsync always`). The
+/// check runs also when a batch wrote nothing: a key "seen" may be our own first try,
+/// written by a call whose answer was lost, and not on the replicas yet. An error of any
+/// partition is the error of all: the caller spools every item, and those queued already
+/// are "seen" when drained.
 pub async fn enqueue_acked(
-    conn: &mut impl redis::aio::ConnectionLike,
+    pool: &RedisPool,
     script: &redis::Script,
     source: &Source,
     items: &[EnqueueItem<'_>],
     acks: ReplicaAcks,
-) -> redis::RedisResult<(Vec<EnqueueOutcome>, bool)> {
+) -> Result<(Vec<EnqueueOutcome>, bool), EnqueueError> {
     let count = source.routing();
     let mut by_partition: Vec<Vec<usize>> = vec![Vec::new(); count];
     for (i, item) in items.iter().enumerate() {
         by_partition[partition_index(item.key, count)].push(i);
     }
+    let calls = by_partition
+        .iter()
+        .enumerate()
+        .filter(|(_, indices)| !indices.is_empty())
+        .map(|(p, indices)| async move {
+            let mut conn = pool
+                .get()
+                .await
+                .map_err(|e| EnqueueError::Connection(e.to_string()))?;
+            let keys = &source.partitions[p];
+            let part: Vec<&EnqueueItem<'_>> = indices.iter().map(|&i| &items[i]).collect();
+            let ttl = source.config.dedup_ttl_seconds;
+            let answers = enqueue_batch(&mut *conn, script, keys, ttl, &part).await?;
+            let replicated = acks.replicas == 0
+                || replicated(
+                    &mut *conn,
+                    &keys.replication_marker,
+                    acks.replicas,
+                    acks.timeout,
+                )
+                .await?;
+            Ok::<_, EnqueueError>((indices, answers, replicated))
+        });
     let mut outcomes: Vec<Option<EnqueueOutcome>> = vec![None; items.len()];
     let mut all_replicated = true;
-    for (p, indices) in by_partition.iter().enumerate() {
-        if indices.is_empty() {
-            continue;
-        }
-        let keys = &source.partitions[p];
-        let part: Vec<&EnqueueItem<'_>> = indices.iter().map(|&i| &items[i]).collect();
-        let answers =
-            enqueue_batch(conn, script, keys, source.config.dedup_ttl_seconds, &part).await?;
+    for call in futures_util::future::join_all(calls).await {
+        let (indices, answers, replicated) = call?;
         for (&i, answer) in indices.iter().zip(answers) {
             outcomes[i] = Some(answer);
         }
-        if acks.replicas > 0 {
-            all_replicated &=
-                replicated(conn, &keys.replication_marker, acks.replicas, acks.timeout).await?;
-        }
+        all_replicated &= replicated;
     }
     Ok((outcomes.into_iter().flatten().collect(), all_replicated))
 }

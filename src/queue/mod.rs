@@ -9,8 +9,8 @@ mod settle;
 mod trim;
 
 pub use enqueue::{
-    enqueue_acked, enqueue_batch, replicated, EnqueueItem, EnqueueOutcome, ReplicaAcks,
-    ENQUEUE_BATCH_LUA,
+    enqueue_acked, enqueue_batch, replicated, EnqueueError, EnqueueItem, EnqueueOutcome,
+    ReplicaAcks, ENQUEUE_BATCH_LUA,
 };
 pub use groups::{ensure_group, is_nogroup, stream_groups};
 pub use layout::{agree_layouts, follow_layouts};

@@ -232,9 +232,8 @@ impl Drainer {
             })
             .collect();
         let attempt = async {
-            let mut conn = self.redis.get().await.map_err(|e| e.to_string())?;
             let (outcomes, replicated) =
-                enqueue_acked(&mut *conn, script, source, &items, self.acks)
+                enqueue_acked(&self.redis, script, source, &items, self.acks)
                     .await
                     .map_err(|e| e.to_string())?;
             // Leaving the spool is final: the webhooks must be where a failover keeps them.
