@@ -41,9 +41,6 @@ tools=${CARGO_TARGET_DIR:-target}/release/hookgate-tools
 
 { hg_config_head "$port"; hg_chatwoot_source ""; } > "$workdir/bench.toml"
 
-field() { sed -n "s/.*$2=\([^ ]*\).*/\1/p" <<<"$1"; }
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-cpu_pct() { echo $(( $1 * 100000 / $(getconf CLK_TCK) / $2 )); } # ticks, milliseconds
 
 load() { # url requests: loadgen's figures line
   "$tools" --config "$workdir/bench.toml" loadgen --source chatwoot --url "$1" \

@@ -22,7 +22,7 @@ cluster_port=${BENCH_CLUSTER_PORT:-17400}
 hg_setup bench-partitions "$port"
 single_pid=
 cleanup() {
-  [ -n "$single_pid" ] && kill "$single_pid" 2>/dev/null || true
+  if [ -n "$single_pid" ]; then kill "$single_pid" 2>/dev/null || true; fi
   HOOKGATE_CLUSTER_DIR="$workdir/cluster" scripts/redis-cluster.sh stop >/dev/null 2>&1 || true
   hg_cleanup
 }
@@ -34,10 +34,7 @@ cargo build --release --quiet --bins
 bin=${CARGO_TARGET_DIR:-target}/release/hookgate
 tools=${CARGO_TARGET_DIR:-target}/release/hookgate-tools
 
-field() { sed -n "s/.*$2=\([^ ]*\).*/\1/p" <<<"$1"; }
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 ticks_of() { local t=0 p; for p in "$@"; do t=$((t + $(ticks "$p"))); done; echo "$t"; }
-cpu_pct() { echo $(( $1 * 100000 / $(getconf CLK_TCK) / $2 )); } # ticks, milliseconds
 
 config() { # partitions run: a gateway with one source of that many partitions
   cat <<TOML

@@ -70,3 +70,8 @@ max_in_flight = 64
 TOML
   fi
 }
+
+# Benchmarks' helpers.
+field() { sed -n "s/.*$2=\([^ ]*\).*/\1/p" <<<"$1"; } # "k=v k2=v2" line, key: the value
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }      # pid: CPU ticks used so far
+cpu_pct() { echo $(( $1 * 100000 / $(getconf CLK_TCK) / $2 )); } # ticks, milliseconds: % of a core
