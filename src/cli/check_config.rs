@@ -16,7 +16,7 @@ pub fn run(settings: &Settings) {
     println!("listen:        {}", settings.server.bind);
     println!("replica id:    {}", settings.server.replica_id);
     println!(
-        "redis:         {} {} (key prefix {})",
+        "redis:         {}, {} (key prefix {})",
         settings.redis.topology.kind(),
         settings.redis.topology,
         settings.redis.key_prefix

@@ -45,9 +45,9 @@ impl fmt::Display for RedisTopology {
         match self {
             RedisTopology::Single(url) => write!(f, "{}", RedactedUrl(url)),
             RedisTopology::Sentinel { sentinels, master } => {
-                write!(f, "sentinel master {master:?} via {}", urls(sentinels))
+                write!(f, "master {master:?} via {}", urls(sentinels))
             }
-            RedisTopology::Cluster(nodes) => write!(f, "cluster via {}", urls(nodes)),
+            RedisTopology::Cluster(nodes) => write!(f, "seed nodes {}", urls(nodes)),
         }
     }
 }
