@@ -367,7 +367,7 @@ async fn both_recovered(apps: &[Rc<TestApp>], source: &SourceConfig, limit: Dura
 
 fn config(sink: &Sink, sources: &[&str], extra: &str) -> String {
     let mut toml = format!(
-        "[redis]\nenqueue_timeout_ms = 1000\n{extra}\n[delivery]\npoll_interval_ms = 200\n"
+        "[redis]\nenqueue_timeout_ms = 1000\n{extra}\n[delivery]\npoll_interval_ms = 200\ntrim_interval_seconds = 2\n"
     );
     for s in sources {
         toml.push_str(&format!(
@@ -576,13 +576,14 @@ async fn cluster_master_killed_mid_load_loses_no_acknowledged_webhook() {
         "every order delivered after a retry",
     )
     .await;
+    let cluster = redis::cluster::ClusterClient::new(nodes.clone())
+        .expect("cluster client")
+        .get_async_connection()
+        .await
+        .expect("the cluster answers");
     for p in 0..6 {
         let stream = SourceKeys::partition(&env.prefix, "orders", p).stream;
-        let mut conn = redis::cluster::ClusterClient::new(nodes.clone())
-            .expect("cluster client")
-            .get_async_connection()
-            .await
-            .expect("the cluster answers");
+        let mut conn = cluster.clone();
         let groups: redis::streams::StreamInfoGroupsReply = redis::cmd("XINFO")
             .arg("GROUPS")
             .arg(&stream)
@@ -635,6 +636,30 @@ async fn cluster_master_killed_mid_load_loses_no_acknowledged_webhook() {
             .all(|id| by.get(id).is_some_and(|d| d.len() >= 2))
             .then_some(())
     })
+    .await;
+    // A circuit reset touches the circuit (first partition's slot) and every partition's
+    // schedule; the trimmer (every 2 s) has trimmed delivered entries of every partition.
+    let (status, body) = apps[0]
+        .call("POST", "/api/circuits/orders/gone/reset", Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    eventually(
+        Duration::from_secs(60),
+        "delivered entries trimmed",
+        || async {
+            let mut left = 0u64;
+            for p in 0..6 {
+                let stream = SourceKeys::partition(&env.prefix, "orders", p).stream;
+                let len: u64 = redis::cmd("XLEN")
+                    .arg(&stream)
+                    .query_async(&mut cluster.clone())
+                    .await
+                    .ok()?;
+                left += len;
+            }
+            (left < orders.len() as u64).then_some(())
+        },
+    )
     .await;
     let bad = forbidden_log_lines();
     assert!(bad.is_empty(), "{bad:#?}");
