@@ -23,6 +23,7 @@ pub struct Readiness {
     /// The latest check of Redis's persistence settings, shown in the body (it does not
     /// change the status: a Redis that can lose data still takes webhooks).
     pub durability: Arc<DurabilityMonitor>,
+    /// Which topology `/ready` names.
     pub topology: RedisTopology,
     /// Whether webhooks go to Redis or to the spool now.
     pub circuit: Arc<RedisCircuit>,

@@ -1,12 +1,11 @@
 //! How many partitions each source's events are routed to, agreed by every replica through a
 //! record in Redis, so that changing `partitions` loses and doubles nothing.
 //!
-//! A key's de-duplication lives in the partition its hash picks, so a new count would send a
-//! sender's resend of an accepted webhook to another partition, where it is not known. A
-//! change therefore takes effect one de-duplication window (`dedup_ttl_seconds`) after the
-//! first replica with the new setting starts: until then every replica, old setting or new,
-//! routes with the count in force before, and the keys of that window all stay where their
-//! first copies are. Delivery reads every partition ever routed to (`lanes`), so the
+//! A key's de-duplication lives in the partition its hash picks, so after a change of count a
+//! sender's resend of an accepted webhook would be routed to a partition where it is not
+//! known. A change takes effect at once, and for one de-duplication window
+//! (`dedup_ttl_seconds`) after it the partition the previous count picks is asked first
+//! whether it has the key. Delivery reads every partition ever routed to (`lanes`), so the
 //! partitions a lowered count no longer uses drain.
 
 use crate::config::MAX_PARTITIONS;
@@ -14,11 +13,11 @@ use crate::config::MAX_PARTITIONS;
 /// A source's record: `HGETALL {prefix}:{source}:layout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
-    /// The count configured by the latest replica that started with a new one.
+    /// The count webhooks are routed with: the latest replica's setting that differed.
     pub partitions: u16,
-    /// The count in force before that change.
+    /// The count before that change.
     pub previous: u16,
-    /// Until when (ms) `previous` stays in force.
+    /// Until when (ms) the previous count's partitions are asked for keys (one window).
     pub until_ms: u64,
     /// Every partition ever routed to: what delivery reads.
     pub lanes: u16,
@@ -46,14 +45,15 @@ impl Layout {
         }
     }
 
-    /// The count webhooks are routed with at `now_ms`.
-    pub fn routing(&self, now_ms: u64) -> u16 {
-        if now_ms < self.until_ms {
-            self.previous
-        } else {
-            self.partitions
-        }
-        .clamp(1, MAX_PARTITIONS)
+    /// The count webhooks are routed with.
+    pub fn routing(&self) -> u16 {
+        self.partitions.clamp(1, MAX_PARTITIONS)
+    }
+
+    /// The previous count, while its partitions may still hold keys of the last window.
+    pub fn previous_at(&self, now_ms: u64) -> Option<u16> {
+        (now_ms < self.until_ms && self.previous != self.partitions)
+            .then(|| self.previous.clamp(1, MAX_PARTITIONS))
     }
 
     /// The partitions delivery reads.
@@ -80,15 +80,10 @@ impl Layout {
         if current.partitions == configured {
             return current;
         }
-        let in_force = current.routing(now_ms);
         Layout {
             partitions: configured,
-            previous: in_force,
-            until_ms: if in_force == configured {
-                0
-            } else {
-                now_ms + window_ms
-            },
+            previous: current.partitions,
+            until_ms: now_ms + window_ms,
             lanes: current.lanes().max(configured),
         }
     }
@@ -106,39 +101,39 @@ mod tests {
         assert_eq!(l, Layout::configured(1));
         let fresh = Layout::agree(None, false, 4, 1_000, HOUR);
         assert_eq!(fresh, Layout::configured(4));
-        assert_eq!(fresh.routing(1_000), 4);
+        assert_eq!(fresh.previous_at(1_000), None);
     }
 
     #[test]
-    fn a_new_count_waits_one_window_and_delivery_reads_both() {
+    fn a_new_count_routes_at_once_and_asks_the_old_partitions_for_one_window() {
         let l = Layout::agree(Some(Layout::configured(1)), true, 6, 1_000, HOUR);
-        assert_eq!(l.routing(1_000), 1, "the old count stays in force");
-        assert_eq!(l.routing(1_000 + HOUR - 1), 1);
-        assert_eq!(l.routing(1_000 + HOUR), 6, "then the new one");
+        assert_eq!(l.routing(), 6);
+        assert_eq!(l.previous_at(1_000), Some(1));
+        assert_eq!(l.previous_at(1_000 + HOUR - 1), Some(1));
+        assert_eq!(l.previous_at(1_000 + HOUR), None, "the window is over");
         assert_eq!(l.lanes(), 6);
         // Another replica with the new setting starting later changes nothing.
         assert_eq!(Layout::agree(Some(l), true, 6, 5_000, HOUR), l);
         // Lowering it again keeps reading every partition ever used.
         let later = Layout::agree(Some(l), true, 2, 1_000 + 2 * HOUR, HOUR);
-        assert_eq!(later.routing(1_000 + 2 * HOUR), 6);
-        assert_eq!(later.routing(1_000 + 3 * HOUR), 2);
+        assert_eq!(later.routing(), 2);
+        assert_eq!(later.previous_at(1_000 + 2 * HOUR), Some(6));
         assert_eq!(later.lanes(), 6);
     }
 
     #[test]
-    fn changing_back_within_the_window_keeps_the_count_in_force() {
+    fn changing_back_within_the_window_asks_the_partitions_just_used() {
         let up = Layout::agree(Some(Layout::configured(1)), true, 6, 0, HOUR);
         let back = Layout::agree(Some(up), true, 1, HOUR / 2, HOUR);
-        // 6 never took effect: 1 stays in force, with no new window.
-        assert_eq!(back.routing(HOUR / 2), 1);
-        assert_eq!(back.until_ms, 0);
+        assert_eq!(back.routing(), 1);
+        assert_eq!(back.previous_at(HOUR / 2), Some(6));
         assert_eq!(back.lanes(), 6);
     }
 
     #[test]
-    fn a_first_start_with_several_partitions_waits_for_the_old_single_stream() {
+    fn a_first_start_with_several_partitions_asks_the_old_single_stream() {
         let l = Layout::agree(None, true, 3, 0, HOUR);
-        assert_eq!(l.routing(0), 1);
-        assert_eq!(l.routing(HOUR), 3);
+        assert_eq!(l.routing(), 3);
+        assert_eq!(l.previous_at(0), Some(1));
     }
 }

@@ -1,13 +1,12 @@
 //! A configured source at run time: its settings, its verifier and its Redis keys.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix_web::http::header::HeaderMap;
 use serde_json::Value;
 
-use crate::circuit::now_ms;
 use crate::config::{Settings, SourceConfig, MAX_PARTITIONS};
 use crate::idempotency::{body_hash, from_selectors};
 use crate::partition_layout::Layout;
@@ -114,12 +113,14 @@ pub struct Source {
     pub keys: SourceKeys,
     /// The keys of every partition the source may have (up to [`MAX_PARTITIONS`]).
     pub partitions: Vec<SourceKeys>,
-    /// How many of them delivery reads: every partition ever routed to.
-    lanes: usize,
+    /// How many of them delivery reads: every partition ever routed to (it only grows).
+    lanes: AtomicUsize,
     /// How many of them webhooks are routed to now (see [`crate::partition_layout`]).
     routing: AtomicU16,
-    /// Whether a layout with more lanes than this replica reads was logged.
-    told_lanes: AtomicBool,
+    /// The count before the last change, and until when (ms) its partitions are asked for
+    /// keys before a webhook is enqueued.
+    previous: AtomicU16,
+    previous_until_ms: AtomicU64,
     /// Lower-cased names of headers never stored (secrets, credentials).
     pub redacted_headers: Vec<String>,
     /// One per destination: the Dispatcher wakes the destination's worker in process when it
@@ -150,9 +151,10 @@ impl Source {
             partitions: (0..MAX_PARTITIONS)
                 .map(|p| SourceKeys::partition(key_prefix, &config.name, p))
                 .collect(),
-            lanes: usize::from(layout.lanes().max(config.partitions)),
-            routing: AtomicU16::new(layout.routing(now_ms())),
-            told_lanes: AtomicBool::new(false),
+            lanes: AtomicUsize::new(usize::from(layout.lanes().max(config.partitions))),
+            routing: AtomicU16::new(layout.routing()),
+            previous: AtomicU16::new(layout.previous),
+            previous_until_ms: AtomicU64::new(layout.until_ms),
             wakers: config
                 .destinations
                 .iter()
@@ -170,6 +172,25 @@ impl Source {
         &self.partitions[partition_index(key, self.routing())]
     }
 
+    /// The partition the previous count picked for a key, when the count changed less than
+    /// one de-duplication window ago and picks another one now: it may hold the key's
+    /// de-duplication entry from before the change.
+    pub fn previous_partition_of(&self, key: &str, now_ms: u64) -> Option<&SourceKeys> {
+        if now_ms >= self.previous_until_ms.load(Ordering::Relaxed) {
+            return None;
+        }
+        let previous = usize::from(
+            self.previous
+                .load(Ordering::Relaxed)
+                .clamp(1, MAX_PARTITIONS),
+        );
+        let (before, now) = (
+            partition_index(key, previous),
+            partition_index(key, self.routing()),
+        );
+        (before != now).then(|| &self.partitions[before])
+    }
+
     /// How many partitions webhooks are routed to now.
     pub fn routing(&self) -> usize {
         usize::from(
@@ -181,13 +202,20 @@ impl Source {
 
     /// The partitions delivery reads, the first included.
     pub fn lanes(&self) -> &[SourceKeys] {
-        &self.partitions[..self.lanes]
+        let lanes = self
+            .lanes
+            .load(Ordering::Relaxed)
+            .clamp(1, self.partitions.len());
+        &self.partitions[..lanes]
     }
 
-    /// Routes as `layout` says at `now_ms` (a change of `partitions` reached its end, or
-    /// another replica started with a new one).
-    pub fn follow_layout(&self, layout: &Layout, now_ms: u64) {
-        let routing = layout.routing(now_ms);
+    /// Routes as `layout` says (another replica started with a new setting), and reads every
+    /// partition it was ever routed to.
+    pub fn follow_layout(&self, layout: &Layout) {
+        self.previous.store(layout.previous, Ordering::Relaxed);
+        self.previous_until_ms
+            .store(layout.until_ms, Ordering::Relaxed);
+        let routing = layout.routing();
         let before = self.routing.swap(routing, Ordering::Relaxed);
         if before != routing {
             log::info!(
@@ -195,16 +223,8 @@ impl Source {
                 self.config.name
             );
         }
-        if usize::from(layout.lanes()) > self.lanes
-            && !self.told_lanes.swap(true, Ordering::Relaxed)
-        {
-            log::warn!(
-                "source {}: its events now span {} partitions and this replica reads {}; other replicas read the rest, or restart this one",
-                self.config.name,
-                layout.lanes(),
-                self.lanes
-            );
-        }
+        self.lanes
+            .fetch_max(usize::from(layout.lanes()), Ordering::Relaxed);
     }
 
     /// A destination's keys in one partition: its consumer group, retries and counters there,

@@ -61,11 +61,13 @@ impl Application {
         )?);
         let redis = queue::pool_of(redis_client.clone(), &settings.redis);
         // Every replica routes each source's webhooks to the partitions agreed in Redis.
-        let layouts = queue::agree_layouts(&redis, &settings, settings.redis_bound()).await;
-        let sources = Sources::from_settings(&settings, &layouts).map_err(anyhow::Error::msg)?;
+        let agreed = queue::agree_layouts(&redis, &settings, settings.redis_bound()).await;
+        let sources =
+            Sources::from_settings(&settings, &agreed.layouts).map_err(anyhow::Error::msg)?;
         actix_web::rt::spawn(queue::follow_layouts(
             redis.clone(),
             sources.clone(),
+            agreed.pending,
             LAYOUT_REFRESH,
         ));
         let postgres = db::pool(&settings.database);

@@ -57,7 +57,14 @@ impl log::Log for Recorder {
     fn flush(&self) {}
 }
 
+/// Starts recording the log (once per process) and forgets what earlier scenarios logged.
 fn record_logs() {
+    if let Ok(mut logged) = LOGGED.lock() {
+        logged.clear();
+    }
+    if let Ok(mut panics) = PANICS.lock() {
+        panics.clear();
+    }
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = log::set_boxed_logger(Box::new(Recorder));
@@ -596,14 +603,25 @@ async fn cluster_master_killed_mid_load_loses_no_acknowledged_webhook() {
             "{stream}: one group per destination"
         );
     }
-    let stats = eventually(Duration::from_secs(60), "orders settled", || async {
+    // Polled by hand, so that a failure shows the figures it last saw.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let stats = loop {
         let (_, body) = apps[1]
             .call("GET", "/api/queue/stats", Some(ADMIN_TOKEN))
             .await;
-        let q = &body["data"]["queues"]["orders"];
-        (q["failed"].as_u64() == Some(orders.len() as u64)).then_some(body)
-    })
-    .await;
+        let failed = body["data"]["queues"]["orders"]["failed"].as_u64();
+        if failed == Some(orders.len() as u64) {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "orders not settled: {} dead-lettered of {}; {}",
+            failed.unwrap_or(0),
+            orders.len(),
+            body["data"]["queues"]["orders"]
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    };
     figure!("cluster orders: {}", stats["data"]["queues"]["orders"]);
 
     // A bulk replay of a source to one destination: one pipeline per partition stream.

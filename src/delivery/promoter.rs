@@ -29,7 +29,7 @@ impl Worker {
     async fn promote_due(&self) -> redis::RedisResult<i64> {
         let mut conn = self.conn().await?;
         let mut moved = 0;
-        for lane in &self.lanes {
+        for lane in self.active_lanes() {
             let n: i64 = self
                 .scripts
                 .promote

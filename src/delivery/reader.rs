@@ -21,22 +21,25 @@ impl Worker {
         Duration::from_millis(self.settings.poll_interval_ms)
     }
 
-    async fn ensure_groups(&self) -> redis::RedisResult<()> {
+    /// Creates the groups of the lanes from `from` on; how many lanes have them now.
+    async fn ensure_groups(&self, from: usize) -> redis::RedisResult<usize> {
         let mut conn = self.conn().await?;
-        for lane in &self.lanes {
+        let lanes = self.active_lanes();
+        for lane in &lanes[from.min(lanes.len())..] {
             queue::ensure_group(&mut *conn, &lane.stream, &self.keys.group).await?;
             queue::ensure_group(&mut *conn, &lane.keys.retry_stream, &self.keys.group).await?;
         }
-        Ok(())
+        Ok(lanes.len())
     }
 
     /// Reads new work until stopped.
     pub async fn run_reader(self: Rc<Self>) {
-        let mut groups_ready = false;
+        // Lanes whose groups exist; a layout change may add lanes while this runs.
+        let mut groups_ready = 0;
         while !self.stopping.get() {
-            if !groups_ready {
-                match self.ensure_groups().await {
-                    Ok(()) => groups_ready = true,
+            if groups_ready < self.active_lanes().len() {
+                match self.ensure_groups(groups_ready).await {
+                    Ok(n) => groups_ready = n,
                     Err(e) => {
                         log::warn!("{}: cannot create consumer groups: {e}", self.name());
                         self.pause(self.poll() * 4).await;
@@ -49,7 +52,7 @@ impl Worker {
                 Ok(false) => self.pause(self.poll()).await,
                 Err(e) if queue::is_nogroup(&e) => {
                     log::warn!("{}: consumer group lost; re-creating it", self.name());
-                    groups_ready = false;
+                    groups_ready = 0;
                 }
                 Err(e) => {
                     log::warn!("{}: reading work failed: {e}", self.name());
@@ -101,7 +104,7 @@ impl Worker {
         // Each lane is its own slot on a cluster: one read per lane, starting from a
         // different one each time so that no partition waits behind the others.
         let mut got = 0;
-        let lanes = self.lanes.len();
+        let lanes = self.active_lanes().len();
         let first = self.next_lane.get() % lanes;
         self.next_lane.set(first + 1);
         for lane in (0..lanes).map(|i| (first + i) % lanes) {

@@ -93,8 +93,9 @@ impl Worker {
     ) -> Self {
         let dest = source.config.destinations[index].clone();
         let keys = source.destination_keys(&source.keys, &dest.name);
+        // Every partition the source may have: the layout may add lanes while it runs.
         let lanes = source
-            .lanes()
+            .partitions
             .iter()
             .map(|p| Lane {
                 stream: p.stream.clone(),
@@ -196,9 +197,14 @@ impl Worker {
         &self.lanes[from.lane]
     }
 
+    /// The lanes read now: every partition the source was ever routed to.
+    pub(super) fn active_lanes(&self) -> &[Lane] {
+        &self.lanes[..self.source.lanes().len().min(self.lanes.len())]
+    }
+
     /// Every place entries come from: each lane's source stream and retry stream.
     pub(super) fn origins(&self) -> impl Iterator<Item = Origin> + '_ {
-        (0..self.lanes.len())
+        (0..self.active_lanes().len())
             .flat_map(|lane| [false, true].map(move |retry| Origin { lane, retry }))
     }
 
@@ -223,8 +229,8 @@ impl Worker {
         self.budget.take();
         let this = self.clone();
         actix_web::rt::spawn(async move {
-            // Two streams are read at once, so a read may bring a little more than the free
-            // slots: those wait here for one.
+            // A lane's two streams are read at once, so a read may bring a little more than
+            // the free slots: those wait here for one.
             let _permit = match permit {
                 Some(p) => Some(p),
                 None => this.permits.clone().acquire_owned().await.ok(),

@@ -139,10 +139,15 @@ pub async fn enqueue_acked(
     items: &[EnqueueItem<'_>],
     acks: ReplicaAcks,
 ) -> Result<(Vec<EnqueueOutcome>, bool), EnqueueError> {
+    // Within a window after a change of partitions: keys the previous count's partitions
+    // already have are answered from there.
+    let mut outcomes = seen_before_the_change(pool, source, items).await?;
     let count = source.routing();
     let mut by_partition: Vec<Vec<usize>> = vec![Vec::new(); count];
     for (i, item) in items.iter().enumerate() {
-        by_partition[partition_index(item.key, count)].push(i);
+        if outcomes[i].is_none() {
+            by_partition[partition_index(item.key, count)].push(i);
+        }
     }
     let calls = by_partition
         .iter()
@@ -167,7 +172,6 @@ pub async fn enqueue_acked(
                 .await?;
             Ok::<_, EnqueueError>((indices, answers, replicated))
         });
-    let mut outcomes: Vec<Option<EnqueueOutcome>> = vec![None; items.len()];
     let mut all_replicated = true;
     for call in futures_util::future::join_all(calls).await {
         let (indices, answers, replicated) = call?;
@@ -176,7 +180,57 @@ pub async fn enqueue_acked(
         }
         all_replicated &= replicated;
     }
-    Ok((outcomes.into_iter().flatten().collect(), all_replicated))
+    let outcomes: Option<Vec<EnqueueOutcome>> = outcomes.into_iter().collect();
+    let outcomes = outcomes.ok_or_else(|| {
+        redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "an event of the batch got no answer",
+        ))
+    })?;
+    Ok((outcomes, all_replicated))
+}
+
+/// For each item whose key the previous partition count (changed less than a window ago)
+/// put in another partition: the first id there, if that partition has the key. One `MGET`
+/// per such partition (its de-duplication keys share its slot), all at once.
+async fn seen_before_the_change(
+    pool: &RedisPool,
+    source: &Source,
+    items: &[EnqueueItem<'_>],
+) -> Result<Vec<Option<EnqueueOutcome>>, EnqueueError> {
+    let mut outcomes: Vec<Option<EnqueueOutcome>> = vec![None; items.len()];
+    let now = crate::circuit::now_ms();
+    let mut by_partition: Vec<(&SourceKeys, Vec<usize>)> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let Some(before) = source.previous_partition_of(item.key, now) else {
+            continue;
+        };
+        match by_partition
+            .iter_mut()
+            .find(|(k, _)| k.stream == before.stream)
+        {
+            Some((_, indices)) => indices.push(i),
+            None => by_partition.push((before, vec![i])),
+        }
+    }
+    let checks = by_partition.iter().map(|(keys, indices)| async move {
+        let mut conn = pool
+            .get()
+            .await
+            .map_err(|e| EnqueueError::Connection(e.to_string()))?;
+        let mut mget = redis::cmd("MGET");
+        for &i in indices {
+            mget.arg(keys.dedup(items[i].key));
+        }
+        let firsts: Vec<Option<String>> = mget.query_async(&mut *conn).await?;
+        Ok::<_, EnqueueError>(indices.iter().copied().zip(firsts).collect::<Vec<_>>())
+    });
+    for check in futures_util::future::join_all(checks).await {
+        for (i, first) in check? {
+            outcomes[i] = first.map(|first_id| EnqueueOutcome::Seen { first_id });
+        }
+    }
+    Ok(outcomes)
 }
 
 /// Whether `replicas` replicas have every write Redis took before this call: a marker write

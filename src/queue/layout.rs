@@ -6,108 +6,135 @@ use std::time::Duration;
 
 use super::RedisPool;
 use crate::circuit::now_ms;
+use crate::config::{Settings, SourceConfig};
 use crate::partition_layout::Layout;
-use crate::source::Sources;
+use crate::source::{SourceKeys, Sources};
 
 /// Reads the record, applies [`Layout::agree`] and writes it back, in one atomic step.
 /// KEYS[1] the record, KEYS[2] the first partition's stream; ARGV[1] the configured count,
-/// ARGV[2] now (ms), ARGV[3] the window. Returns partitions, previous, until, lanes.
+/// ARGV[2] now (ms), ARGV[3] the window. Returns partitions, previous, until, lanes. A record
+/// missing a field counts as none.
 const AGREE_LUA: &str = r#"
 local r = redis.call('HMGET', KEYS[1], 'partitions', 'previous', 'until', 'lanes')
 local n, now, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local cur, prev, untl, lanes = tonumber(r[1]), tonumber(r[2]), tonumber(r[3]), tonumber(r[4])
-if not cur then
+local changed = false
+if not (cur and prev and untl and lanes) then
   if redis.call('EXISTS', KEYS[2]) == 1 then cur = 1 else cur = n end
-  prev, untl, lanes = cur, 0, cur
+  prev, untl, lanes, changed = cur, 0, cur, true
 end
 if cur ~= n then
-  local in_force = cur
-  if now < untl then in_force = prev end
-  local new_until = 0
-  if in_force ~= n then new_until = now + window end
-  lanes = math.max(lanes, cur, prev, n)
-  cur, prev, untl = n, in_force, new_until
-  redis.call('HSET', KEYS[1], 'partitions', cur, 'previous', prev, 'until', untl, 'lanes', lanes)
-elseif not r[1] then
+  lanes = math.max(lanes, cur, n)
+  prev, untl, cur, changed = cur, now + window, n, true
+end
+if changed then
   redis.call('HSET', KEYS[1], 'partitions', cur, 'previous', prev, 'until', untl, 'lanes', lanes)
 end
 return {cur, prev, untl, lanes}
 "#;
 
-/// Agrees on every source's layout with the record in Redis, bounded by `timeout`. A source
-/// whose record cannot be read routes with its own setting (and says so in the log).
-pub async fn agree_layouts(
+/// The layouts agreed at start, and the sources whose record could not be agreed on yet
+/// (Redis unreachable): [`follow_layouts`] agrees on those as soon as Redis answers.
+pub struct Agreed {
+    pub layouts: Vec<(String, Layout)>,
+    pub pending: Vec<String>,
+}
+
+/// Runs [`AGREE_LUA`] for one source.
+async fn agree_one(
     pool: &RedisPool,
-    settings: &crate::config::Settings,
-    timeout: Duration,
-) -> Vec<(String, Layout)> {
+    script: &redis::Script,
+    keys: &SourceKeys,
+    source: &SourceConfig,
+) -> Result<Layout, String> {
+    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+    let (partitions, previous, until_ms, lanes): (u16, u16, u64, u16) = script
+        .key(&keys.layout)
+        .key(&keys.stream)
+        .arg(source.partitions)
+        .arg(now_ms())
+        .arg(source.dedup_ttl_seconds * 1000)
+        .invoke_async(&mut *conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Layout {
+        partitions,
+        previous,
+        until_ms,
+        lanes,
+    })
+}
+
+/// Agrees on every source's layout with the record in Redis, bounded by `timeout` each. A
+/// source whose record cannot be agreed on routes with its own setting until it can.
+pub async fn agree_layouts(pool: &RedisPool, settings: &Settings, timeout: Duration) -> Agreed {
     let script = redis::Script::new(AGREE_LUA);
-    let mut out = Vec::new();
-    let mut reachable = true;
+    let mut agreed = Agreed {
+        layouts: Vec::new(),
+        pending: Vec::new(),
+    };
     for source in &settings.sources {
-        if !reachable {
-            out.push((
-                source.name.clone(),
-                unread(&source.name, source.partitions, "Redis did not answer"),
-            ));
-            continue;
-        }
-        let keys = crate::source::SourceKeys::new(&settings.redis.key_prefix, &source.name);
-        let agreed = async {
-            let mut conn = pool.get().await.map_err(|e| e.to_string())?;
-            let (partitions, previous, until_ms, lanes): (u16, u16, u64, u16) = script
-                .key(&keys.layout)
-                .key(&keys.stream)
-                .arg(source.partitions)
-                .arg(now_ms())
-                .arg(source.dedup_ttl_seconds * 1000)
-                .invoke_async(&mut *conn)
+        let keys = SourceKeys::new(&settings.redis.key_prefix, &source.name);
+        // Once Redis failed to answer, the other sources do not wait for it too.
+        let layout = if agreed.pending.is_empty() {
+            match actix_web::rt::time::timeout(timeout, agree_one(pool, &script, &keys, source))
                 .await
-                .map_err(|e| e.to_string())?;
-            Ok::<Layout, String>(Layout {
-                partitions,
-                previous,
-                until_ms,
-                lanes,
-            })
-        };
-        let layout = match actix_web::rt::time::timeout(timeout, agreed).await {
-            Ok(Ok(layout)) => layout,
-            Ok(Err(e)) => {
-                reachable = false;
-                unread(&source.name, source.partitions, &e)
+            {
+                Ok(result) => result,
+                Err(_) => Err("timed out".to_string()),
             }
-            Err(_) => {
-                reachable = false;
-                unread(&source.name, source.partitions, "timed out")
+        } else {
+            Err("Redis did not answer".to_string())
+        };
+        let layout = match layout {
+            Ok(layout) => layout,
+            Err(e) => {
+                log::warn!(
+                    "source {}: the partition layout could not be agreed on ({e}); routing to the {} configured partition(s) until it is",
+                    source.name,
+                    source.partitions
+                );
+                agreed.pending.push(source.name.clone());
+                Layout::configured(source.partitions)
             }
         };
-        if layout.routing(now_ms()) != source.partitions {
-            log::warn!(
-                "source {}: partitions = {} takes effect in {} s (one de-duplication window); until then webhooks are routed to {} partition(s)",
+        if let Some(previous) = layout.previous_at(now_ms()) {
+            log::info!(
+                "source {}: routed to {} partition(s), asking the {previous} of the previous layout for keys for {} s more",
                 source.name,
-                source.partitions,
-                layout.until_ms.saturating_sub(now_ms()) / 1000,
-                layout.routing(now_ms())
+                layout.routing(),
+                layout.until_ms.saturating_sub(now_ms()) / 1000
             );
         }
-        out.push((source.name.clone(), layout));
+        agreed.layouts.push((source.name.clone(), layout));
     }
-    out
+    agreed
 }
 
-fn unread(source: &str, partitions: u16, why: &str) -> Layout {
-    log::warn!("source {source}: the partition layout could not be read ({why}); routing to the {partitions} configured partition(s)");
-    Layout::configured(partitions)
-}
-
-/// Re-reads every source's record every `every` and moves each source to the count in force
-/// (a change reaches its end, or another replica started with a new setting). Runs for the
+/// Every `every`, agrees on the layouts still `pending`, then re-reads every source's record
+/// and moves the source to it (another replica started with a new setting). Runs for the
 /// life of the process.
-pub async fn follow_layouts(pool: RedisPool, sources: Sources, every: Duration) {
+pub async fn follow_layouts(
+    pool: RedisPool,
+    sources: Sources,
+    mut pending: Vec<String>,
+    every: Duration,
+) {
+    let script = redis::Script::new(AGREE_LUA);
     let mut interval = actix_web::rt::time::interval(every);
     loop {
         interval.tick().await;
+        let mut still = Vec::new();
+        for name in pending.drain(..) {
+            let Some(source) = sources.get(&name) else {
+                continue;
+            };
+            match agree_one(&pool, &script, &source.keys, &source.config).await {
+                Ok(_) => log::info!("source {name}: partition layout agreed on"),
+                Err(_) => still.push(name),
+            }
+        }
+        pending = still;
         let Ok(mut conn) = pool.get().await else {
             continue;
         };
@@ -117,7 +144,7 @@ pub async fn follow_layouts(pool: RedisPool, sources: Sources, every: Duration) 
                 .query_async(&mut *conn)
                 .await;
             if let Some(layout) = read.ok().as_ref().and_then(Layout::from_fields) {
-                source.follow_layout(&layout, now_ms());
+                source.follow_layout(&layout);
             }
         }
     }
@@ -168,8 +195,18 @@ mod redis_tests {
             };
             let want = expected.expect("set");
             assert_eq!(
-                (got.routing(now), got.lanes(), got.routing(now + 1_000)),
-                (want.routing(now), want.lanes(), want.routing(now + 1_000)),
+                (
+                    got.routing(),
+                    got.lanes(),
+                    got.previous_at(now),
+                    got.previous_at(now + 1_000)
+                ),
+                (
+                    want.routing(),
+                    want.lanes(),
+                    want.previous_at(now),
+                    want.previous_at(now + 1_000)
+                ),
                 "configured {configured} at {now}"
             );
         }

@@ -77,7 +77,10 @@ macro_rules! on_master {
                 $op.await
             }
             Err(e) => {
-                if e.is_unrecoverable_error() {
+                // A master that vanished without closing its sockets (host down, network
+                // cut) only times out: the next command must not wait on the same dead
+                // socket, but this one is not run again (that would double the wait).
+                if e.is_unrecoverable_error() || e.is_timeout() {
                     *$conn = None;
                 }
                 Err(e)

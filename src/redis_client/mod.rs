@@ -17,7 +17,7 @@ use tokio::sync::{Mutex, OnceCell};
 use crate::config::RedisTopology;
 
 pub use connection::RedisConnection;
-pub use primaries::{Primary, TopologyView};
+pub use primaries::Primary;
 
 /// How long opening a connection may take (a dead host must not hold a sender up).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -67,6 +67,16 @@ impl SentinelFinder {
     }
 }
 
+/// The first URL of a list the configuration guarantees non-empty (built in code, it may not be).
+fn first_of(urls: &[String]) -> RedisResult<&str> {
+    urls.first().map(String::as_str).ok_or_else(|| {
+        redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "no Redis address given",
+        ))
+    })
+}
+
 impl RedisClient {
     /// A client for `topology` whose commands time out after `response_timeout`; connects
     /// nothing yet, so the gateway starts (and spools or answers 503) while Redis is down.
@@ -75,7 +85,7 @@ impl RedisClient {
             RedisTopology::Single(url) => Kind::Single(redis::Client::open(url.as_str())?),
             RedisTopology::Sentinel { sentinels, master } => {
                 // The sentinels' credentials are the master's too (one `requirepass`).
-                let first = redis::Client::open(sentinels[0].as_str())?;
+                let first = redis::Client::open(first_of(sentinels)?)?;
                 let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(
                     first.get_connection_info().redis_settings().clone(),
                 );
@@ -93,7 +103,7 @@ impl RedisClient {
                 }))
             }
             RedisTopology::Cluster(nodes) => {
-                let seed = redis::Client::open(nodes[0].as_str())?
+                let seed = redis::Client::open(first_of(nodes)?)?
                     .get_connection_info()
                     .clone();
                 let client = ClusterClient::builder(nodes.iter().map(String::as_str))

@@ -2,7 +2,6 @@
 //! whose persistence settings the durability check reads.
 
 use redis::{ConnectionAddr, RedisResult};
-use serde::Serialize;
 
 use super::{Kind, RedisClient};
 
@@ -10,14 +9,8 @@ use super::{Kind, RedisClient};
 pub struct Primary {
     /// `host:port`, without credentials.
     pub address: String,
+    /// A client of that master alone.
     pub client: redis::Client,
-}
-
-/// The topology and its masters, as `/ready` shows them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TopologyView {
-    pub topology: &'static str,
-    pub masters: Vec<String>,
 }
 
 /// `host:port` of a client's address.
@@ -88,19 +81,6 @@ impl RedisClient {
                     .collect()
             }
         }
-    }
-
-    /// The topology and the addresses of its masters now.
-    pub async fn view(&self) -> RedisResult<TopologyView> {
-        Ok(TopologyView {
-            topology: self.topology.kind(),
-            masters: self
-                .primaries()
-                .await?
-                .into_iter()
-                .map(|p| p.address)
-                .collect(),
-        })
     }
 }
 

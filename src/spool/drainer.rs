@@ -14,14 +14,14 @@ use super::folders::{Folders, SharedJournal};
 use super::journal::Position;
 use super::record::SpoolRecord;
 use crate::audit::{AuditWriter, NewEventBatch, NewEventRecord};
-
-/// The stream id of an audit row written for a webhook an earlier, timed-out try enqueued.
-const UNKNOWN_STREAM_ID: &str = "unknown";
 use crate::queue::{
     enqueue_acked, EnqueueItem, EnqueueOutcome, RedisPool, ReplicaAcks, ENQUEUE_BATCH_LUA,
 };
 use crate::redis_circuit::{RedisCircuit, RedisMode, Signal};
 use crate::source::{Source, Sources};
+
+/// The stream id of an audit row written for a webhook an earlier, timed-out try enqueued.
+const UNKNOWN_STREAM_ID: &str = "unknown";
 
 /// Webhooks read from the spool per pass.
 const PASS: usize = 256;

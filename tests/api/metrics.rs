@@ -79,7 +79,10 @@ url = "{gone}"
                 "hookgate_queue_dead",
                 &[("source", "metrics-gone"), ("destination", "crm")],
             );
-            (dead == Some(1.0)).then_some(s)
+            // Two refreshes (one per worker thread) may publish at once: wait until the
+            // scrape shows one of them whole.
+            let letters = value(&s, "hookgate_dead_letters", &[("source", "metrics-gone")]);
+            (dead == Some(1.0) && letters == Some(1.0)).then_some(s)
         },
     )
     .await;

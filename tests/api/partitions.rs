@@ -150,7 +150,7 @@ name = "items"
 kind = "pluggy"
 secrets = ["items-secret"]
 partitions = {partitions}
-dedup_ttl_seconds = 2
+dedup_ttl_seconds = 60
 [[sources.destinations]]
 name = "app"
 url = "{url}"
@@ -192,6 +192,10 @@ async fn lengths(env: &TestEnv, count: u16) -> Vec<u64> {
     out
 }
 
+fn all_are(answers: &[(String, String)], status: &str) -> bool {
+    answers.iter().all(|(s, _)| s == status)
+}
+
 #[actix_web::test]
 async fn changing_partitions_on_a_running_system_loses_and_doubles_nothing() {
     let env = TestEnv::new();
@@ -199,39 +203,50 @@ async fn changing_partitions_on_a_running_system_loses_and_doubles_nothing() {
     let one = spawn_app(env.settings(&resizable(&sink, 1))).await;
     let base = uuid::Uuid::new_v4().as_u64_pair().0 >> 16;
     let before = post_items(&one, base, base + 40).await;
-    assert!(before.iter().all(|(s, _)| s == "queued"));
+    assert!(all_are(&before, "queued"), "{before:?}");
 
-    // A replica with partitions = 4 starts: for one de-duplication window the old single
-    // partition stays in force, so a resend of an accepted webhook is still a duplicate
-    // whichever replica it reaches.
+    // A replica with partitions = 4 starts: it routes to four at once, and a resend of a
+    // webhook accepted before is found in the partition the old count picked.
     let four = spawn_app(env.settings(&resizable(&sink, 4))).await;
     let resent = post_items(&four, base, base + 40).await;
-    assert!(resent.iter().all(|(s, _)| s == "duplicate"), "{resent:?}");
-    assert_eq!(lengths(&env, 4).await[1..], [0, 0, 0]);
+    assert!(all_are(&resent, "duplicate"), "{resent:?}");
+    for (a, b) in resent.iter().zip(&before) {
+        assert_eq!(a.1, b.1, "a duplicate answers the first id");
+    }
+    let after = post_items(&four, base + 1_000, base + 1_040).await;
+    assert!(all_are(&after, "queued"), "{after:?}");
+    assert!(lengths(&env, 4).await[1..].iter().sum::<u64>() > 0);
 
-    // Past the window both replicas route to four partitions.
-    eventually(
+    // The old replica follows the record within seconds; then a resend through it is a
+    // duplicate too.
+    let followed = eventually(
         Duration::from_secs(30),
-        "the new layout in force",
+        "the old replica follows",
         || async {
             let n = uuid::Uuid::new_v4().as_u64_pair().0 >> 16;
-            post_items(&one, n, n + 8).await;
-            (lengths(&env, 4).await[1..].iter().sum::<u64>() > 0).then_some(())
+            let lens = lengths(&env, 4).await;
+            let probe = post_items(&one, n, n + 8).await;
+            (lengths(&env, 4).await[1..] != lens[1..]).then_some(probe)
         },
     )
     .await;
-    let after = post_items(&four, base + 1_000, base + 1_040).await;
-    assert!(after.iter().all(|(s, _)| s == "queued"));
+    let again = post_items(&one, base + 1_000, base + 1_040).await;
+    assert!(all_are(&again, "duplicate"), "{again:?}");
 
-    // Lowered to two: the partitions no longer routed to are still read until empty.
+    // Lowered to two: resends of the four-partition webhooks are still found, and the
+    // partitions no longer routed to are read until empty.
     drop(four);
     let two = spawn_app(env.settings(&resizable(&sink, 2))).await;
     let lowered = post_items(&two, base + 2_000, base + 2_040).await;
+    assert!(all_are(&lowered, "queued"), "{lowered:?}");
+    let again = post_items(&two, base + 1_000, base + 1_040).await;
+    assert!(all_are(&again, "duplicate"), "{again:?}");
 
     let ids: Vec<String> = before
         .iter()
         .chain(&after)
         .chain(&lowered)
+        .chain(&followed)
         .map(|(_, id)| id.clone())
         .collect();
     sink.await_events(
