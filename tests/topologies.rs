@@ -10,331 +10,32 @@
 #[macro_use]
 #[path = "api/helpers.rs"]
 mod helpers;
+#[path = "api/fault_load.rs"]
+mod fault_load;
+#[path = "api/fault_log.rs"]
+mod fault_log;
+#[path = "api/redis_topology.rs"]
+mod redis_topology;
 #[allow(dead_code)]
 #[path = "api/sink.rs"]
 mod sink;
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::Command;
 use std::rc::Rc;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hookgate::config::{RedisTopology, Secret, SourceConfig};
 use hookgate::send::{sample_body, unix_now};
 use hookgate::source::SourceKeys;
 
+use fault_load::{check_delivered, load, RATE_PER_SECOND};
+use fault_log::{forbidden_log_lines, record_logs};
 use helpers::{eventually, spawn_app, Signed, TestApp, TestEnv};
+use redis_topology::{free_ports, master_of, Topology};
 use sink::{Behaviour, Sink};
-
-const RATE_PER_SECOND: u64 = 300;
-
-// ---- what the gateway logs: warnings and errors are kept to be searched ----
 
 /// The scenarios run one after the other: two topologies and four replicas at once on two
 /// cores would measure the machine, not the gateway.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-static LOGGED: Mutex<Vec<String>> = Mutex::new(Vec::new());
-static PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Recorder;
-
-impl log::Log for Recorder {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::Level::Warn
-    }
-    fn log(&self, record: &log::Record) {
-        if self.enabled(record.metadata()) {
-            let line = format!("{} {}: {}", record.level(), record.target(), record.args());
-            if let Ok(mut all) = LOGGED.lock() {
-                all.push(line);
-            }
-        }
-    }
-    fn flush(&self) {}
-}
-
-/// Starts recording the log (once per process) and forgets what earlier scenarios logged.
-fn record_logs() {
-    if let Ok(mut logged) = LOGGED.lock() {
-        logged.clear();
-    }
-    if let Ok(mut panics) = PANICS.lock() {
-        panics.clear();
-    }
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = log::set_boxed_logger(Box::new(Recorder));
-        log::set_max_level(log::LevelFilter::Warn);
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if let Ok(mut all) = PANICS.lock() {
-                all.push(info.to_string());
-            }
-            default(info);
-        }));
-    });
-}
-
-/// Log lines (and panics) that must never appear: the client lost track of the cluster.
-fn forbidden_log_lines() -> Vec<String> {
-    let mut bad: Vec<String> = LOGGED
-        .lock()
-        .map(|l| {
-            l.iter()
-                .filter(|line| {
-                    let up = line.to_uppercase();
-                    up.contains("CROSSSLOT") || up.contains("MOVED") || up.contains("PANICKED")
-                })
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
-    bad.extend(PANICS.lock().map(|p| p.clone()).unwrap_or_default());
-    bad
-}
-
-// ---- a topology of the scripts, in a folder of its own ----
-
-/// The nodes of a topology's script and folder: what a fault does to them.
-#[derive(Clone)]
-struct Nodes {
-    script: &'static str,
-    dir: PathBuf,
-    env: Vec<(String, String)>,
-}
-
-impl Nodes {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(format!(
-            "{}/scripts/{}",
-            env!("CARGO_MANIFEST_DIR"),
-            self.script
-        ));
-        cmd.args(args);
-        let dir_var = if self.script.contains("sentinel") {
-            "HOOKGATE_SENTINEL_DIR"
-        } else {
-            "HOOKGATE_CLUSTER_DIR"
-        };
-        cmd.env(dir_var, &self.dir);
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        cmd
-    }
-
-    /// SIGKILLs the Redis on `port`.
-    fn kill(&self, port: u16) {
-        let pid = std::fs::read_to_string(self.dir.join(port.to_string()).join("redis.pid"))
-            .expect("the node's pid file");
-        let status = Command::new("kill")
-            .args(["-9", pid.trim()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "the node on {port} was killed");
-    }
-
-    /// Starts the node on `port` again from its own folder.
-    fn restart(&self, port: u16) {
-        let out = self
-            .command(&["restart-node", &port.to_string()])
-            .output()
-            .expect("the script runs");
-        assert!(
-            out.status.success(),
-            "restart-node {port} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// SIGKILLs the node on `port` after `at`, and starts it again `down` later.
-    fn crash(self, port: u16, at: Duration, down: Duration) -> impl FnOnce() + Send + 'static {
-        move || {
-            std::thread::sleep(at);
-            self.kill(port);
-            std::thread::sleep(down);
-            self.restart(port);
-        }
-    }
-}
-
-/// A topology started by one of the scripts; stopped (every process, the folder) when dropped.
-struct Topology {
-    nodes: Nodes,
-    /// What `start` printed: `REDIS_SENTINELS=...` and such.
-    vars: HashMap<String, String>,
-}
-
-impl Topology {
-    fn start(script: &'static str, env: &[(&str, String)]) -> Topology {
-        let nodes = Nodes {
-            script,
-            dir: std::env::temp_dir().join(format!("hgtest-topology-{}", uuid::Uuid::new_v4())),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-        };
-        let out = nodes.command(&["start"]).output().expect("the script runs");
-        assert!(
-            out.status.success(),
-            "{script} start failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let vars = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Topology { nodes, vars }
-    }
-
-    fn list(&self, var: &str) -> Vec<String> {
-        self.vars
-            .get(var)
-            .unwrap_or_else(|| panic!("{} printed {var}", self.nodes.script))
-            .split(',')
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl Drop for Topology {
-    fn drop(&mut self) {
-        let _ = self.nodes.command(&["stop"]).output();
-        let _ = std::fs::remove_dir_all(&self.nodes.dir);
-    }
-}
-
-/// A base port with `count` free ports after it, and their cluster bus ports (+10000) free too.
-fn free_ports(count: u16, bus: bool) -> u16 {
-    let seed = uuid::Uuid::new_v4().as_u128();
-    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-    for i in 0..500u128 {
-        let base = 20_000 + ((seed + i * 7_919) % 9_000) as u16;
-        if (base..base + count).all(|p| free(p) && (!bus || free(p + 10_000))) {
-            return base;
-        }
-    }
-    panic!("no {count} free consecutive ports");
-}
-
-// ---- the load ----
-
-/// One webhook as the sender saw it.
-struct Sent {
-    source: String,
-    status: u16,
-    answer: String,
-    id: String,
-    latency: Duration,
-}
-
-/// Sends `total` webhooks at [`RATE_PER_SECOND`], spread over the sources and alternating
-/// between the replicas; `fault` runs on a thread of its own from the start.
-async fn load(
-    apps: &[Rc<TestApp>],
-    sources: &[SourceConfig],
-    total: u64,
-    fault: impl FnOnce() + Send + 'static,
-) -> Vec<Sent> {
-    let faulty = std::thread::spawn(fault);
-    let sent: Rc<RefCell<Vec<Sent>>> = Rc::default();
-    let mut tasks = Vec::new();
-    let base = uuid::Uuid::new_v4().as_u64_pair().0 >> 16;
-    let mut tick = actix_web::rt::time::interval(Duration::from_millis(10));
-    let per_tick = RATE_PER_SECOND / 100;
-    for n in 0..total {
-        if n % per_tick == 0 {
-            tick.tick().await;
-        }
-        let source = sources[n as usize % sources.len()].clone();
-        let app = apps[(n as usize / sources.len()) % apps.len()].clone();
-        let sent = sent.clone();
-        tasks.push(actix_web::rt::spawn(async move {
-            let body = sample_body(base + n);
-            let req = Signed::new(&source, &body, unix_now());
-            let began = Instant::now();
-            let (status, answer) = app.post(&req.path, &req.headers, &body).await;
-            sent.borrow_mut().push(Sent {
-                source: source.name.clone(),
-                status,
-                answer: answer["status"].as_str().unwrap_or("").to_string(),
-                id: answer["id"].as_str().unwrap_or("").to_string(),
-                latency: began.elapsed(),
-            });
-        }));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
-    faulty.join().expect("the fault thread");
-    let all = std::mem::take(&mut *sent.borrow_mut());
-    all
-}
-
-/// Checks the answers and waits for every accepted webhook at the sink; prints the figures.
-async fn check_delivered(name: &str, sent: &[Sent], sink: &Sink, sources: &[SourceConfig]) {
-    let refused: Vec<&Sent> = sent
-        .iter()
-        .filter(|s| !(200..300).contains(&s.status))
-        .collect();
-    let count = |what: &str| sent.iter().filter(|s| s.answer == what).count();
-    let pause = sent.iter().map(|s| s.latency).max().unwrap_or_default();
-    let mut latencies: Vec<Duration> = sent.iter().map(|s| s.latency).collect();
-    latencies.sort_unstable();
-    let p99 = latencies
-        .get(latencies.len() * 99 / 100)
-        .copied()
-        .unwrap_or_default();
-    figure!(
-        "{name}: {} sent, {} queued, {} spooled, {} duplicate, {} refused; ingest p99 {:.1} ms, \
-         longest pause {:.0} ms",
-        sent.len(),
-        count("queued"),
-        count("spooled"),
-        count("duplicate"),
-        refused.len(),
-        p99.as_secs_f64() * 1000.0,
-        pause.as_secs_f64() * 1000.0,
-    );
-    assert!(
-        refused.is_empty(),
-        "{name}: {} answers were not 2xx, such as {} {}",
-        refused.len(),
-        refused[0].status,
-        refused[0].answer
-    );
-    let mut redelivered = 0;
-    for source in sources {
-        let path = format!("/{}", source.name);
-        let ids: Vec<String> = sent
-            .iter()
-            .filter(|s| s.source == source.name)
-            .map(|s| s.id.clone())
-            .collect();
-        sink.await_events(
-            &path,
-            &ids,
-            Duration::from_secs(120),
-            &format!("every accepted webhook of {} delivered", source.name),
-        )
-        .await;
-        let deliveries = sink.by_event(&path);
-        redelivered += deliveries.values().map(|d| d.len() - 1).sum::<usize>();
-        let strangers = deliveries.keys().filter(|k| !ids.contains(k)).count();
-        assert_eq!(strangers, 0, "{name}: deliveries nobody sent");
-    }
-    figure!(
-        "{name}: {} of {} delivered, lost 0, redelivered {redelivered}",
-        sent.len(),
-        sent.len()
-    );
-}
 
 /// The addresses of the masters `/ready` names, once the first check has answered.
 async fn masters(app: &TestApp, topology: &str) -> Vec<String> {
@@ -453,22 +154,6 @@ async fn sentinel_failover_mid_load_loses_no_acknowledged_webhook() {
     .await;
     let bad = forbidden_log_lines();
     assert!(bad.is_empty(), "{bad:#?}");
-}
-
-/// The master serving `slot`, from `CLUSTER NODES`.
-fn master_of(nodes: &str, slot: u16) -> Option<u16> {
-    nodes.lines().find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if !f.get(2)?.split(',').any(|flag| flag == "master") {
-            return None;
-        }
-        let serves = f.iter().skip(8).any(|range| {
-            let (a, b) = range.split_once('-').unwrap_or((range, range));
-            matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if a <= slot && slot <= b)
-        });
-        let port = f[1].split(['@', ',']).next()?.rsplit_once(':')?.1;
-        serves.then(|| port.parse().ok()).flatten()
-    })
 }
 
 const ADMIN_TOKEN: &str = "topologies-admin-token";
