@@ -21,6 +21,8 @@ pub struct Sent {
     pub answer: String,
     pub id: String,
     pub latency: Duration,
+    /// When it was sent, from the start of the load.
+    pub at: Duration,
 }
 
 /// Sends `total` webhooks at [`RATE_PER_SECOND`], spread over the sources and alternating
@@ -32,6 +34,7 @@ pub async fn load(
     fault: impl FnOnce() + Send + 'static,
 ) -> Vec<Sent> {
     let faulty = std::thread::spawn(fault);
+    let start = Instant::now();
     let sent: Rc<RefCell<Vec<Sent>>> = Rc::default();
     let mut tasks = Vec::new();
     let base = uuid::Uuid::new_v4().as_u64_pair().0 >> 16;
@@ -55,6 +58,7 @@ pub async fn load(
                 answer: answer["status"].as_str().unwrap_or("").to_string(),
                 id: answer["id"].as_str().unwrap_or("").to_string(),
                 latency: began.elapsed(),
+                at: began - start,
             });
         }));
     }
@@ -73,7 +77,8 @@ pub async fn check_delivered(name: &str, sent: &[Sent], sink: &Sink, sources: &[
         .filter(|s| !(200..300).contains(&s.status))
         .collect();
     let count = |what: &str| sent.iter().filter(|s| s.answer == what).count();
-    let pause = sent.iter().map(|s| s.latency).max().unwrap_or_default();
+    let slowest = sent.iter().max_by_key(|s| s.latency);
+    let (pause, pause_at) = slowest.map_or((Duration::ZERO, Duration::ZERO), |s| (s.latency, s.at));
     let mut latencies: Vec<Duration> = sent.iter().map(|s| s.latency).collect();
     latencies.sort_unstable();
     let p99 = latencies
@@ -82,7 +87,7 @@ pub async fn check_delivered(name: &str, sent: &[Sent], sink: &Sink, sources: &[
         .unwrap_or_default();
     figure!(
         "{name}: {} sent, {} queued, {} spooled, {} duplicate, {} refused; ingest p99 {:.1} ms, \
-         longest pause {:.0} ms",
+         longest pause {:.0} ms (sent {:.1} s into the load, answered {})",
         sent.len(),
         count("queued"),
         count("spooled"),
@@ -90,6 +95,8 @@ pub async fn check_delivered(name: &str, sent: &[Sent], sink: &Sink, sources: &[
         refused.len(),
         p99.as_secs_f64() * 1000.0,
         pause.as_secs_f64() * 1000.0,
+        pause_at.as_secs_f64(),
+        slowest.map_or("", |s| s.answer.as_str()),
     );
     assert!(
         refused.is_empty(),
