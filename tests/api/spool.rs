@@ -42,6 +42,15 @@ url = "{url}"
     )
 }
 
+/// Removes a file when dropped, also when the test fails.
+struct RemovedOnDrop(std::path::PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 #[actix_web::test]
 async fn a_replica_killed_with_webhooks_in_its_spool_loses_none_of_them() {
     let env = TestEnv::new();
@@ -50,6 +59,7 @@ async fn a_replica_killed_with_webhooks_in_its_spool_loses_none_of_them() {
     let toml = config(&env, &sink, &redis);
     let path = std::env::temp_dir().join(format!("{}-spool.toml", env.prefix));
     std::fs::write(&path, &toml).expect("config written");
+    let _config_file = RemovedOnDrop(path.clone());
     let mut settings = env.settings(&toml);
     settings.redis.topology = RedisTopology::Single(redis.url());
     let source = settings.source("orders").expect("source").clone();
