@@ -36,92 +36,13 @@
 set -euo pipefail
 
 me=redis-cluster
-say() { printf '%s: %s\n' "$me" "$*" >&2; }
-die() { say "$*"; exit 1; }
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
-
 # Absolute, symbolic links resolved: the processes' working folders are compared with it.
 dir=$(realpath -m -- "${HOOKGATE_CLUSTER_DIR:-${TMPDIR:-/tmp}/hookgate-cluster}")
+dir_var=HOOKGATE_CLUSTER_DIR
 marker=topology.env
-
-now_ms() { local t=${EPOCHREALTIME//[!0-9]/}; echo $((t / 1000)); }
-rcli() { # port, command...: one redis-cli call that cannot hang; nothing if no answer
-  local port=$1; shift
-  { timeout 3 redis-cli -h 127.0.0.1 -p "$port" "$@" 2>/dev/null || true; } | tr -d '\r'
-}
-info_field() { # port, section, field
-  rcli "$1" info "$2" | sed -n "s/^$3://p"
-}
-pingable() { [ "$(rcli "$1" ping)" = PONG ]; }
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
-
-# A process is ours when it is a live (not zombie) redis-server on that port whose working
-# folder is inside ours: a pid reused by another program is never signalled.
-ours() { # pid, port
-  local pid=$1 port=$2 state cmd cwd
-  is_uint "$pid" && [ -r "/proc/$pid/stat" ] || return 1
-  state=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-  [ "$state" != Z ] || return 1
-  cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  [[ $cmd == redis-server* && $cmd == *":$port"* ]] || return 1
-  cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || return 1
-  [[ $cwd == "$dir"/* ]]
-}
-pid_of() { # port: the pid of our node on that port, or nothing
-  local port=$1 pid=""
-  if [ -f "$dir/$port/redis.pid" ]; then pid=$(tr -dc '0-9' <"$dir/$port/redis.pid"); fi
-  if ours "$pid" "$port"; then echo "$pid"; return 0; fi
-  # No pidfile (or a stale one): the process that answers on the port, if it is ours.
-  pid=$(info_field "$port" server process_id)
-  if [ -n "$pid" ] && ours "$pid" "$port"; then echo "$pid"; fi
-}
-
-load_state() {
-  [ -f "$dir/$marker" ] || die "no cluster in $dir (run start first, with the same HOOKGATE_CLUSTER_DIR)"
-  # shellcheck source=/dev/null
-  . "$dir/$marker"
-}
-
-# Every node: SIGTERM, wait up to 10 s, then SIGKILL what is left.
-kill_all() {
-  local port pid pids=() deadline
-  for port in "${ports[@]}"; do
-    pid=$(pid_of "$port")
-    [ -z "$pid" ] || pids+=("$pid:$port")
-  done
-  [ "${#pids[@]}" -gt 0 ] || return 0
-  for pid in "${pids[@]}"; do kill -TERM "${pid%%:*}" 2>/dev/null || true; done
-  deadline=$(($(now_ms) + 10000))
-  while :; do
-    local left=()
-    for pid in "${pids[@]}"; do
-      if ours "${pid%%:*}" "${pid#*:}"; then left+=("$pid"); fi
-    done
-    [ "${#left[@]}" -gt 0 ] || return 0
-    if [ "$(now_ms)" -ge "$deadline" ]; then
-      say "still running after 10 s, sending SIGKILL: ${left[*]%%:*}"
-      for pid in "${left[@]}"; do kill -KILL "${pid%%:*}" 2>/dev/null || true; done
-      sleep 0.1
-      return 0
-    fi
-    sleep 0.05
-  done
-}
-
-# Polls CHECK (a function) until it succeeds; fails at the deadline or when a node died.
-deadline=0
-wait_for() { # what, check function, args...
-  local what=$1; shift
-  while ! "$@"; do
-    local port
-    for port in "${started[@]}"; do
-      [ -n "$(pid_of "$port")" ] || die "the node on port $port exited: $(tail -n 3 "$dir/$port/redis.log" 2>/dev/null | tr '\n' ' ')"
-    done
-    [ "$(now_ms)" -lt "$deadline" ] || die "timed out waiting for $what (logs in $dir)"
-    sleep 0.05
-  done
-}
+# shellcheck source=scripts/redis-local.sh
+. "$(dirname "$0")/redis-local.sh"
+all_ports() { echo "${ports[@]}"; }
 
 start_node() { # port, from DIR/PORT/redis.conf
   redis-server "$dir/$1/redis.conf" >/dev/null
