@@ -40,9 +40,10 @@ url = "{gone}"
     )
 }
 
-/// Posts the sample bodies `from..to`; the answers' statuses and ids.
-async fn post_range(app: &TestApp, from: u64, to: u64) -> Vec<(String, String)> {
-    let source = app.source("leads");
+/// Posts the sample bodies `from..to` to `source` through `app`, all at once; the answers'
+/// statuses and ids, in order.
+async fn post_range(app: &TestApp, source: &str, from: u64, to: u64) -> Vec<(String, String)> {
+    let source = app.source(source);
     join_all((from..to).map(|n| {
         let source = source.clone();
         async move {
@@ -72,10 +73,10 @@ async fn a_partitioned_source_delivers_each_event_once_and_counts_as_one_source(
     let app = spawn_app(settings).await;
 
     let base = uuid::Uuid::new_v4().as_u64_pair().0 >> 16;
-    let first = post_range(&app, base, base + 90).await;
+    let first = post_range(&app, "leads", base, base + 90).await;
     assert!(first.iter().all(|(s, _)| s == "queued"), "{first:?}");
     // The same webhooks again: each partition de-duplicates its own keys.
-    let again = post_range(&app, base, base + 30).await;
+    let again = post_range(&app, "leads", base, base + 30).await;
     assert!(again.iter().all(|(s, _)| s == "duplicate"), "{again:?}");
     for (a, b) in again.iter().zip(&first) {
         assert_eq!(a.1, b.1, "a duplicate answers the first id");
@@ -159,23 +160,6 @@ url = "{url}"
     )
 }
 
-/// Posts the sample bodies `from..to` to `items` through `app`; statuses and ids.
-async fn post_items(app: &TestApp, from: u64, to: u64) -> Vec<(String, String)> {
-    let source = app.source("items");
-    let mut out = Vec::new();
-    for n in from..to {
-        let body = sample_body(n);
-        let req = Signed::new(&source, &body, unix_now());
-        let (status, answer) = app.post(&req.path, &req.headers, &body).await;
-        assert_eq!(status, 200, "{answer}");
-        out.push((
-            answer["status"].as_str().unwrap_or("").to_string(),
-            answer["id"].as_str().unwrap_or("").to_string(),
-        ));
-    }
-    out
-}
-
 /// Entries in each partition stream of `items`.
 async fn lengths(env: &TestEnv, count: u16) -> Vec<u64> {
     let mut redis = env.redis().await;
@@ -202,18 +186,18 @@ async fn changing_partitions_on_a_running_system_loses_and_doubles_nothing() {
     let sink = Sink::start();
     let one = spawn_app(env.settings(&resizable(&sink, 1))).await;
     let base = uuid::Uuid::new_v4().as_u64_pair().0 >> 16;
-    let before = post_items(&one, base, base + 40).await;
+    let before = post_range(&one, "items", base, base + 40).await;
     assert!(all_are(&before, "queued"), "{before:?}");
 
     // A replica with partitions = 4 starts: it routes to four at once, and a resend of a
     // webhook accepted before is found in the partition the old count picked.
     let four = spawn_app(env.settings(&resizable(&sink, 4))).await;
-    let resent = post_items(&four, base, base + 40).await;
+    let resent = post_range(&four, "items", base, base + 40).await;
     assert!(all_are(&resent, "duplicate"), "{resent:?}");
     for (a, b) in resent.iter().zip(&before) {
         assert_eq!(a.1, b.1, "a duplicate answers the first id");
     }
-    let after = post_items(&four, base + 1_000, base + 1_040).await;
+    let after = post_range(&four, "items", base + 1_000, base + 1_040).await;
     assert!(all_are(&after, "queued"), "{after:?}");
     assert!(lengths(&env, 4).await[1..].iter().sum::<u64>() > 0);
 
@@ -225,21 +209,21 @@ async fn changing_partitions_on_a_running_system_loses_and_doubles_nothing() {
         || async {
             let n = uuid::Uuid::new_v4().as_u64_pair().0 >> 16;
             let lens = lengths(&env, 4).await;
-            let probe = post_items(&one, n, n + 8).await;
+            let probe = post_range(&one, "items", n, n + 8).await;
             (lengths(&env, 4).await[1..] != lens[1..]).then_some(probe)
         },
     )
     .await;
-    let again = post_items(&one, base + 1_000, base + 1_040).await;
+    let again = post_range(&one, "items", base + 1_000, base + 1_040).await;
     assert!(all_are(&again, "duplicate"), "{again:?}");
 
     // Lowered to two: resends of the four-partition webhooks are still found, and the
     // partitions no longer routed to are read until empty.
     drop(four);
     let two = spawn_app(env.settings(&resizable(&sink, 2))).await;
-    let lowered = post_items(&two, base + 2_000, base + 2_040).await;
+    let lowered = post_range(&two, "items", base + 2_000, base + 2_040).await;
     assert!(all_are(&lowered, "queued"), "{lowered:?}");
-    let again = post_items(&two, base + 1_000, base + 1_040).await;
+    let again = post_range(&two, "items", base + 1_000, base + 1_040).await;
     assert!(all_are(&again, "duplicate"), "{again:?}");
 
     let ids: Vec<String> = before
