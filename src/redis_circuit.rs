@@ -81,7 +81,7 @@ impl RedisCircuit {
         });
     }
 
-    /// While the circuit is open, tries a small write to each of `keys` every
+    /// While the circuit is open, tries a small write to each of `keys()` every
     /// [`PROBE_INTERVAL`] (that the replicas of `acks` acknowledge, when asked for); closes
     /// it when all succeed. One key per source: on a cluster each source's slot may live on
     /// another master, and the circuit must not close while one of them is still failing
@@ -90,7 +90,7 @@ impl RedisCircuit {
     pub async fn probe_forever(
         &self,
         pool: RedisPool,
-        keys: Vec<String>,
+        keys: impl Fn() -> Vec<String>,
         timeout: Duration,
         acks: ReplicaAcks,
     ) {
@@ -100,6 +100,7 @@ impl RedisCircuit {
             if self.mode() == RedisMode::Up {
                 continue;
             }
+            let keys = keys();
             let write = async {
                 let mut conn = pool.get().await.map_err(|e| e.to_string())?;
                 for key in &keys {

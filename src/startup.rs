@@ -224,19 +224,24 @@ impl Application {
         });
         let probe = circuit.clone();
         let probe_pool = redis.clone();
-        // One probe key per partition of each source, in its slot; a gateway without sources
-        // probes a key of its own.
-        let mut probe_keys: Vec<String> = ingest_state
-            .sources
-            .iter()
-            .flat_map(|s| s.lanes().iter().map(|p| p.replication_marker.clone()))
-            .collect();
-        if probe_keys.is_empty() {
-            probe_keys.push(format!(
-                "{}:probe:{}",
-                settings.redis.key_prefix, settings.server.replica_id
-            ));
-        }
+        // One probe key per partition of each source, in its slot, read at each probe (the
+        // lanes grow when the layout does); a gateway without sources probes a key of its own.
+        let probe_sources = ingest_state.sources.clone();
+        let own_key = format!(
+            "{}:probe:{}",
+            settings.redis.key_prefix, settings.server.replica_id
+        );
+        let probe_keys = move || {
+            let keys: Vec<String> = probe_sources
+                .iter()
+                .flat_map(|s| s.lanes().iter().map(|p| p.replication_marker.clone()))
+                .collect();
+            if keys.is_empty() {
+                vec![own_key.clone()]
+            } else {
+                keys
+            }
+        };
         actix_web::rt::spawn(async move {
             probe
                 .probe_forever(probe_pool, probe_keys, redis_bound, acks)
