@@ -44,10 +44,6 @@ marker=topology.env
 . "$(dirname "$0")/redis-local.sh"
 all_ports() { echo "${ports[@]}"; }
 
-start_node() { # port, from DIR/PORT/redis.conf
-  redis-server "$dir/$1/redis.conf" >/dev/null
-  started+=("$1")
-}
 
 write_node_conf() { # port
   mkdir -p "$dir/$1/data"
@@ -157,17 +153,6 @@ cmd_start() {
   (IFS=,; echo "REDIS_CLUSTER_NODES=${urls[*]}")
 }
 
-cmd_stop() {
-  if [ ! -e "$dir" ]; then say "nothing in $dir: nothing to stop"; return 0; fi
-  load_state
-  kill_all
-  local port
-  for port in "${ports[@]}"; do
-    [ -z "$(pid_of "$port")" ] || die "the node on port $port is still running: $dir kept"
-  done
-  rm -rf "$dir"
-  say "stopped; $dir removed"
-}
 
 cmd_status() {
   [ -e "$dir" ] || die "no cluster in $dir"

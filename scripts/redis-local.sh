@@ -92,3 +92,21 @@ wait_for() { # what, check function, args...
   done
 }
 log_of() { if [ -f "$dir/$1/sentinel.conf" ]; then echo "$dir/$1/sentinel.log"; else echo "$dir/$1/redis.log"; fi; }
+
+start_node() { # port: a Redis (not a sentinel), from DIR/PORT/redis.conf
+  redis-server "$dir/$1/redis.conf" >/dev/null
+  started+=("$1")
+}
+
+# Stops every process of the topology and removes the folder (kept if one survives).
+cmd_stop() {
+  if [ ! -e "$dir" ]; then say "nothing in $dir: nothing to stop"; return 0; fi
+  load_state
+  kill_all
+  local port
+  for port in $(all_ports); do
+    [ -z "$(pid_of "$port")" ] || die "the process on port $port is still running: $dir kept"
+  done
+  rm -rf "$dir"
+  say "stopped; $dir removed"
+}

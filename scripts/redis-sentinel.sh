@@ -53,10 +53,6 @@ marker=topology.env
 . "$(dirname "$0")/redis-local.sh"
 all_ports() { echo "$master_port" "$replica_port" "${sentinel_ports[@]}"; }
 
-start_node() { # port: a master or replica, from DIR/PORT/redis.conf
-  redis-server "$dir/$1/redis.conf" >/dev/null
-  started+=("$1")
-}
 start_sentinel() { # port
   redis-server "$dir/$1/sentinel.conf" --sentinel >/dev/null
   started+=("$1")
@@ -201,17 +197,6 @@ cmd_start() {
   echo "REDIS_SENTINEL_MASTER=$master_name"
 }
 
-cmd_stop() {
-  if [ ! -e "$dir" ]; then say "nothing in $dir: nothing to stop"; return 0; fi
-  load_state
-  kill_all
-  local port
-  for port in $(all_ports); do
-    [ -z "$(pid_of "$port")" ] || die "the process on port $port is still running: $dir kept"
-  done
-  rm -rf "$dir"
-  say "stopped; $dir removed"
-}
 
 cmd_status() {
   [ -e "$dir" ] || die "no topology in $dir"
