@@ -129,4 +129,130 @@ impl AttemptRecord {
     pub fn delivered_at(&self) -> Option<OffsetDateTime> {
         (self.delivery_status == Status::Delivered).then_some(self.attempted_at)
     }
+
+    /// The record as the field/value pairs of an outcomes stream entry. The time is kept to
+    /// the millisecond, so a record read back is equal to the one written (it is part of the
+    /// attempt's unique key in the audit trail).
+    pub fn fields(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let at_ms = self.attempted_at.unix_timestamp_nanos() / 1_000_000;
+        vec![
+            ("e", self.event_id.to_string().into_bytes()),
+            ("d", self.destination.as_bytes().to_vec()),
+            ("n", self.attempt.to_string().into_bytes()),
+            ("s", self.delivery_status.as_str().as_bytes().to_vec()),
+            (
+                "c",
+                self.status_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_default()
+                    .into_bytes(),
+            ),
+            ("ms", self.duration_ms.to_string().into_bytes()),
+            (
+                "err",
+                self.error
+                    .as_deref()
+                    .unwrap_or_default()
+                    .as_bytes()
+                    .to_vec(),
+            ),
+            ("at", at_ms.to_string().into_bytes()),
+        ]
+    }
+
+    /// Parses an entry of an outcomes stream (see [`AttemptRecord::fields`]).
+    pub fn parse(entry: &StreamId) -> Result<Self, String> {
+        let text = |name: &str| entry.get::<String>(name).unwrap_or_default();
+        let bad = |what: &str| format!("outcome {} has no valid {what}", entry.id);
+        let event_id = Uuid::parse_str(&text("e")).map_err(|_| bad("event id"))?;
+        let attempt: i32 = text("n").parse().map_err(|_| bad("attempt"))?;
+        let delivery_status: Status = text("s").parse().map_err(|_| bad("status"))?;
+        let at_ms: i64 = text("at").parse().map_err(|_| bad("time"))?;
+        let attempted_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
+            .map_err(|_| bad("time"))?;
+        let error = text("err");
+        Ok(AttemptRecord {
+            event_id,
+            destination: text("d"),
+            attempt,
+            status_code: text("c").parse().ok(),
+            duration_ms: text("ms").parse().unwrap_or(0),
+            error: (!error.is_empty()).then_some(error),
+            attempted_at,
+            delivery_status,
+        })
+    }
+
+    /// The time to record an attempt at: now, to the millisecond (see [`AttemptRecord::fields`]).
+    pub fn now() -> OffsetDateTime {
+        let now = OffsetDateTime::now_utc();
+        now.replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
+            .unwrap_or(now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(fields: Vec<(&'static str, Vec<u8>)>) -> StreamId {
+        StreamId {
+            id: "1-0".into(),
+            map: fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), redis::Value::BulkString(v)))
+                .collect(),
+            milliseconds_elapsed_from_delivery: None,
+            delivered_count: None,
+        }
+    }
+
+    #[test]
+    fn an_outcome_read_back_equals_the_attempt_written() {
+        let record = AttemptRecord {
+            event_id: Uuid::now_v7(),
+            destination: "app".into(),
+            attempt: 3,
+            status_code: Some(503),
+            duration_ms: 17,
+            error: Some("503 on attempt 3".into()),
+            attempted_at: AttemptRecord::now(),
+            delivery_status: Status::Retrying,
+        };
+        let back = AttemptRecord::parse(&entry(record.fields())).expect("parses");
+        assert_eq!(back.event_id, record.event_id);
+        assert_eq!(back.destination, "app");
+        assert_eq!(back.attempt, 3);
+        assert_eq!(back.status_code, Some(503));
+        assert_eq!(back.duration_ms, 17);
+        assert_eq!(back.error, record.error);
+        assert_eq!(back.attempted_at, record.attempted_at);
+        assert_eq!(back.delivery_status, Status::Retrying);
+
+        let answerless = AttemptRecord {
+            status_code: None,
+            error: None,
+            delivery_status: Status::Delivered,
+            ..record
+        };
+        let back = AttemptRecord::parse(&entry(answerless.fields())).expect("parses");
+        assert_eq!((back.status_code, back.error), (None, None));
+    }
+
+    #[test]
+    fn an_outcome_without_an_event_id_is_refused() {
+        let mut fields = AttemptRecord {
+            event_id: Uuid::now_v7(),
+            destination: "app".into(),
+            attempt: 1,
+            status_code: Some(200),
+            duration_ms: 1,
+            error: None,
+            attempted_at: AttemptRecord::now(),
+            delivery_status: Status::Delivered,
+        }
+        .fields();
+        fields.retain(|(k, _)| *k != "e");
+        assert!(AttemptRecord::parse(&entry(fields)).is_err());
+    }
 }

@@ -1,8 +1,9 @@
 //! hookgate: a self-hosted webhook gateway. Senders post to `/webhooks/{source}`; each webhook
 //! is verified (`verify`), keyed (`idempotency`), de-duplicated and persisted in a Redis stream
-//! in one atomic step (`ingest` → `dispatch` → `queue`) and recorded in PostgreSQL (`audit`).
-//! Per-source supervisors deliver it to the operator's services (`delivery`), with backoff
-//! (`retry`), a shared breaker per destination (`circuit`) and a dead-letter stream.
+//! in one atomic step (`ingest` → `dispatch` → `queue`), or spooled to disk while Redis is
+//! away (`spool`), and recorded in PostgreSQL from Redis (`audit`). Per-source supervisors
+//! deliver it to the operator's services (`delivery`), with backoff (`retry`), a shared breaker
+//! per destination (`circuit`) and a dead-letter stream.
 
 pub mod admin;
 pub mod audit;

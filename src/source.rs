@@ -30,6 +30,10 @@ pub struct SourceKeys {
     /// The source's partition layout ([`crate::partition_layout`]); kept in the first
     /// partition's slot.
     pub layout: String,
+    /// Delivery outcomes on their way to the audit trail, appended by the settle scripts.
+    pub outcomes: String,
+    /// Outcomes not appended because `outcomes` was at its bound (PostgreSQL away too long).
+    pub outcomes_dropped: String,
     base: String,
 }
 
@@ -74,6 +78,8 @@ impl SourceKeys {
             dead: format!("{base}:dead"),
             replication_marker: format!("{base}:replicated"),
             layout: format!("{base}:layout"),
+            outcomes: format!("{base}:outcomes"),
+            outcomes_dropped: format!("{base}:outcomes-dropped"),
             base,
         }
     }

@@ -14,7 +14,7 @@ use actix_web::dev::{AppConfig, Server, ServerHandle, ServiceResponse};
 use actix_web::{web, App, HttpResponse};
 
 use crate::admin::{self, AdminState};
-use crate::audit::{backfill, db, AuditWriter, Drain};
+use crate::audit::{db, AuditConsumer};
 use crate::config::Settings;
 use crate::delivery::{AuditLink, Budget, Shutdown, SourceSupervisor};
 use crate::dispatch::{Dispatcher, Landing};
@@ -38,10 +38,9 @@ const LAYOUT_REFRESH: Duration = Duration::from_secs(5);
 pub struct Application {
     port: u16,
     server: Server,
-    audit: Addr<AuditWriter>,
     supervisors: Vec<Addr<SourceSupervisor>>,
     grace: Duration,
-    /// The threads of the delivery supervisors and the audit writer.
+    /// The threads of the delivery supervisors and the audit consumer.
     arbiters: Vec<Arbiter>,
 }
 
@@ -73,7 +72,7 @@ impl Application {
         let postgres = db::pool(&settings.database);
 
         // Prepare the schema now when PostgreSQL is up; when it is not, ingest still works and
-        // the audit writer prepares it on its first successful write.
+        // the audit consumer prepares it before its first write.
         let url = settings.database.url.clone();
         let prepared = match web::block(move || db::prepare(&url)).await {
             Ok(Ok(applied)) => {
@@ -83,7 +82,7 @@ impl Application {
                 true
             }
             Ok(Err(e)) => {
-                log::warn!("database not ready ({e}); audit rows are buffered until it is");
+                log::warn!("database not ready ({e}); audit rows wait in Redis until it is");
                 false
             }
             Err(e) => {
@@ -91,19 +90,37 @@ impl Application {
                 false
             }
         };
-        let audit_settings = settings.audit.clone();
-        let database_url = settings.database.url.clone();
-        let audit_pool = postgres.clone();
+        // The audit consumer on a thread of its own, with connections driven there: a
+        // replica stopped by its embedder (the tests) stops it too.
         let mut arbiters = Vec::new();
         let audit_arbiter = Arbiter::new();
-        let audit = AuditWriter::start_in_arbiter(&audit_arbiter.handle(), move |_| {
-            AuditWriter::new(audit_pool, database_url, audit_settings, prepared)
+        let mut audit_redis = settings.redis.clone();
+        audit_redis.pool_size = 2;
+        let consumer = AuditConsumer {
+            redis: redis.clone(),
+            postgres: postgres.clone(),
+            database_url: settings.database.url.clone(),
+            prepared,
+            sources: sources.clone(),
+            consumer: settings.server.replica_id.clone(),
+            settings: settings.audit.clone(),
+        };
+        audit_arbiter.spawn_fn(move || {
+            let consumer = match queue::pool(&audit_redis) {
+                Ok(redis) => AuditConsumer { redis, ..consumer },
+                // Parsed once already at start: the shared pool does as well.
+                Err(_) => consumer,
+            };
+            actix_web::rt::spawn(consumer.run());
         });
+        arbiters.push(audit_arbiter);
 
         // One supervisor per source with destinations, each on its own arbiter (thread): a
         // busy or stuck source cannot take another's thread.
         let mut supervisors = Vec::new();
-        let trim_settle = backfill::settle_time(&settings.audit);
+        let audit = AuditLink {
+            max_backlog: settings.audit.max_backlog,
+        };
         if settings.delivery.enabled {
             let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let highest = settings
@@ -123,11 +140,6 @@ impl Application {
                 let redis_settings = settings.redis.clone();
                 let delivery = settings.delivery.clone();
                 let consumer = settings.server.replica_id.clone();
-                let audit = AuditLink {
-                    writer: audit.clone(),
-                    postgres: postgres.clone(),
-                    settle: trim_settle,
-                };
                 let arbiter = Arbiter::new();
                 supervisors.push(actix::Supervisor::start_in_arbiter(
                     &arbiter.handle(),
@@ -186,14 +198,8 @@ impl Application {
         telemetry::describe_durable_ingest();
         let redis_bound = settings.redis_bound();
         let acks = queue::ReplicaAcks::from_settings(&settings.redis);
-        let spool = spool::start(
-            &settings,
-            redis.clone(),
-            sources.clone(),
-            circuit.clone(),
-            audit.clone(),
-        )
-        .await?;
+        let spool =
+            spool::start(&settings, redis.clone(), sources.clone(), circuit.clone()).await?;
         let ingest_state = web::Data::new(IngestState {
             sources,
             stats,
@@ -210,7 +216,7 @@ impl Application {
             key_prefix: settings.redis.key_prefix.clone(),
             redis: redis.clone(),
             postgres: postgres.clone(),
-            trim_settle,
+            max_backlog: settings.audit.max_backlog,
             sources: ingest_state.sources.clone(),
         });
         let readiness = web::Data::new(Readiness {
@@ -247,7 +253,6 @@ impl Application {
                 .probe_forever(probe_pool, probe_keys, redis_bound, acks)
                 .await;
         });
-        let factory_audit = audit.clone();
         let workers = settings.server.workers.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -278,7 +283,7 @@ impl Application {
                 redis_timeout: redis_bound,
                 acks,
             };
-            let dispatcher = Dispatcher::new(landing, factory_audit.clone()).start();
+            let dispatcher = Dispatcher::new(landing).start();
             App::new()
                 .app_data(ingest_state.clone())
                 .app_data(readiness.clone())
@@ -314,12 +319,9 @@ impl Application {
             settings.sources.len(),
             settings.origin
         );
-        // Last, so that the supervisors feeding it stop first.
-        arbiters.push(audit_arbiter);
         Ok(Application {
             port,
             server,
-            audit,
             supervisors,
             grace: Duration::from_secs(settings.delivery.shutdown_grace_seconds + 1),
             arbiters,
@@ -331,7 +333,7 @@ impl Application {
         self.port
     }
 
-    /// Takes the threads of the delivery supervisors and the audit writer, so that an embedder
+    /// Takes the threads of the delivery supervisors and the audit consumer, so that an embedder
     /// (the tests) can stop and join them: they outlive the actix System that started them.
     pub fn take_arbiters(&mut self) -> Vec<Arbiter> {
         std::mem::take(&mut self.arbiters)
@@ -343,7 +345,8 @@ impl Application {
     }
 
     /// Serves until stopped (SIGTERM/SIGINT or the handle), then lets in-flight deliveries
-    /// finish (the rest stays pending for other replicas) and writes the buffered audit rows.
+    /// finish (the rest stays pending for other replicas; audit rows not written yet wait in
+    /// Redis for the next replica's audit consumer).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         let stops =
@@ -353,12 +356,6 @@ impl Application {
             .is_err()
         {
             log::warn!("delivery: shutdown grace period over");
-        }
-        if actix_web::rt::time::timeout(Duration::from_secs(5), self.audit.send(Drain))
-            .await
-            .is_err()
-        {
-            log::warn!("audit: rows still buffered at shutdown were not written");
         }
         result
     }

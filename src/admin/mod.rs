@@ -26,8 +26,8 @@ pub struct AdminState {
     pub key_prefix: String,
     pub redis: RedisPool,
     pub postgres: PgPool,
-    /// Entries younger than this are not trimmed by clean ([`crate::audit::backfill`]).
-    pub trim_settle: std::time::Duration,
+    /// `audit.max_backlog`: past it a stream is trimmed beyond what the audit trail wrote.
+    pub max_backlog: u64,
     pub sources: Sources,
 }
 

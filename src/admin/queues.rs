@@ -6,10 +6,9 @@ use actix_web::{web, HttpResponse};
 use serde_json::{json, Map};
 
 use super::{redis_down, Admin, AdminState};
-use crate::audit::backfill::{self, TrimError};
 use crate::circuit::now_ms;
 use crate::error::ApiError;
-use crate::queue::EntryId;
+use crate::queue::{self, EntryId};
 use crate::stats::{self, QueueFigures};
 
 pub(super) async fn queue_stats(
@@ -75,25 +74,15 @@ pub(super) async fn clean(
     for s in sources {
         let (mut entries, mut dead) = (0u64, 0u64);
         for partition in s.lanes() {
-            let trimmed = backfill::trim_delivered(
+            entries += queue::trim_settled(
                 &mut *conn,
-                &state.postgres,
-                s,
-                partition,
-                state.trim_settle,
-                &mut Vec::new(),
+                &s.config.name,
+                &partition.stream,
+                &s.groups(),
+                state.max_backlog,
             )
-            .await;
-            entries += match trimmed {
-                Ok(n) => n,
-                Err(TrimError::Redis(e)) => return Err(redis_down(e)),
-                // The entries stay until their audit rows can be checked: nothing to report
-                // as an error, the next clean (or the background trim) takes them.
-                Err(TrimError::Audit(e)) => {
-                    log::warn!("clean: {} not trimmed: {e}", partition.stream);
-                    0
-                }
-            };
+            .await
+            .map_err(redis_down)?;
             let removed: u64 = redis::cmd("XTRIM")
                 .arg(&partition.dead)
                 .arg("MINID")

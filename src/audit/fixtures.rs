@@ -3,7 +3,7 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::row::{NewEventRecord, NewEventRow};
+use super::row::NewEventRow;
 use crate::event::{AttemptRecord, NewEvent};
 use crate::status::Status;
 
@@ -18,7 +18,7 @@ pub(super) fn new_event_row(destinations: usize) -> NewEventRow {
         headers: serde_json::json!({}),
         body: bytes::Bytes::from_static(b"{}"),
     };
-    NewEventRecord::new("orders", destinations, event, "1-0".into()).into_row()
+    NewEventRow::new("orders", destinations, event, "1-0".into())
 }
 
 /// Attempt `n` to destination `app`: a 200 when delivered, else a 503 with an error.

@@ -1,6 +1,7 @@
-//! The PostgreSQL audit trail: rows written in batches by an actor, off the ingest path.
+//! The PostgreSQL audit trail: rows written in batches by each replica's audit consumer,
+//! from what Redis holds (accepted events, delivery outcomes), off the ingest path.
 
-pub mod backfill;
+mod consumer;
 pub mod db;
 #[cfg(test)]
 mod fixtures;
@@ -8,9 +9,8 @@ mod fold;
 mod row;
 pub mod schema;
 mod store;
-mod writer;
 
 pub use crate::event::AttemptRecord;
+pub use consumer::AuditConsumer;
 pub use db::{PgPool, MIGRATIONS};
-pub use row::{AttemptBatch, Drain, NewEventBatch, NewEventRecord};
-pub use writer::AuditWriter;
+pub use row::NewEventRow;

@@ -1,12 +1,11 @@
-//! The audit row of an accepted event, and the messages that hand rows to the AuditWriter.
+//! The audit row of an accepted event.
 
-use actix::prelude::*;
 use diesel::prelude::*;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::schema::webhook_events;
-use crate::event::{AttemptRecord, NewEvent};
+use crate::event::NewEvent;
 use crate::status::Status;
 
 /// An accepted event's audit row.
@@ -31,31 +30,13 @@ pub struct NewEventRow {
 }
 
 impl NewEventRow {
-    /// The event id.
-    pub(super) fn id(&self) -> Uuid {
-        self.id
-    }
-
-    /// The memory the row holds while buffered: payload, key and headers dominate; the rest
-    /// is a flat allowance.
-    pub(super) fn size(&self) -> usize {
-        self.payload.len() + self.idempotency_key.len() + 256
-    }
-}
-
-/// Records a newly accepted event.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct NewEventRecord(pub(super) NewEventRow);
-
-impl NewEventRecord {
-    /// The record of `event`, appended to its source's stream as `stream_id`, to be
-    /// delivered to `destinations` destinations.
+    /// The row of `event`, appended to its source's stream as `stream_id`, to be delivered
+    /// to `destinations` destinations.
     pub fn new(source: &str, destinations: usize, event: NewEvent, stream_id: String) -> Self {
         let received_at =
             OffsetDateTime::from_unix_timestamp_nanos(event.received_at_ms as i128 * 1_000_000)
                 .unwrap_or_else(|_| OffsetDateTime::now_utc());
-        NewEventRecord(NewEventRow {
+        NewEventRow {
             id: event.id,
             source: source.to_string(),
             event_type: event.event_type,
@@ -70,26 +51,12 @@ impl NewEventRecord {
             attempts: 0,
             last_error: None,
             delivered_at: None,
-        })
+        }
     }
 
-    /// The row itself (the backfill writes it directly).
-    pub(super) fn into_row(self) -> NewEventRow {
-        self.0
+    /// The event id.
+    #[cfg(test)]
+    pub(super) fn id(&self) -> Uuid {
+        self.id
     }
 }
-
-/// Records several newly accepted events at once.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct NewEventBatch(pub Vec<NewEventRecord>);
-
-/// Records delivery attempts.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AttemptBatch(pub Vec<AttemptRecord>);
-
-/// Resolves once every row buffered so far is written (used at shutdown and by tests).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Drain;

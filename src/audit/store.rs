@@ -8,7 +8,7 @@ use diesel::sql_types::{self, Array, Integer, Nullable, Text, Timestamptz};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::db::{self, PgPool};
+use super::db::PgPool;
 use super::fold::fold_outcomes;
 use super::row::NewEventRow;
 use super::schema::{delivery_attempts, webhook_events};
@@ -69,25 +69,28 @@ ON CONFLICT (event_id, destination) DO UPDATE SET
 WHERE deliveries.updated_at <= excluded.updated_at
 "#;
 
-/// Writes a batch in one transaction (creating the database and running the migrations
-/// first unless `prepared`); on error nothing is written and the caller keeps the rows.
+/// Every replica's audit consumer writes under this transaction-level advisory lock, one
+/// transaction at a time. An event's row and its outcomes may be written by two replicas at
+/// once; without the lock each transaction's roll-up would run before the other's commit
+/// and miss it, leaving the event's status behind its deliveries for good.
+const WRITE_LOCK_SQL: &str = "SELECT pg_advisory_xact_lock(hashtext('hookgate-audit-write'))";
+
+/// Writes a batch in one transaction; writing the same rows again changes nothing. On error
+/// nothing is written.
 pub(super) fn write_batch(
     pool: &PgPool,
-    url: &str,
-    prepared: bool,
     events: &mut Vec<NewEventRow>,
     attempts: &[AttemptRecord],
 ) -> Result<(), String> {
-    if !prepared {
-        db::prepare(url).map_err(|e| e.to_string())?;
-    }
     let mut rolled = fold_outcomes(events, attempts);
     let mut conn = pool.get().map_err(|e| e.to_string())?;
     conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        diesel::sql_query(WRITE_LOCK_SQL).execute(conn)?;
         if !events.is_empty() && insert_events(conn, events)? {
-            // Some rows were there already (written from the stream by a trim, or by an
-            // earlier try) and kept: their status comes from `deliveries`, outcomes folded
-            // into this batch's rows included, which insert_attempts writes just below.
+            // Some rows were there already (an earlier try whose acknowledgement was lost, or
+            // entries another replica took over) and kept: their status comes from
+            // `deliveries`, outcomes folded into this batch's rows included, which
+            // insert_attempts writes just below.
             rolled.extend(events.iter().map(|e| e.id));
             rolled.sort_unstable();
             rolled.dedup();
@@ -114,9 +117,8 @@ pub(super) fn roll_up(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<()> 
 /// Inserts new event rows; true when some existed already (and were kept).
 fn insert_events(conn: &mut PgConnection, events: &Vec<NewEventRow>) -> QueryResult<bool> {
     // COPY costs PostgreSQL a fraction of a multi-row INSERT, but cannot skip rows that exist.
-    // They exist when an earlier write committed and its answer was lost, or when a trim wrote
-    // them from the stream first: then the batch goes again as INSERT ... ON CONFLICT DO
-    // NOTHING, inside a savepoint.
+    // They exist when an earlier write committed and its acknowledgement was lost: then the
+    // batch goes again as INSERT ... ON CONFLICT DO NOTHING (the COPY ran in a savepoint).
     let copied = conn.transaction(|conn| {
         diesel::copy_from(webhook_events::table)
             .from_insertable(events)
@@ -127,14 +129,21 @@ fn insert_events(conn: &mut PgConnection, events: &Vec<NewEventRow>) -> QueryRes
         Err(diesel::result::Error::DatabaseError(
             diesel::result::DatabaseErrorKind::UniqueViolation,
             _,
-        )) => diesel::insert_into(webhook_events::table)
-            .values(events)
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .map(|_| true),
+        )) => {
+            for chunk in events.chunks(INSERT_CHUNK) {
+                diesel::insert_into(webhook_events::table)
+                    .values(chunk)
+                    .on_conflict_do_nothing()
+                    .execute(conn)?;
+            }
+            Ok(true)
+        }
         Err(e) => Err(e),
     }
 }
+
+/// Rows per multi-row INSERT: PostgreSQL takes at most 65,535 bound parameters per statement.
+const INSERT_CHUNK: usize = 2_000;
 
 fn insert_attempts(conn: &mut PgConnection, attempts: &[AttemptRecord]) -> QueryResult<()> {
     let rows: Vec<AttemptRow<'_>> = attempts
@@ -149,9 +158,28 @@ fn insert_attempts(conn: &mut PgConnection, attempts: &[AttemptRecord]) -> Query
             attempted_at: a.attempted_at,
         })
         .collect();
-    diesel::copy_from(delivery_attempts::table)
-        .from_insertable(&rows)
-        .execute(conn)?;
+    // Unique on (event, destination, attempt, time): an outcome written twice (its
+    // acknowledgement lost, or taken over from a replica that died) is one row.
+    let copied = conn.transaction(|conn| {
+        diesel::copy_from(delivery_attempts::table)
+            .from_insertable(&rows)
+            .execute(conn)
+    });
+    match copied {
+        Ok(_) => {}
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => {
+            for chunk in rows.chunks(INSERT_CHUNK) {
+                diesel::insert_into(delivery_attempts::table)
+                    .values(chunk)
+                    .on_conflict_do_nothing()
+                    .execute(conn)?;
+            }
+        }
+        Err(e) => return Err(e),
+    }
     // One row per (event, destination): its latest attempt (ON CONFLICT cannot touch a row twice).
     let mut latest: HashMap<(Uuid, &str), &AttemptRecord> = HashMap::new();
     for a in attempts {
@@ -196,6 +224,7 @@ mod tests {
     use diesel::sql_types::BigInt;
 
     use super::*;
+    use crate::audit::db;
     use crate::audit::fixtures::{attempt, new_event_row};
     use crate::config::DatabaseSettings;
     use crate::status::Status;
@@ -252,22 +281,18 @@ mod tests {
         });
         let mut events = vec![new_event_row(1)];
         let id = events[0].id();
-        write_batch(&pool, &db.url, true, &mut events, &[]).expect("event written");
+        write_batch(&pool, &mut events, &[]).expect("event written");
         let t1 = OffsetDateTime::now_utc();
         let t2 = t1 + time::Duration::seconds(1);
         // The retry's success (another replica) is written first, the first failure after.
         write_batch(
             &pool,
-            &db.url,
-            true,
             &mut Vec::new(),
             &[attempt(id, 2, Status::Delivered, t2)],
         )
         .expect("success written");
         write_batch(
             &pool,
-            &db.url,
-            true,
             &mut Vec::new(),
             &[attempt(id, 1, Status::Retrying, t1)],
         )
@@ -283,5 +308,31 @@ mod tests {
             1
         );
         assert_eq!(db.count("SELECT count(*) AS n FROM delivery_attempts"), 2);
+    }
+
+    #[test]
+    fn a_batch_written_twice_is_written_once() {
+        let db = TempDb::new();
+        let pool = db::pool(&DatabaseSettings {
+            url: db.url.clone(),
+            pool_size: 2,
+        });
+        let events = vec![new_event_row(1)];
+        let id = events[0].id();
+        let attempts = [
+            attempt(id, 1, Status::Retrying, OffsetDateTime::now_utc()),
+            attempt(id, 2, Status::Delivered, OffsetDateTime::now_utc()),
+        ];
+        for _ in 0..2 {
+            write_batch(&pool, &mut events.clone(), &attempts).expect("written");
+        }
+        // And once more with only the attempts, as an outcome taken over from a dead replica.
+        write_batch(&pool, &mut Vec::new(), &attempts[1..]).expect("written");
+        assert_eq!(db.count("SELECT count(*) AS n FROM webhook_events"), 1);
+        assert_eq!(db.count("SELECT count(*) AS n FROM delivery_attempts"), 2);
+        assert_eq!(
+            db.count("SELECT count(*) AS n FROM webhook_events WHERE status = 'delivered' AND attempts = 2"),
+            1
+        );
     }
 }

@@ -56,6 +56,11 @@ pub(super) struct RawDatabase {
 pub(super) struct RawAudit {
     pub(super) batch_size: Option<usize>,
     pub(super) flush_interval_ms: Option<u64>,
+    pub(super) max_backlog: Option<u64>,
+    pub(super) claim_idle_ms: Option<u64>,
+    /// No longer used (audit rows wait in Redis, not in memory); accepted so that older
+    /// files still load.
+    #[allow(dead_code)]
     pub(super) max_buffer_bytes: Option<usize>,
 }
 

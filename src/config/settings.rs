@@ -67,13 +67,19 @@ pub struct DatabaseSettings {
     pub pool_size: u32,
 }
 
-/// Audit writer settings.
+/// Audit consumer settings.
 #[derive(Debug, Clone)]
 pub struct AuditSettings {
+    /// Most entries of one stream written per transaction.
     pub batch_size: usize,
+    /// How long the consumer waits when it found nothing to write.
     pub flush_interval_ms: u64,
-    /// Rows held in memory while PostgreSQL is unreachable, counted in payload bytes.
-    pub max_buffer_bytes: usize,
+    /// Entries one partition holds for the audit trail while PostgreSQL is away: outcomes
+    /// past it are dropped (counted), and its stream is trimmed past what is not written yet.
+    pub max_backlog: u64,
+    /// Entries another replica's audit consumer read and left unwritten this long are taken
+    /// over (it died): far longer than a batch takes to write.
+    pub claim_idle_ms: u64,
 }
 
 /// Delivery workers' settings.

@@ -131,7 +131,8 @@ impl Settings {
             audit: AuditSettings {
                 batch_size: raw.audit.batch_size.unwrap_or(1_000).clamp(1, 5_000),
                 flush_interval_ms: raw.audit.flush_interval_ms.unwrap_or(100).max(10),
-                max_buffer_bytes: raw.audit.max_buffer_bytes.unwrap_or(64 * 1024 * 1024),
+                max_backlog: raw.audit.max_backlog.unwrap_or(1_000_000).max(1_000),
+                claim_idle_ms: raw.audit.claim_idle_ms.unwrap_or(60_000).max(100),
             },
             delivery: DeliverySettings {
                 enabled: raw.delivery.enabled.unwrap_or(true),

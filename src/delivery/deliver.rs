@@ -1,10 +1,9 @@
 //! The delivery of one entry: parse it, attempt it over HTTP, tell the breaker, decide the
-//! outcome, record the attempt for the audit trail and settle it in Redis.
+//! outcome, and settle it in Redis with the attempt's record for the audit trail.
 
 use std::rc::Rc;
 
 use redis::streams::StreamId;
-use time::OffsetDateTime;
 
 use super::decision::{self, Outcome};
 use super::http::{self, Attempt};
@@ -34,7 +33,7 @@ impl Worker {
                     due_ms: until,
                     attempt: event.attempt,
                 };
-                self.settle(&entry.id, from, &event, park, None).await;
+                self.settle(&entry.id, from, &event, park, None, None).await;
                 return;
             }
         }
@@ -65,9 +64,16 @@ impl Worker {
             result.duration.as_millis()
         );
         let error = outcome.error(&result.verdict);
-        self.record_attempt(&event, n, &result, status, error);
-        self.settle(&entry.id, from, &event, outcome, Some(&result))
-            .await;
+        let record = self.attempt_record(&event, n, &result, status, error);
+        self.settle(
+            &entry.id,
+            from,
+            &event,
+            outcome,
+            Some(&result),
+            record.as_ref(),
+        )
+        .await;
     }
 
     /// Tells the shared breaker how the attempt went; a failure to do so only delays it.
@@ -79,27 +85,26 @@ impl Worker {
         }
     }
 
-    /// Queues the attempt's audit record for the supervisor's next hand-off.
-    fn record_attempt(
+    /// The attempt's audit record, appended to the outcomes stream as the entry is settled;
+    /// None for an event id that is not a UUID (it cannot have an audit row).
+    fn attempt_record(
         &self,
         event: &QueuedEvent,
         n: u32,
         result: &Attempt,
         status: Status,
         error: Option<String>,
-    ) {
-        let Ok(event_id) = uuid::Uuid::parse_str(&event.id) else {
-            return;
-        };
-        self.audit.borrow_mut().push(AttemptRecord {
+    ) -> Option<AttemptRecord> {
+        let event_id = uuid::Uuid::parse_str(&event.id).ok()?;
+        Some(AttemptRecord {
             event_id,
             destination: self.dest.name.clone(),
             attempt: n as i32,
             status_code: result.status.map(i32::from),
             duration_ms: result.duration.as_millis().min(i32::MAX as u128) as i32,
             error,
-            attempted_at: OffsetDateTime::now_utc(),
+            attempted_at: AttemptRecord::now(),
             delivery_status: status,
-        });
+        })
     }
 }

@@ -7,7 +7,7 @@ use super::decision::Outcome;
 use super::http::Attempt;
 use super::worker::{Origin, Worker};
 use crate::circuit::now_ms;
-use crate::event::QueuedEvent;
+use crate::event::{AttemptRecord, QueuedEvent};
 
 /// Field/value pairs of a stream entry.
 type Fields = Vec<(&'static str, Vec<u8>)>;
@@ -60,7 +60,8 @@ impl Worker {
     }
 
     /// Records an outcome and acknowledges the entry in one script; `result` is the attempt
-    /// that led to it, if any (a park for an open circuit has none).
+    /// that led to it, if any (a park for an open circuit has none), and `record` its audit
+    /// record, appended to the lane's outcomes stream in the same script.
     pub(super) async fn settle(
         &self,
         entry_id: &str,
@@ -68,6 +69,7 @@ impl Worker {
         event: &QueuedEvent,
         outcome: Outcome,
         result: Option<&Attempt>,
+        record: Option<&AttemptRecord>,
     ) {
         // Retry streams belong to one destination: their entries go once settled.
         let del = if from.retry { "1" } else { "0" };
@@ -94,14 +96,21 @@ impl Worker {
                 ("dead", &self.scripts.dead, keys, args)
             }
         };
+        let audit = record.map(|r| flatten(r.fields())).unwrap_or_default();
         self.run_settle(what, || {
             let mut inv = script.prepare_invoke();
-            inv.key(self.stream_of(from));
+            inv.key(self.stream_of(from))
+                .key(&lane.outcomes)
+                .key(&lane.outcomes_dropped);
             for key in &keys {
                 inv.key(key);
             }
-            inv.arg(&self.keys.group).arg(entry_id).arg(del);
-            for arg in &args {
+            inv.arg(&self.keys.group)
+                .arg(entry_id)
+                .arg(del)
+                .arg(audit.len())
+                .arg(self.max_backlog);
+            for arg in audit.iter().chain(&args) {
                 inv.arg(arg.as_slice());
             }
             inv

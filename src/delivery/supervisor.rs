@@ -1,7 +1,7 @@
 //! The per-source supervisor actor: owns the source's destination workers on its own arbiter,
 //! restarted by `actix::Supervisor` if a worker loop dies, drained on shutdown.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -13,14 +13,9 @@ use futures_util::FutureExt;
 use super::budget::Budget;
 use super::trimmer::trim_loop;
 use super::worker::Worker;
-use crate::audit::{AttemptBatch, AuditWriter, PgPool};
 use crate::config::{DeliverySettings, RedisSettings};
-use crate::event::AttemptRecord;
 use crate::queue;
 use crate::source::Source;
-
-/// Attempt records are handed to the AuditWriter at most this often.
-const AUDIT_HANDOFF: Duration = Duration::from_millis(20);
 
 /// Stops reading and claiming, waits for in-flight deliveries (up to the grace period) and
 /// leaves everything else pending for the other replicas.
@@ -38,7 +33,6 @@ pub struct SourceSupervisor {
     audit: AuditLink,
     stopping: Rc<Cell<bool>>,
     workers: Vec<Rc<Worker>>,
-    pending_audit: Rc<RefCell<Vec<AttemptRecord>>>,
 }
 
 impl SourceSupervisor {
@@ -60,14 +54,6 @@ impl SourceSupervisor {
             audit,
             stopping: Rc::new(Cell::new(false)),
             workers: Vec::new(),
-            pending_audit: Rc::new(RefCell::new(Vec::new())),
-        }
-    }
-
-    fn hand_off_audit(&mut self) {
-        let batch = std::mem::take(&mut *self.pending_audit.borrow_mut());
-        if !batch.is_empty() {
-            self.audit.writer.do_send(AttemptBatch(batch));
         }
     }
 
@@ -95,14 +81,12 @@ impl SourceSupervisor {
 }
 
 /// The audit trail as a source supervisor sees it.
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 pub struct AuditLink {
-    /// Where attempt records go.
-    pub writer: Addr<AuditWriter>,
-    /// Checked before entries are trimmed, so that no event leaves without its row.
-    pub postgres: PgPool,
-    /// Entries younger than this are not trimmed yet ([`crate::audit::backfill::settle_time`]).
-    pub settle: Duration,
+    /// Entries a partition holds for the audit trail at most (`audit.max_backlog`): the
+    /// outcomes stream's bound, and the stream length past which entries the audit consumer
+    /// has not read yet are trimmed anyway.
+    pub max_backlog: u64,
 }
 
 impl Actor for SourceSupervisor {
@@ -141,7 +125,7 @@ impl Actor for SourceSupervisor {
                     pool.clone(),
                     self.settings.clone(),
                     self.stopping.clone(),
-                    self.pending_audit.clone(),
+                    self.audit.max_backlog,
                     self.budget.clone(),
                 ))
             })
@@ -153,8 +137,7 @@ impl Actor for SourceSupervisor {
                 self.source.clone(),
                 pool.clone(),
                 self.settings.clone(),
-                self.audit.postgres.clone(),
-                self.audit.settle,
+                self.audit.max_backlog,
                 self.consumer.clone(),
                 self.stopping.clone(),
             ),
@@ -164,7 +147,6 @@ impl Actor for SourceSupervisor {
             self.supervise(ctx, "promoter", w.clone().run_promoter());
             self.supervise(ctx, "claimer", w.run_claimer());
         }
-        ctx.run_interval(AUDIT_HANDOFF, |act, _| act.hand_off_audit());
         log::info!(
             "delivery of source {} started: {} destination(s), consumer {}",
             self.source.config.name,
@@ -172,16 +154,10 @@ impl Actor for SourceSupervisor {
             self.consumer
         );
     }
-
-    fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
-        self.hand_off_audit();
-        Running::Stop
-    }
 }
 
 impl Supervised for SourceSupervisor {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
-        self.hand_off_audit();
         self.workers.clear();
     }
 }
@@ -203,10 +179,6 @@ impl Handler<Shutdown> for SourceSupervisor {
                 log::warn!("delivery of source {name}: in-flight deliveries outlived the grace period; they stay pending for other replicas");
             }
         };
-        Box::pin(
-            drained
-                .into_actor(self)
-                .map(|_, act, _| act.hand_off_audit()),
-        )
+        Box::pin(drained.into_actor(self))
     }
 }

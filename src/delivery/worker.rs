@@ -17,7 +17,6 @@ use super::http;
 use super::metrics::DeliveryMetrics;
 use crate::circuit::Circuit;
 use crate::config::{DeliverySettings, DestinationConfig};
-use crate::event::AttemptRecord;
 use crate::queue::{self, RedisPool};
 use crate::source::{DestinationKeys, Source};
 use crate::verify::standard_webhooks;
@@ -39,6 +38,9 @@ pub(super) struct Scripts {
 pub(super) struct Lane {
     pub stream: String,
     pub dead: String,
+    /// Where attempts' audit records go, and the count of those dropped at the bound.
+    pub outcomes: String,
+    pub outcomes_dropped: String,
     pub keys: DestinationKeys,
 }
 
@@ -70,7 +72,8 @@ pub struct Worker {
     pub(super) signing_key: Option<Vec<u8>>,
     pub(super) scripts: Scripts,
     pub(super) stopping: Rc<Cell<bool>>,
-    pub(super) audit: Rc<RefCell<Vec<AttemptRecord>>>,
+    /// The bound of a lane's outcomes stream (`audit.max_backlog`).
+    pub(super) max_backlog: u64,
     pub(super) metrics: DeliveryMetrics,
     /// Entries this worker is delivering right now: a slow one of our own that outlives the
     /// visibility timeout is claimed back by XAUTOCLAIM, but must not be started twice.
@@ -88,7 +91,7 @@ impl Worker {
         redis: RedisPool,
         settings: DeliverySettings,
         stopping: Rc<Cell<bool>>,
-        audit: Rc<RefCell<Vec<AttemptRecord>>>,
+        max_backlog: u64,
         budget: Budget,
     ) -> Self {
         let dest = source.config.destinations[index].clone();
@@ -100,6 +103,8 @@ impl Worker {
             .map(|p| Lane {
                 stream: p.stream.clone(),
                 dead: p.dead.clone(),
+                outcomes: p.outcomes.clone(),
+                outcomes_dropped: p.outcomes_dropped.clone(),
                 keys: source.destination_keys(p, &dest.name),
             })
             .collect();
@@ -137,7 +142,7 @@ impl Worker {
             visibility,
             signing_key,
             stopping,
-            audit,
+            max_backlog,
             in_flight: RefCell::new(HashSet::new()),
             budget,
         }

@@ -9,7 +9,6 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::audit::{AuditWriter, NewEventBatch, NewEventRecord};
 use crate::queue::EnqueueOutcome;
 use crate::source::Source;
 use crate::spool::Spooled;
@@ -54,9 +53,6 @@ pub enum DispatchError {
     Stopped,
 }
 
-/// Audit rows handed to the AuditWriter at most this often (or sooner when a batch fills).
-const AUDIT_HANDOFF: Duration = Duration::from_millis(20);
-const AUDIT_BATCH: usize = 256;
 /// One Redis call carries at most this many events, or this many bytes of them.
 const MAX_BATCH: usize = 256;
 const MAX_BATCH_BYTES: usize = 4 << 20;
@@ -83,30 +79,19 @@ struct SourceQueue {
 /// Routes verified webhooks into Redis; one runs on each HTTP worker thread, so handing a
 /// webhook over never crosses threads. Group commit: while a source's batch is in Redis,
 /// the webhooks that arrive for it wait and go together in the next call (no timer: an idle
-/// source's webhook goes at once). Audit rows are collected here and handed to the
-/// AuditWriter in batches: one cross-thread wake-up per batch, not per webhook.
+/// source's webhook goes at once). Audit rows are not written here: the audit consumer
+/// reads accepted events from the streams.
 pub struct Dispatcher {
     landing: Landing,
-    audit: Addr<AuditWriter>,
-    pending_audit: Vec<NewEventRecord>,
     queues: HashMap<String, SourceQueue>,
 }
 
 impl Dispatcher {
-    /// A dispatcher landing webhooks through `landing`, recording accepted ones with `audit`.
-    pub fn new(landing: Landing, audit: Addr<AuditWriter>) -> Self {
+    /// A dispatcher landing webhooks through `landing`.
+    pub fn new(landing: Landing) -> Self {
         Dispatcher {
             landing,
-            audit,
-            pending_audit: Vec::new(),
             queues: HashMap::new(),
-        }
-    }
-
-    fn hand_off_audit(&mut self) {
-        if !self.pending_audit.is_empty() {
-            let batch = std::mem::take(&mut self.pending_audit);
-            self.audit.do_send(NewEventBatch(batch));
         }
     }
 
@@ -152,7 +137,7 @@ impl Dispatcher {
         );
     }
 
-    /// Answers each webhook of a finished batch and keeps the audit rows of the new ones.
+    /// Answers each webhook of a finished batch.
     fn settle(&mut self, source: &Arc<Source>, batch: Vec<Waiting>, landed: Vec<Landed>) {
         let mut woken = false;
         for (Waiting { event, reply, .. }, landed) in batch.into_iter().zip(landed) {
@@ -160,18 +145,12 @@ impl Dispatcher {
             let answer = match landed {
                 Landed::Nowhere(e) => Err(e),
                 Landed::Redis(EnqueueOutcome::Queued { stream_id }) => {
-                    self.pending_audit.push(NewEventRecord::new(
-                        &source.config.name,
-                        source.config.destinations.len(),
-                        event,
-                        stream_id.clone(),
-                    ));
                     woken = true;
                     Ok(Enqueued::Queued { id, stream_id })
                 }
                 // Our own first try: it ran, but its connection broke before the answer came
-                // back and the pool ran it again. It is queued; its audit row comes from the
-                // stream (the backfill before a trim), as the stream id is not known here.
+                // back and the pool ran it again. It is queued (the stream id is not known
+                // here; the audit row, written from the stream, has it).
                 Landed::Redis(EnqueueOutcome::Seen { first_id }) if first_id == id => {
                     woken = true;
                     Ok(Enqueued::Queued {
@@ -197,9 +176,6 @@ impl Dispatcher {
         if woken {
             source.wake();
         }
-        if self.pending_audit.len() >= AUDIT_BATCH {
-            self.hand_off_audit();
-        }
     }
 }
 
@@ -209,12 +185,6 @@ impl Actor for Dispatcher {
     fn started(&mut self, ctx: &mut Self::Context) {
         // Room for every connection a worker serves at once; beyond it senders wait (backpressure).
         ctx.set_mailbox_capacity(4096);
-        ctx.run_interval(AUDIT_HANDOFF, |act, _| act.hand_off_audit());
-    }
-
-    fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
-        self.hand_off_audit();
-        Running::Stop
     }
 }
 

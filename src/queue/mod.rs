@@ -18,7 +18,11 @@ pub use pool::{pool, pool_of, RedisManager, RedisPool};
 pub use settle::{
     PROMOTE_DUE_LUA, RATE_TAKE_LUA, SETTLE_DEAD_LUA, SETTLE_DELIVERED_LUA, SETTLE_RETRY_LUA,
 };
-pub use trim::{trim_below, trim_floor, EntryId};
+pub use trim::{trim_below, trim_floor, trim_plan, trim_settled, EntryId, Floors};
+
+/// The consumer group through which the audit trail reads source streams and outcomes
+/// streams (destination groups are named `dest:<name>`: no clash).
+pub const AUDIT_GROUP: &str = "audit";
 
 #[cfg(test)]
 mod redis_tests {

@@ -76,3 +76,108 @@ pub async fn trim_below(
         .query_async(conn)
         .await
 }
+
+/// Where one partition's stream may be trimmed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Floors {
+    /// Below what every destination is done with.
+    pub delivered: EntryId,
+    /// Below what the audit trail has also written (None: no audit group yet).
+    pub audited: Option<EntryId>,
+}
+
+/// What to trim: below both floors; past `max_backlog` entries, below what the destinations
+/// are done with even when the audit trail has not written it (PostgreSQL away so long that
+/// Redis memory would run out, which would stop ingest: worse than a missing audit row).
+/// Returns the floor to trim to first, and the one to trim to next, past the audit trail.
+pub fn trim_plan(
+    floors: Floors,
+    length: u64,
+    max_backlog: u64,
+) -> (Option<EntryId>, Option<EntryId>) {
+    let safe = floors.audited.map(|a| a.min(floors.delivered));
+    let beyond =
+        (length > max_backlog && safe != Some(floors.delivered)).then_some(floors.delivered);
+    (safe, beyond)
+}
+
+/// Trims a source stream (of source `source`, for log lines) below what every one of
+/// `groups` and the audit trail are done with, and past `max_backlog` entries below what the
+/// groups are done with (see [`trim_plan`]); returns how many entries went.
+pub async fn trim_settled(
+    conn: &mut impl redis::aio::ConnectionLike,
+    source: &str,
+    stream: &str,
+    groups: &[String],
+    max_backlog: u64,
+) -> redis::RedisResult<u64> {
+    let Some(delivered) = trim_floor(conn, stream, groups).await? else {
+        return Ok(0);
+    };
+    let audited = trim_floor(conn, stream, &[super::AUDIT_GROUP.to_string()]).await?;
+    let length: u64 = redis::cmd("XLEN").arg(stream).query_async(conn).await?;
+    let (safe, beyond) = trim_plan(Floors { delivered, audited }, length, max_backlog);
+    let mut trimmed = 0;
+    if let Some(floor) = safe {
+        trimmed += trim_below(conn, stream, floor).await?;
+    }
+    if let Some(floor) = beyond {
+        let lost = trim_below(conn, stream, floor).await?;
+        if lost > 0 {
+            log::error!(
+                "source {source}: {length} entries in {stream}, more than audit.max_backlog \
+                 ({max_backlog}), and the audit trail has not written them (is PostgreSQL \
+                 down?): trimmed {lost} delivered entries anyway; their audit rows are missing"
+            );
+            metrics::counter!("hookgate_audit_dropped_total").increment(lost);
+        }
+        trimmed += lost;
+    }
+    Ok(trimmed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn floors(delivered: u64, audited: Option<u64>) -> Floors {
+        Floors {
+            delivered: EntryId(delivered, 0),
+            audited: audited.map(|a| EntryId(a, 0)),
+        }
+    }
+
+    #[test]
+    fn below_what_both_the_destinations_and_the_audit_trail_are_done_with() {
+        assert_eq!(
+            trim_plan(floors(10, Some(5)), 100, 1_000),
+            (Some(EntryId(5, 0)), None)
+        );
+        assert_eq!(
+            trim_plan(floors(10, Some(20)), 100, 1_000),
+            (Some(EntryId(10, 0)), None)
+        );
+    }
+
+    #[test]
+    fn nothing_without_an_audit_group_until_the_backlog_is_past_its_bound() {
+        assert_eq!(trim_plan(floors(10, None), 100, 1_000), (None, None));
+        assert_eq!(
+            trim_plan(floors(10, None), 1_001, 1_000),
+            (None, Some(EntryId(10, 0)))
+        );
+    }
+
+    #[test]
+    fn past_the_bound_what_is_delivered_goes_even_when_not_audited() {
+        assert_eq!(
+            trim_plan(floors(10, Some(5)), 1_001, 1_000),
+            (Some(EntryId(5, 0)), Some(EntryId(10, 0)))
+        );
+        // Nothing is past the audit trail: no second trim.
+        assert_eq!(
+            trim_plan(floors(10, Some(10)), 1_001, 1_000),
+            (Some(EntryId(10, 0)), None)
+        );
+    }
+}

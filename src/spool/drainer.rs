@@ -7,21 +7,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::Addr;
 use actix_web::web;
 
 use super::folders::{Folders, SharedJournal};
 use super::journal::Position;
 use super::record::SpoolRecord;
-use crate::audit::{AuditWriter, NewEventBatch, NewEventRecord};
 use crate::queue::{
     enqueue_acked, EnqueueItem, EnqueueOutcome, RedisPool, ReplicaAcks, ENQUEUE_BATCH_LUA,
 };
 use crate::redis_circuit::{RedisCircuit, RedisMode, Signal};
 use crate::source::{Source, Sources};
-
-/// The stream id of an audit row written for a webhook an earlier, timed-out try enqueued.
-const UNKNOWN_STREAM_ID: &str = "unknown";
 
 /// Webhooks read from the spool per pass.
 const PASS: usize = 256;
@@ -52,7 +47,6 @@ pub struct Drainer {
     pub redis: RedisPool,
     pub sources: Sources,
     pub circuit: Arc<RedisCircuit>,
-    pub audit: Addr<AuditWriter>,
     /// Bound of one enqueue call.
     pub timeout: Duration,
     /// Replicas that must have what is drained before it leaves the spool.
@@ -136,7 +130,6 @@ impl Drainer {
         }
         let mut done: Option<Position> = None;
         let mut done_records = Vec::new();
-        let mut audit = Vec::new();
         let mut stop = None;
         // Calls of one source each, in spool order, bounded in count and bytes.
         'calls: for call in calls(&records) {
@@ -152,25 +145,13 @@ impl Drainer {
                     break;
                 }
             };
+            // Audit rows are written from the stream by the audit consumer.
             for ((position, record), outcome) in call.iter().zip(outcomes) {
                 match outcome {
-                    EnqueueOutcome::Queued { stream_id } => audit.push(NewEventRecord::new(
-                        &source.config.name,
-                        source.config.destinations.len(),
-                        record.to_event(),
-                        stream_id,
-                    )),
+                    EnqueueOutcome::Queued { .. } => {}
                     // In Redis already under this id: an earlier try whose answer was lost
-                    // (it timed out, and the webhook was spooled) did enqueue it. Nobody
-                    // wrote its audit row then; the stream id is not known here, and the
-                    // row only shows it.
-                    EnqueueOutcome::Seen { first_id } if first_id == record.id.to_string() => audit
-                        .push(NewEventRecord::new(
-                            &source.config.name,
-                            source.config.destinations.len(),
-                            record.to_event(),
-                            UNKNOWN_STREAM_ID.to_string(),
-                        )),
+                    // (it timed out, and the webhook was spooled) did enqueue it.
+                    EnqueueOutcome::Seen { first_id } if first_id == record.id.to_string() => {}
                     // The same key came through another replica first.
                     EnqueueOutcome::Seen { first_id } => {
                         log::info!(
@@ -190,9 +171,6 @@ impl Drainer {
             source.wake();
         }
         let moved = done_records.len();
-        if !audit.is_empty() {
-            self.audit.do_send(NewEventBatch(audit));
-        }
         if let Some(to) = done {
             let journal = journal.clone();
             web::block(move || match journal.lock() {

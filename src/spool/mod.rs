@@ -17,9 +17,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Addr;
-
-use crate::audit::AuditWriter;
 use crate::config::Settings;
 use crate::queue::RedisPool;
 use crate::redis_circuit::RedisCircuit;
@@ -62,7 +59,6 @@ pub async fn start(
     redis: RedisPool,
     sources: Sources,
     circuit: Arc<RedisCircuit>,
-    audit: Addr<AuditWriter>,
 ) -> anyhow::Result<Option<Spool>> {
     if !settings.spool.enabled {
         return Ok(None);
@@ -92,7 +88,6 @@ pub async fn start(
         redis,
         sources,
         circuit,
-        audit,
         timeout: Duration::from_millis(settings.redis.enqueue_timeout_ms),
         acks: crate::queue::ReplicaAcks::from_settings(&settings.redis),
     };

@@ -190,17 +190,6 @@ impl TestEnv {
         .await
     }
 
-    /// Runs one SQL statement on the test's database (to break things on purpose).
-    pub async fn execute(&self, sql: &str) {
-        let (url, sql) = (self.database_url.clone(), sql.to_string());
-        actix_web::rt::task::spawn_blocking(move || {
-            let mut conn = PgConnection::establish(&url).expect("test database reachable");
-            sql_query(sql).execute(&mut conn).expect("statement runs");
-        })
-        .await
-        .expect("joined");
-    }
-
     /// Rows of a table matching a SQL condition (0 while the database does not exist yet).
     /// Runs on the blocking pool: the test's own runtime may be serving the gateway's traffic.
     pub async fn count(&self, table: &str, condition: &str) -> i64 {

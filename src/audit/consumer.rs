@@ -1,0 +1,432 @@
+//! The audit consumer: every replica reads accepted events from the source streams and
+//! delivery outcomes from the outcomes streams through the `audit` consumer group, writes
+//! them to PostgreSQL in one transaction per batch, and acknowledges them only after the
+//! commit. A replica killed at any moment therefore loses no audit row: what it had read and
+//! not written stays pending in Redis and is claimed by another replica, and writing it twice
+//! changes nothing (event rows and attempts have unique keys).
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use uuid::Uuid;
+
+use super::db::{self, PgPool};
+use super::row::NewEventRow;
+use super::store::write_batch;
+use crate::config::AuditSettings;
+use crate::event::{AttemptRecord, QueuedEvent};
+use crate::queue::{self, RedisPool, AUDIT_GROUP};
+use crate::source::{Source, Sources};
+
+/// How often pending entries of other replicas are looked for, at most.
+const CLAIM_EVERY: Duration = Duration::from_secs(10);
+/// Longest wait between tries while PostgreSQL or Redis fail.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// What a stream carries for the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A source stream: accepted events.
+    Events,
+    /// An outcomes stream: attempts; entries are deleted once written.
+    Outcomes,
+}
+
+/// One stream as the consumer reads it.
+struct Tap {
+    key: String,
+    kind: Kind,
+    /// The source the stream belongs to.
+    source: String,
+    /// Whether this consumer's own pending entries (left by a failed write or a restart under
+    /// the same replica id) have been read again since the group was (re)made.
+    caught_up: bool,
+    /// Whether the group exists as far as this consumer knows.
+    grouped: bool,
+    /// Where the next `XAUTOCLAIM` goes on.
+    claim_cursor: String,
+}
+
+/// An event read from a source stream, not written yet.
+struct ReadEvent {
+    tap: usize,
+    entry: String,
+    row: NewEventRow,
+    /// When it was first read (it may be held for its outcome).
+    since: Instant,
+}
+
+/// Entries read and not yet written.
+#[derive(Default)]
+struct Batch {
+    events: Vec<ReadEvent>,
+    attempts: Vec<AttemptRecord>,
+    /// Other entry ids to acknowledge once written (outcomes, entries with nothing to
+    /// write), per tap index.
+    acks: HashMap<usize, Vec<String>>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.acks.is_empty()
+    }
+}
+
+/// Whether to keep an event back for a round rather than write it now: a single-destination
+/// event whose outcome is not in this batch yet, for at most `hold`. Written with its
+/// outcome it is one row insert; written before it, an insert and then an update.
+pub(super) fn hold_back(
+    destinations: i32,
+    has_outcome: bool,
+    waited: Duration,
+    hold: Duration,
+) -> bool {
+    destinations == 1 && !has_outcome && waited < hold
+}
+
+/// The audit consumer of one replica.
+pub struct AuditConsumer {
+    pub redis: RedisPool,
+    pub postgres: PgPool,
+    pub database_url: String,
+    /// Whether the schema is known to be migrated (else it is prepared before the first write).
+    pub prepared: bool,
+    pub sources: Sources,
+    /// The consumer name: the replica id.
+    pub consumer: String,
+    pub settings: AuditSettings,
+}
+
+impl AuditConsumer {
+    /// Consumes for the life of the process.
+    pub async fn run(mut self) {
+        metrics::counter!("hookgate_audit_dropped_total").increment(0);
+        let mut taps: Vec<Tap> = Vec::new();
+        // Twice per idle time: what a dead replica left is taken over soon after it may be.
+        let claim_every = (Duration::from_millis(self.settings.claim_idle_ms) / 2)
+            .clamp(Duration::from_millis(50), CLAIM_EVERY);
+        // The first round looks for entries of dead replicas at once.
+        let mut claimed_at = Instant::now()
+            .checked_sub(claim_every)
+            .unwrap_or_else(Instant::now);
+        let mut backoff = Duration::from_millis(200);
+        let idle = Duration::from_millis(self.settings.flush_interval_ms);
+        // Events waiting a round or so for their outcome (see hold_back).
+        let hold = idle * 3;
+        let mut held: Vec<ReadEvent> = Vec::new();
+        loop {
+            self.follow_lanes(&mut taps);
+            let claim = claimed_at.elapsed() >= claim_every;
+            if claim {
+                claimed_at = Instant::now();
+            }
+            let mut batch = match self.read(&mut taps, claim).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    log::warn!("audit: cannot read from Redis: {e}");
+                    actix_web::rt::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
+            let read_nothing = batch.is_empty();
+            let outcomes: HashSet<Uuid> = batch.attempts.iter().map(|a| a.event_id).collect();
+            let (now, later): (Vec<ReadEvent>, Vec<ReadEvent>) =
+                held.drain(..).chain(batch.events).partition(|e| {
+                    !hold_back(
+                        e.row.destinations,
+                        outcomes.contains(&e.row.id),
+                        e.since.elapsed(),
+                        hold,
+                    )
+                });
+            batch.events = now;
+            held = later;
+            if batch.is_empty() {
+                if read_nothing {
+                    actix_web::rt::time::sleep(idle).await;
+                }
+                continue;
+            }
+            match self.write(batch).await {
+                Ok(acks) => {
+                    if let Err(e) = self.acknowledge(&taps, acks).await {
+                        // Written but not acknowledged: read again later, written again
+                        // without effect.
+                        log::warn!("audit: written rows not acknowledged in Redis: {e}");
+                    }
+                    backoff = Duration::from_millis(200);
+                }
+                Err(e) => {
+                    log::warn!(
+                        "audit: cannot write to PostgreSQL ({e}); the rows wait in Redis (up to \
+                         audit.max_backlog = {} entries per partition)",
+                        self.settings.max_backlog
+                    );
+                    // What was read stays pending with this consumer: read again from the start.
+                    for tap in &mut taps {
+                        tap.caught_up = false;
+                    }
+                    held.clear();
+                    actix_web::rt::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Adds the streams of lanes that appeared since the last round (a layout grew).
+    fn follow_lanes(&self, taps: &mut Vec<Tap>) {
+        for source in self.sources.iter() {
+            for lane in source.lanes() {
+                for (key, kind) in [
+                    (&lane.stream, Kind::Events),
+                    (&lane.outcomes, Kind::Outcomes),
+                ] {
+                    if !taps.iter().any(|t| &t.key == key) {
+                        taps.push(Tap {
+                            key: key.clone(),
+                            kind,
+                            source: source.config.name.clone(),
+                            caught_up: false,
+                            grouped: false,
+                            claim_cursor: "0-0".into(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads up to a batch: this consumer's own pending entries first, then new ones, and,
+    /// when `claim`, entries other replicas left pending too long.
+    async fn read(&self, taps: &mut [Tap], claim: bool) -> redis::RedisResult<Batch> {
+        let mut conn = self.redis.get().await.map_err(|e| match e {
+            bb8::RunError::User(e) => e,
+            bb8::RunError::TimedOut => {
+                redis::RedisError::from((redis::ErrorKind::Io, "Redis pool timed out"))
+            }
+        })?;
+        let mut batch = Batch::default();
+        let room = self.settings.batch_size;
+        // Up to a batch of each kind: outcomes must not wait behind a flow of events (their
+        // events would be written without them, and updated after).
+        for (i, tap) in taps.iter_mut().enumerate() {
+            let taken = match tap.kind {
+                Kind::Events => batch.events.len(),
+                Kind::Outcomes => batch.attempts.len(),
+            };
+            if taken >= room {
+                continue;
+            }
+            if !tap.grouped {
+                queue::ensure_group(&mut *conn, &tap.key, AUDIT_GROUP).await?;
+                tap.grouped = true;
+            }
+            let count = room - taken;
+            let entries = match self.read_tap(&mut *conn, tap, count, claim).await {
+                Ok(entries) => entries,
+                Err(e) if queue::is_nogroup(&e) => {
+                    // Redis lost the group (restarted empty): made again at the next round.
+                    tap.grouped = false;
+                    tap.caught_up = false;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let source = self.sources.get(&tap.source);
+            for entry in entries {
+                match (tap.kind, source) {
+                    // Gone from the stream (trimmed past the backlog bound): nothing to write.
+                    _ if entry.map.is_empty() => {}
+                    (Kind::Events, Some(source)) => {
+                        if let Some(row) = event_row(source, &entry) {
+                            batch.events.push(ReadEvent {
+                                tap: i,
+                                entry: entry.id,
+                                row,
+                                since: Instant::now(),
+                            });
+                            continue;
+                        }
+                    }
+                    (Kind::Outcomes, _) => match AttemptRecord::parse(&entry) {
+                        Ok(record) => batch.attempts.push(record),
+                        Err(e) => log::warn!("audit: {}: {e}", tap.key),
+                    },
+                    (Kind::Events, None) => {}
+                }
+                batch.acks.entry(i).or_default().push(entry.id);
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Entries of one stream for this round.
+    async fn read_tap(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+        tap: &mut Tap,
+        count: usize,
+        claim: bool,
+    ) -> redis::RedisResult<Vec<StreamId>> {
+        if !tap.caught_up {
+            let own = read_group(conn, &tap.key, &self.consumer, "0", count).await?;
+            if !own.is_empty() {
+                return Ok(own);
+            }
+            tap.caught_up = true;
+        }
+        if claim {
+            let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+                .arg(&tap.key)
+                .arg(AUDIT_GROUP)
+                .arg(&self.consumer)
+                .arg(self.settings.claim_idle_ms)
+                .arg(&tap.claim_cursor)
+                .arg("COUNT")
+                .arg(count)
+                .query_async(conn)
+                .await?;
+            tap.claim_cursor = reply.next_stream_id;
+            let claimed = reply.claimed;
+            if !claimed.is_empty() {
+                log::info!(
+                    "audit: took over {} entries of {} another replica left unwritten",
+                    claimed.len(),
+                    tap.key
+                );
+                return Ok(claimed);
+            }
+        }
+        read_group(conn, &tap.key, &self.consumer, ">", count).await
+    }
+
+    /// Writes a batch in one transaction; returns what to acknowledge.
+    async fn write(&mut self, batch: Batch) -> Result<HashMap<usize, Vec<String>>, String> {
+        let Batch {
+            events,
+            attempts,
+            mut acks,
+        } = batch;
+        let mut rows = Vec::with_capacity(events.len());
+        for e in events {
+            acks.entry(e.tap).or_default().push(e.entry);
+            rows.push(e.row);
+        }
+        let mut events = rows;
+        let (pool, url, prepared) = (
+            self.postgres.clone(),
+            self.database_url.clone(),
+            self.prepared,
+        );
+        let (events_n, attempts_n) = (events.len(), attempts.len());
+        actix_web::rt::task::spawn_blocking(move || {
+            if !prepared {
+                db::prepare(&url).map_err(|e| e.to_string())?;
+            }
+            write_batch(&pool, &mut events, &attempts)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        self.prepared = true;
+        metrics::counter!("hookgate_audit_written_total", "kind" => "events")
+            .increment(events_n as u64);
+        metrics::counter!("hookgate_audit_written_total", "kind" => "attempts")
+            .increment(attempts_n as u64);
+        Ok(acks)
+    }
+
+    /// Acknowledges written entries; outcomes are deleted too (they served their purpose).
+    async fn acknowledge(
+        &self,
+        taps: &[Tap],
+        acks: HashMap<usize, Vec<String>>,
+    ) -> redis::RedisResult<()> {
+        let mut conn = self.redis.get().await.map_err(|e| match e {
+            bb8::RunError::User(e) => e,
+            bb8::RunError::TimedOut => {
+                redis::RedisError::from((redis::ErrorKind::Io, "Redis pool timed out"))
+            }
+        })?;
+        for (i, ids) in acks {
+            let tap = &taps[i];
+            // One stream per call: on a cluster, each stream may live on another master.
+            let mut pipe = redis::pipe();
+            pipe.cmd("XACK").arg(&tap.key).arg(AUDIT_GROUP).arg(&ids);
+            if tap.kind == Kind::Outcomes {
+                pipe.cmd("XDEL").arg(&tap.key).arg(&ids);
+            }
+            pipe.query_async::<()>(&mut *conn).await?;
+        }
+        Ok(())
+    }
+}
+
+/// `XREADGROUP` of one stream for the audit group: `from` is `0` for this consumer's own
+/// pending entries, `>` for new ones.
+async fn read_group(
+    conn: &mut impl redis::aio::ConnectionLike,
+    stream: &str,
+    consumer: &str,
+    from: &str,
+    count: usize,
+) -> redis::RedisResult<Vec<StreamId>> {
+    let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(AUDIT_GROUP)
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(count)
+        .arg("STREAMS")
+        .arg(stream)
+        .arg(from)
+        .query_async(conn)
+        .await?;
+    Ok(reply
+        .and_then(|r| r.keys.into_iter().next())
+        .map(|k| k.ids)
+        .unwrap_or_default())
+}
+
+/// The audit row of a source stream entry; None (logged) when it is malformed.
+fn event_row(source: &Source, entry: &StreamId) -> Option<NewEventRow> {
+    let event = match QueuedEvent::parse(entry) {
+        Ok(event) => event,
+        Err(e) => {
+            log::warn!("audit: source {}: {e}", source.config.name);
+            return None;
+        }
+    };
+    let event = event.into_new_event()?;
+    Some(NewEventRow::new(
+        &source.config.name,
+        source.config.destinations.len(),
+        event,
+        entry.id.clone(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOLD: Duration = Duration::from_millis(300);
+
+    #[test]
+    fn a_single_destination_event_waits_a_little_for_its_outcome() {
+        assert!(hold_back(1, false, Duration::ZERO, HOLD));
+        assert!(!hold_back(1, false, HOLD, HOLD), "not longer than the hold");
+        assert!(
+            !hold_back(1, true, Duration::ZERO, HOLD),
+            "its outcome is here"
+        );
+    }
+
+    #[test]
+    fn an_event_of_several_destinations_is_rolled_up_anyway_so_it_does_not_wait() {
+        assert!(!hold_back(2, false, Duration::ZERO, HOLD));
+        assert!(!hold_back(0, false, Duration::ZERO, HOLD));
+    }
+}
