@@ -3,7 +3,8 @@
 //! in one atomic step (`ingest` → `dispatch` → `queue`), or spooled to disk while Redis is
 //! away (`spool`), and recorded in PostgreSQL from Redis (`audit`). Per-source supervisors
 //! deliver it to the operator's services (`delivery`), with backoff (`retry`), a shared breaker
-//! per destination (`circuit`) and a dead-letter stream.
+//! per destination (`circuit`) and a dead-letter stream. What Redis loses is queued again
+//! from the audit trail (`recovery`).
 
 pub mod admin;
 pub mod audit;
@@ -21,6 +22,7 @@ pub mod idempotency;
 pub mod ingest;
 pub mod partition_layout;
 pub mod queue;
+pub mod recovery;
 pub mod redis_circuit;
 pub mod redis_client;
 pub mod redis_durability;

@@ -34,6 +34,11 @@ pub struct SourceKeys {
     pub outcomes: String,
     /// Outcomes not appended because `outcomes` was at its bound (PostgreSQL away too long).
     pub outcomes_dropped: String,
+    /// Written once the partition's data is known to be whole; gone when Redis lost it
+    /// (see the `recovery` module).
+    pub marker: String,
+    /// The last recovery from the audit trail (a hash; the first partition's is used).
+    pub recovery: String,
     base: String,
 }
 
@@ -80,6 +85,8 @@ impl SourceKeys {
             layout: format!("{base}:layout"),
             outcomes: format!("{base}:outcomes"),
             outcomes_dropped: format!("{base}:outcomes-dropped"),
+            marker: format!("{base}:marker"),
+            recovery: format!("{base}:recovery"),
             base,
         }
     }

@@ -23,6 +23,7 @@ use crate::health::{self, Readiness};
 use crate::http_refusals::{RefusalIo, Refusals};
 use crate::ingest::{self, IngestState, WorkerDispatcher};
 use crate::queue;
+use crate::recovery::Recovery;
 use crate::redis_circuit::RedisCircuit;
 use crate::redis_client::RedisClient;
 use crate::redis_durability::DurabilityMonitor;
@@ -33,6 +34,8 @@ use crate::telemetry::{self, IngestStats};
 
 /// How often each replica re-reads the partition layouts.
 const LAYOUT_REFRESH: Duration = Duration::from_secs(5);
+/// How often each replica looks for partitions whose data Redis lost.
+const RECOVERY_CHECK: Duration = Duration::from_secs(2);
 
 /// A running gateway: its HTTP server and the actors behind it.
 pub struct Application {
@@ -92,6 +95,17 @@ impl Application {
         };
         // The audit consumer on a thread of its own, with connections driven there: a
         // replica stopped by its embedder (the tests) stops it too.
+        // What Redis loses is queued again from the audit trail.
+        actix_web::rt::spawn(
+            Recovery {
+                redis: redis.clone(),
+                postgres: postgres.clone(),
+                sources: sources.clone(),
+                acks: queue::ReplicaAcks::from_settings(&settings.redis),
+                replica: settings.server.replica_id.clone(),
+            }
+            .watch(RECOVERY_CHECK),
+        );
         let mut arbiters = Vec::new();
         let audit_arbiter = Arbiter::new();
         let mut audit_redis = settings.redis.clone();

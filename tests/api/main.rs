@@ -11,6 +11,7 @@ mod ingest_errors;
 mod metrics;
 mod openapi;
 mod partitions;
+mod recovery;
 mod redis_durability;
 mod redis_server;
 mod registration;

@@ -1,0 +1,114 @@
+//! Redis restarted without its data: what it held is brought back from the audit trail.
+
+use std::time::Duration;
+
+use hookgate::config::RedisTopology;
+use hookgate::source::SourceKeys;
+
+use crate::helpers::{eventually, spawn_app, TestEnv};
+use crate::redis_server::RedisServer;
+use crate::sink::{Behaviour, Sink};
+
+const EVENTS: u64 = 200;
+
+#[actix_web::test]
+async fn redis_restarted_empty_loses_no_retrying_delivery_and_keeps_its_keys() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    sink.set("/app", Behaviour::Status(503));
+    // No persistence: a restart comes back empty.
+    let mut redis = RedisServer::start();
+    let toml = format!(
+        r#"
+[[sources]]
+name = "pluggy"
+kind = "pluggy"
+secrets = ["pluggy-secret"]
+[sources.retry]
+max_attempts = 100
+base_delay_ms = 1000
+max_delay_ms = 2000
+[sources.circuit]
+failure_threshold = 1000000
+[[sources.destinations]]
+name = "app"
+url = "{}"
+"#,
+        sink.url("/app")
+    );
+    let mut settings = env.settings(&toml);
+    settings.redis.topology = RedisTopology::Single(redis.url());
+    let app = spawn_app(settings).await;
+    eventually(Duration::from_secs(30), "the source marked", || async {
+        (env.count("redis_markers", "source = 'pluggy'").await == 1).then_some(())
+    })
+    .await;
+
+    let base = uuid::Uuid::new_v4().as_u64_pair().0 >> 16;
+    let mut ids = Vec::new();
+    for i in 0..EVENTS {
+        let (status, answer) = app
+            .post_signed("pluggy", &hookgate::send::sample_body(base + i))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        ids.push(answer["id"].as_str().expect("an id").to_string());
+    }
+    env.await_events(
+        "status = 'retrying'",
+        EVENTS as i64,
+        Duration::from_secs(60),
+    )
+    .await;
+
+    // Redis goes away and comes back with nothing: streams, retry schedules, dedup keys.
+    redis.kill();
+    redis.restart();
+    sink.set("/app", Behaviour::Ok);
+    eventually(
+        Duration::from_secs(60),
+        "every retrying delivery delivered",
+        || async {
+            let delivered = sink.delivered("/app");
+            ids.iter()
+                .all(|id| delivered.contains_key(id))
+                .then_some(())
+        },
+    )
+    .await;
+    env.await_events(
+        "status = 'delivered'",
+        EVENTS as i64,
+        Duration::from_secs(60),
+    )
+    .await;
+
+    // A sender's retry of one of them is still a duplicate, answered with the first id.
+    let (status, answer) = app
+        .post_signed("pluggy", &hookgate::send::sample_body(base + 7))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "duplicate", "{answer}");
+    assert_eq!(answer["id"], ids[7].as_str(), "{answer}");
+
+    // The recovery says what it did.
+    let keys = SourceKeys::new(&env.prefix, "pluggy");
+    let client = redis::Client::open(redis.url()).expect("URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the test's Redis");
+    let requeued: Option<u64> = redis::cmd("HGET")
+        .arg(&keys.recovery)
+        .arg("requeued")
+        .query_async(&mut conn)
+        .await
+        .expect("HGET");
+    assert_eq!(requeued, Some(EVENTS));
+    let (_, metrics) = app.get_text("/metrics").await;
+    assert!(
+        metrics.contains(&format!(
+            "hookgate_recovered_from_audit_total{{source=\"pluggy\"}} {EVENTS}"
+        )),
+        "{metrics}"
+    );
+}
