@@ -122,6 +122,9 @@ pub struct AttemptRecord {
     pub attempted_at: OffsetDateTime,
     /// `Delivered`, `Retrying` or `Dead`.
     pub delivery_status: Status,
+    /// When the event was received: the audit trail keeps an event's rows in the time
+    /// partition of its arrival.
+    pub received_at: OffsetDateTime,
 }
 
 impl AttemptRecord {
@@ -157,6 +160,12 @@ impl AttemptRecord {
                     .to_vec(),
             ),
             ("at", at_ms.to_string().into_bytes()),
+            (
+                "r",
+                (self.received_at.unix_timestamp_nanos() / 1_000_000)
+                    .to_string()
+                    .into_bytes(),
+            ),
         ]
     }
 
@@ -170,6 +179,10 @@ impl AttemptRecord {
         let at_ms: i64 = text("at").parse().map_err(|_| bad("time"))?;
         let attempted_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
             .map_err(|_| bad("time"))?;
+        let received_ms: i64 = text("r").parse().map_err(|_| bad("arrival time"))?;
+        let received_at =
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(received_ms) * 1_000_000)
+                .map_err(|_| bad("arrival time"))?;
         let error = text("err");
         Ok(AttemptRecord {
             event_id,
@@ -180,6 +193,7 @@ impl AttemptRecord {
             error: (!error.is_empty()).then_some(error),
             attempted_at,
             delivery_status,
+            received_at,
         })
     }
 
@@ -218,6 +232,7 @@ mod tests {
             error: Some("503 on attempt 3".into()),
             attempted_at: AttemptRecord::now(),
             delivery_status: Status::Retrying,
+            received_at: AttemptRecord::now(),
         };
         let back = AttemptRecord::parse(&entry(record.fields())).expect("parses");
         assert_eq!(back.event_id, record.event_id);
@@ -228,6 +243,7 @@ mod tests {
         assert_eq!(back.error, record.error);
         assert_eq!(back.attempted_at, record.attempted_at);
         assert_eq!(back.delivery_status, Status::Retrying);
+        assert_eq!(back.received_at, record.received_at);
 
         let answerless = AttemptRecord {
             status_code: None,
@@ -250,6 +266,7 @@ mod tests {
             error: None,
             attempted_at: AttemptRecord::now(),
             delivery_status: Status::Delivered,
+            received_at: AttemptRecord::now(),
         }
         .fields();
         fields.retain(|(k, _)| *k != "e");

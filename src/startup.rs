@@ -14,7 +14,7 @@ use actix_web::dev::{AppConfig, Server, ServerHandle, ServiceResponse};
 use actix_web::{web, App, HttpResponse};
 
 use crate::admin::{self, AdminState};
-use crate::audit::{db, AuditConsumer};
+use crate::audit::{self, db, AuditConsumer};
 use crate::config::Settings;
 use crate::delivery::{AuditLink, Budget, Shutdown, SourceSupervisor};
 use crate::dispatch::{Dispatcher, Landing};
@@ -127,6 +127,10 @@ impl Application {
             };
             actix_web::rt::spawn(consumer.run());
         });
+        audit_arbiter.spawn(audit::partitions::maintain(
+            postgres.clone(),
+            settings.audit.retention_days,
+        ));
         arbiters.push(audit_arbiter);
 
         // One supervisor per source with destinations, each on its own arbiter (thread): a

@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{with_pg, Admin, AdminState};
+use crate::audit::partitions;
 use crate::audit::schema::{deliveries, delivery_attempts, webhook_events as e};
 use crate::error::ApiError;
 use crate::status::Status;
@@ -186,9 +187,12 @@ pub(super) async fn detail(
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
+    // The id's time names the partition: one or two are read, not every day's.
+    let (low, high) = partitions::arrival_window(id);
     let (event, deliveries, attempts) = with_pg(&state.postgres, move |conn| {
         let event: Full = e::table
             .filter(e::id.eq(id))
+            .filter(e::received_at.between(low, high))
             .select((
                 Summary::as_select(),
                 e::stream_id,
@@ -200,6 +204,7 @@ pub(super) async fn detail(
             .first(conn)?;
         let deliveries: Vec<DeliveryRow> = deliveries::table
             .filter(deliveries::event_id.eq(id))
+            .filter(deliveries::received_at.between(low, high))
             .select((
                 deliveries::destination,
                 deliveries::status,
@@ -213,6 +218,7 @@ pub(super) async fn detail(
             .load(conn)?;
         let attempts: Vec<AttemptRow> = delivery_attempts::table
             .filter(delivery_attempts::event_id.eq(id))
+            .filter(delivery_attempts::received_at.between(low, high))
             .select((
                 delivery_attempts::destination,
                 delivery_attempts::attempt,

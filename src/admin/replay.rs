@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::events::Filter;
 use super::{redis_down, with_pg, Admin, AdminState};
+use crate::audit::partitions;
 use crate::audit::schema::webhook_events as e;
 use crate::error::ApiError;
 use crate::source::Source;
@@ -100,9 +101,11 @@ pub(super) async fn one(
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
+    let (low, high) = partitions::arrival_window(id);
     let ev: Stored = with_pg(&state.postgres, move |conn| {
         e::table
             .filter(e::id.eq(id))
+            .filter(e::received_at.between(low, high))
             .select(Stored::as_select())
             .first(conn)
     })

@@ -33,5 +33,6 @@ pub(super) fn attempt(event: Uuid, n: i32, status: Status, at: OffsetDateTime) -
         error: (!delivered).then(|| format!("503 on attempt {n}")),
         attempted_at: at,
         delivery_status: status,
+        received_at: OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("a time"),
     }
 }

@@ -6,6 +6,7 @@ pub mod db;
 #[cfg(test)]
 mod fixtures;
 mod fold;
+pub mod partitions;
 mod row;
 pub mod schema;
 mod store;

@@ -17,7 +17,7 @@ pub struct NewEventRow {
     event_type: Option<String>,
     idempotency_key: String,
     stream_id: String,
-    received_at: OffsetDateTime,
+    pub(super) received_at: OffsetDateTime,
     content_type: Option<String>,
     headers: serde_json::Value,
     pub(super) payload: Vec<u8>,

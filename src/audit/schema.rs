@@ -29,6 +29,7 @@ diesel::table! {
         duration_ms -> Int4,
         error -> Nullable<Text>,
         attempted_at -> Timestamptz,
+        received_at -> Timestamptz,
     }
 }
 
@@ -42,6 +43,7 @@ diesel::table! {
         last_status_code -> Nullable<Int4>,
         updated_at -> Timestamptz,
         delivered_at -> Nullable<Timestamptz>,
+        received_at -> Timestamptz,
     }
 }
 

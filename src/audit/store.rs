@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::db::PgPool;
 use super::fold::fold_outcomes;
+use super::partitions;
 use super::row::NewEventRow;
 use super::schema::{delivery_attempts, webhook_events};
 use crate::event::AttemptRecord;
@@ -24,11 +25,13 @@ struct AttemptRow<'a> {
     duration_ms: i32,
     error: Option<&'a str>,
     attempted_at: OffsetDateTime,
+    received_at: OffsetDateTime,
 }
 
 /// Rolls the deliveries of the given events up into their `webhook_events` row: the status
 /// is the least advanced delivery's (a destination not attempted yet counts as `queued`).
-/// Rows already up to date are not rewritten.
+/// Rows already up to date are not rewritten. $2 and $3 bound the events' arrival, so that
+/// only their partitions are read.
 const ROLL_UP_SQL: &str = r#"
 UPDATE webhook_events e SET
   status = CASE WHEN d.n < e.destinations THEN 'queued' ELSE d.status END,
@@ -43,9 +46,9 @@ FROM (
     max(attempts) AS attempts,
     (array_agg(last_error ORDER BY updated_at DESC) FILTER (WHERE last_error IS NOT NULL))[1] AS last_error,
     max(delivered_at) AS delivered_at
-  FROM deliveries WHERE event_id = ANY($1) GROUP BY event_id
+  FROM deliveries WHERE event_id = ANY($1) AND received_at BETWEEN $2 AND $3 GROUP BY event_id
 ) d
-WHERE e.id = d.event_id
+WHERE e.id = d.event_id AND e.received_at BETWEEN $2 AND $3
   AND (e.status, e.attempts, e.last_error, e.delivered_at) IS DISTINCT FROM (
     CASE WHEN d.n < e.destinations THEN 'queued' ELSE d.status END,
     d.attempts,
@@ -57,9 +60,10 @@ WHERE e.id = d.event_id
 /// One row per (event, destination) with its latest attempt, unless a later one is there.
 const UPSERT_DELIVERIES_SQL: &str = r#"
 INSERT INTO deliveries
-  (event_id, destination, status, attempts, last_error, last_status_code, updated_at, delivered_at)
-SELECT * FROM UNNEST($1, $2, $3, $4, $5, $6, $7, $8)
-ON CONFLICT (event_id, destination) DO UPDATE SET
+  (event_id, destination, status, attempts, last_error, last_status_code, updated_at, delivered_at,
+   received_at)
+SELECT * FROM UNNEST($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (event_id, destination, received_at) DO UPDATE SET
   status = excluded.status,
   attempts = excluded.attempts,
   last_error = excluded.last_error,
@@ -83,7 +87,17 @@ pub(super) fn write_batch(
     attempts: &[AttemptRecord],
 ) -> Result<(), String> {
     let mut rolled = fold_outcomes(events, attempts);
+    // The arrival times the batch spans: its rows' partitions, and the roll-up's bounds.
+    let times = events
+        .iter()
+        .map(|e| e.received_at)
+        .chain(attempts.iter().map(|a| a.received_at));
+    let (low, high) = match times.clone().min().zip(times.clone().max()) {
+        Some(bounds) => bounds,
+        None => return Ok(()),
+    };
     let mut conn = pool.get().map_err(|e| e.to_string())?;
+    partitions::ensure(&mut conn, times.map(partitions::day_of)).map_err(|e| e.to_string())?;
     conn.transaction::<_, diesel::result::Error, _>(|conn| {
         diesel::sql_query(WRITE_LOCK_SQL).execute(conn)?;
         if !events.is_empty() && insert_events(conn, events)? {
@@ -99,17 +113,25 @@ pub(super) fn write_batch(
             insert_attempts(conn, attempts)?;
         }
         if !rolled.is_empty() {
-            roll_up(conn, &rolled)?;
+            roll_up(conn, &rolled, low, high)?;
         }
         Ok(())
     })
     .map_err(|e| e.to_string())
 }
 
-/// Rolls the deliveries of `ids` up into their `webhook_events` rows.
-pub(super) fn roll_up(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<()> {
+/// Rolls the deliveries of `ids`, received between `low` and `high`, up into their
+/// `webhook_events` rows.
+fn roll_up(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    low: OffsetDateTime,
+    high: OffsetDateTime,
+) -> QueryResult<()> {
     diesel::sql_query(ROLL_UP_SQL)
         .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
+        .bind::<Timestamptz, _>(low)
+        .bind::<Timestamptz, _>(high)
         .execute(conn)
         .map(|_| ())
 }
@@ -156,6 +178,7 @@ fn insert_attempts(conn: &mut PgConnection, attempts: &[AttemptRecord]) -> Query
             duration_ms: a.duration_ms,
             error: a.error.as_deref(),
             attempted_at: a.attempted_at,
+            received_at: a.received_at,
         })
         .collect();
     // Unique on (event, destination, attempt, time): an outcome written twice (its
@@ -215,6 +238,7 @@ fn insert_attempts(conn: &mut PgConnection, attempts: &[AttemptRecord]) -> Query
         .bind::<Array<Nullable<Timestamptz>>, _>(
             rows.iter().map(|a| a.delivered_at()).collect::<Vec<_>>(),
         )
+        .bind::<Array<Timestamptz>, _>(rows.iter().map(|a| a.received_at).collect::<Vec<_>>())
         .execute(conn)?;
     Ok(())
 }

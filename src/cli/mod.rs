@@ -11,6 +11,7 @@ mod admin;
 mod check_config;
 mod health;
 mod migrate;
+mod prune;
 mod send;
 mod serve;
 
@@ -30,6 +31,9 @@ enum Command {
     Serve,
     /// Create the database if missing, run the embedded migrations and exit.
     Migrate,
+    /// Drop the audit trail's daily partitions past audit.retention_days, once, and say what
+    /// went (replicas also do it every hour).
+    Prune(prune::PruneArgs),
     /// Load and validate the configuration, print the sources and exit.
     CheckConfig,
     /// Sign a body the way the source's sender would and POST it to the gateway.
@@ -61,6 +65,7 @@ pub fn run() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve::run(settings),
         Command::Migrate => migrate::run(&settings),
+        Command::Prune(args) => args.run(&settings),
         Command::CheckConfig => {
             check_config::run(&settings);
             Ok(())

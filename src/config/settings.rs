@@ -80,6 +80,9 @@ pub struct AuditSettings {
     /// Entries another replica's audit consumer read and left unwritten this long are taken
     /// over (it died): far longer than a batch takes to write.
     pub claim_idle_ms: u64,
+    /// Days of the trail kept: older daily partitions are dropped whole (`hookgate prune`,
+    /// and hourly by one replica).
+    pub retention_days: u32,
 }
 
 /// Delivery workers' settings.

@@ -133,6 +133,7 @@ impl Settings {
                 flush_interval_ms: raw.audit.flush_interval_ms.unwrap_or(100).max(10),
                 max_backlog: raw.audit.max_backlog.unwrap_or(1_000_000).max(1_000),
                 claim_idle_ms: raw.audit.claim_idle_ms.unwrap_or(60_000).max(100),
+                retention_days: raw.audit.retention_days.unwrap_or(30).max(1),
             },
             delivery: DeliverySettings {
                 enabled: raw.delivery.enabled.unwrap_or(true),

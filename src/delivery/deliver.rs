@@ -105,6 +105,10 @@ impl Worker {
             error,
             attempted_at: AttemptRecord::now(),
             delivery_status: status,
+            received_at: time::OffsetDateTime::from_unix_timestamp_nanos(
+                i128::from(event.received_at_ms) * 1_000_000,
+            )
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
         })
     }
 }

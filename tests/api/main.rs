@@ -16,6 +16,7 @@ mod redis_durability;
 mod redis_server;
 mod registration;
 mod resilience;
+mod retention;
 mod sink;
 mod spool;
 mod takeover;
