@@ -1,17 +1,49 @@
 //! `GET /api/sources`: the configured sources, without secrets.
 
 use actix_web::{web, HttpResponse};
-use serde_json::json;
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
 
 use super::{Admin, AdminState};
+use crate::source::Source;
 use crate::verify::Kind;
+
+/// The last recovery from the audit trail of a source (see the `recovery` module), or null
+/// when it never had one or Redis cannot say.
+async fn last_recovery(state: &AdminState, source: &Source) -> Value {
+    let Ok(mut conn) = state.redis.get().await else {
+        return Value::Null;
+    };
+    let fields: redis::RedisResult<HashMap<String, String>> = redis::cmd("HGETALL")
+        .arg(&source.keys.recovery)
+        .query_async(&mut *conn)
+        .await;
+    match fields {
+        Ok(f) if !f.is_empty() => {
+            let number = |k: &str| f.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            json!({
+                "at_ms": number("at_ms"),
+                "requeued": number("requeued"),
+                "remembered": number("remembered"),
+                "replica": f.get("replica").cloned().unwrap_or_default(),
+            })
+        }
+        _ => Value::Null,
+    }
+}
 
 pub(super) async fn list(_: Admin, state: web::Data<AdminState>) -> HttpResponse {
     let mut sources: Vec<_> = state.sources.iter().collect();
     sources.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+    let mut recoveries = Vec::with_capacity(sources.len());
+    for s in &sources {
+        recoveries.push(last_recovery(&state, s).await);
+    }
     let body: Vec<_> = sources
         .iter()
-        .map(|s| {
+        .zip(recoveries)
+        .map(|(s, recovered)| {
             let c = &s.config;
             let tokened = c.path_token.is_some() || c.kind == Kind::Token;
             json!({
@@ -34,6 +66,7 @@ pub(super) async fn list(_: Admin, state: web::Data<AdminState>) -> HttpResponse
                     "rate_limit_per_second": d.rate_limit_per_second,
                     "max_in_flight": d.max_in_flight,
                 })).collect::<Vec<_>>(),
+                "recovered_from_audit": recovered,
             })
         })
         .collect();

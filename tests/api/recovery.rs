@@ -10,6 +10,7 @@ use crate::redis_server::RedisServer;
 use crate::sink::{Behaviour, Sink};
 
 const EVENTS: u64 = 200;
+const TOKEN: &str = "recovery-admin-token";
 
 #[actix_web::test]
 async fn redis_restarted_empty_loses_no_retrying_delivery_and_keeps_its_keys() {
@@ -38,6 +39,7 @@ url = "{}"
     );
     let mut settings = env.settings(&toml);
     settings.redis.topology = RedisTopology::Single(redis.url());
+    settings.admin_token = Some(hookgate::config::Secret::new(TOKEN));
     let app = spawn_app(settings).await;
     eventually(Duration::from_secs(30), "the source marked", || async {
         (env.count("redis_markers", "source = 'pluggy'").await == 1).then_some(())
@@ -104,6 +106,11 @@ url = "{}"
         .await
         .expect("HGET");
     assert_eq!(requeued, Some(EVENTS));
+    let (status, sources) = app.call("GET", "/api/sources", Some(TOKEN)).await;
+    assert_eq!(status, 200, "{sources}");
+    let shown = &sources["sources"][0]["recovered_from_audit"];
+    assert_eq!(shown["requeued"], EVENTS, "{sources}");
+    assert!(shown["at_ms"].as_u64().is_some_and(|t| t > 0), "{sources}");
     let (_, metrics) = app.get_text("/metrics").await;
     assert!(
         metrics.contains(&format!(
