@@ -51,20 +51,23 @@ struct StoredEvent {
     content_type: Option<String>,
     #[diesel(sql_type = Text)]
     headers: String,
-    #[diesel(sql_type = Bytea)]
-    payload: Vec<u8>,
+    /// None once `audit.payload_retention_days` dropped it.
+    #[diesel(sql_type = Nullable<Bytea>)]
+    payload: Option<Vec<u8>>,
     /// Whether its status is final (delivered or dead).
     #[diesel(sql_type = Bool)]
     settled: bool,
 }
 
 /// Events of a source still to deliver, or received within the de-duplication window.
-const PAGE_SQL: &str = "SELECT id, idempotency_key, event_type, received_at, content_type, \
-     headers::text AS headers, payload, status IN ('delivered', 'dead') AS settled \
-     FROM webhook_events \
-     WHERE source = $1 AND id > $2 \
-       AND (status NOT IN ('delivered', 'dead') OR received_at > $3) \
-     ORDER BY id LIMIT $4";
+const PAGE_SQL: &str = "SELECT e.id, e.idempotency_key, e.event_type, e.received_at, \
+     e.content_type, e.headers::text AS headers, p.payload, \
+     e.status IN ('delivered', 'dead') AS settled \
+     FROM webhook_events e \
+     LEFT JOIN event_payloads p ON p.event_id = e.id AND p.received_at = e.received_at \
+     WHERE e.source = $1 AND e.id > $2 \
+       AND (e.status NOT IN ('delivered', 'dead') OR e.received_at > $3) \
+     ORDER BY e.id LIMIT $4";
 
 /// What to do with a stored event of a partition Redis lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,15 +286,23 @@ impl Recovery {
                 }
                 let received_ms = (event.received_at.unix_timestamp_nanos() / 1_000_000) as i64;
                 match restore(event.settled, received_ms.max(0) as u64, ttl, now) {
-                    Restore::Requeue => items.push(EnqueueItem {
-                        id,
-                        key: &event.idempotency_key,
-                        event_type: event.event_type.as_deref().unwrap_or(""),
-                        received_at_ms: received_ms,
-                        content_type: event.content_type.as_deref().unwrap_or(""),
-                        headers: &event.headers,
-                        body: &event.payload,
-                    }),
+                    Restore::Requeue => match &event.payload {
+                        Some(body) => items.push(EnqueueItem {
+                            id,
+                            key: &event.idempotency_key,
+                            event_type: event.event_type.as_deref().unwrap_or(""),
+                            received_at_ms: received_ms,
+                            content_type: event.content_type.as_deref().unwrap_or(""),
+                            headers: &event.headers,
+                            body,
+                        }),
+                        // Its payload is past audit.payload_retention_days: nothing to send.
+                        None => log::error!(
+                            "source {}: event {id} cannot be queued again: its payload was \
+                             dropped by audit.payload_retention_days",
+                            source.config.name
+                        ),
+                    },
                     Restore::Remember(left) => keys.push((event, id, left)),
                     Restore::Nothing => {}
                 }

@@ -130,6 +130,7 @@ impl Application {
         audit_arbiter.spawn(audit::partitions::maintain(
             postgres.clone(),
             settings.audit.retention_days,
+            settings.audit.payload_retention_days,
         ));
         arbiters.push(audit_arbiter);
 

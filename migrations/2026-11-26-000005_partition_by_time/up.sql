@@ -1,5 +1,6 @@
--- The audit trail by day: every row of an event (its row, its deliveries, its attempts) lives
--- in the partition of the day it was received (UTC), so retention drops whole partitions
+-- The audit trail by day: every row of an event (its row, its payload, its deliveries, its
+-- attempts) lives in the partition of the day it was received (UTC), so retention drops whole
+-- partitions
 -- (no DELETE of rows) and an event's rows are found in one partition: its id is a UUIDv7,
 -- whose time is the time it was received.
 --
@@ -7,7 +8,10 @@
 -- one transaction: new partitioned tables, a partition per day present, the rows copied,
 -- the old tables dropped. It rewrites the trail once: plan a quiet moment for a large one.
 
--- Creates the day's partitions of the three tables when they are missing. Named
+-- Payloads have a table of their own, so that audit.payload_retention_days can drop them
+-- sooner than the rows, a whole day at a time.
+--
+-- Creates the day's partitions of the four tables when they are missing. Named
 -- <table>_pYYYYMMDD; bounds are UTC days.
 CREATE FUNCTION hookgate_ensure_partitions(day date) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -15,7 +19,7 @@ DECLARE
   low timestamptz := (day::timestamp AT TIME ZONE 'UTC');
   high timestamptz := ((day + 1)::timestamp AT TIME ZONE 'UTC');
 BEGIN
-  FOREACH t IN ARRAY ARRAY['webhook_events', 'deliveries', 'delivery_attempts'] LOOP
+  FOREACH t IN ARRAY ARRAY['webhook_events', 'event_payloads', 'deliveries', 'delivery_attempts'] LOOP
     IF to_regclass(format('%I', t || '_p' || to_char(day, 'YYYYMMDD'))) IS NULL THEN
       EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
         t || '_p' || to_char(day, 'YYYYMMDD'), t, low, high);
@@ -50,9 +54,15 @@ CREATE TABLE webhook_events (
     delivered_at    TIMESTAMPTZ,
     content_type    TEXT,
     headers         JSONB NOT NULL DEFAULT '{}'::jsonb,
-    payload         BYTEA NOT NULL,
     destinations    INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (id, received_at)
+) PARTITION BY RANGE (received_at);
+
+CREATE TABLE event_payloads (
+    event_id    UUID NOT NULL,
+    received_at TIMESTAMPTZ NOT NULL,
+    payload     BYTEA NOT NULL,
+    PRIMARY KEY (event_id, received_at)
 ) PARTITION BY RANGE (received_at);
 CREATE INDEX webhook_events_source_received ON webhook_events (source, received_at DESC);
 CREATE INDEX webhook_events_status_received ON webhook_events (status, received_at DESC);
@@ -101,8 +111,9 @@ SELECT hookgate_ensure_partitions(d::date) FROM (
 
 INSERT INTO webhook_events
   SELECT id, source, event_type, idempotency_key, stream_id, status, attempts, last_error,
-         received_at, delivered_at, content_type, headers, payload, destinations
+         received_at, delivered_at, content_type, headers, destinations
   FROM webhook_events_unpartitioned;
+INSERT INTO event_payloads SELECT id, received_at, payload FROM webhook_events_unpartitioned;
 -- Deliveries and attempts take their event's time; one whose event row is missing (written
 -- by no one) takes its own.
 INSERT INTO deliveries

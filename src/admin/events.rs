@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{with_pg, Admin, AdminState};
 use crate::audit::partitions;
-use crate::audit::schema::{deliveries, delivery_attempts, webhook_events as e};
+use crate::audit::schema::{deliveries, delivery_attempts, event_payloads, webhook_events as e};
 use crate::error::ApiError;
 use crate::status::Status;
 
@@ -162,7 +162,7 @@ pub(super) async fn list(
     })))
 }
 
-type Full = (Summary, String, Option<String>, Value, Vec<u8>, i32);
+type Full = (Summary, String, Option<String>, Value, i32);
 type DeliveryRow = (
     String,
     String,
@@ -189,7 +189,7 @@ pub(super) async fn detail(
     let id = path.into_inner();
     // The id's time names the partition: one or two are read, not every day's.
     let (low, high) = partitions::arrival_window(id);
-    let (event, deliveries, attempts) = with_pg(&state.postgres, move |conn| {
+    let (event, payload, deliveries, attempts) = with_pg(&state.postgres, move |conn| {
         let event: Full = e::table
             .filter(e::id.eq(id))
             .filter(e::received_at.between(low, high))
@@ -198,7 +198,6 @@ pub(super) async fn detail(
                 e::stream_id,
                 e::content_type,
                 e::headers,
-                e::payload,
                 e::destinations,
             ))
             .first(conn)?;
@@ -229,23 +228,34 @@ pub(super) async fn detail(
             ))
             .order((delivery_attempts::attempted_at, delivery_attempts::id))
             .load(conn)?;
-        Ok((event, deliveries, attempts))
+        let payload: Option<Vec<u8>> = event_payloads::table
+            .filter(event_payloads::event_id.eq(id))
+            .filter(event_payloads::received_at.between(low, high))
+            .select(event_payloads::payload)
+            .first(conn)
+            .optional()?;
+        Ok((event, payload, deliveries, attempts))
     })
     .await?;
-    let (summary, stream_id, content_type, headers, payload, destinations) = event;
+    let (summary, stream_id, content_type, headers, destinations) = event;
     let mut body = summary_json(&summary);
     body["stream_id"] = json!(stream_id);
     body["content_type"] = json!(content_type);
     body["headers"] = headers;
     body["destinations"] = json!(destinations);
-    match String::from_utf8(payload) {
-        Ok(text) => {
+    match payload.map(String::from_utf8) {
+        Some(Ok(text)) => {
             body["payload"] = json!(text);
             body["payload_encoding"] = json!("utf-8");
         }
-        Err(raw) => {
+        Some(Err(raw)) => {
             body["payload"] = json!(crate::verify::base64_std(raw.as_bytes()));
             body["payload_encoding"] = json!("base64");
+        }
+        // Dropped by audit.payload_retention_days; the row and its attempts stay.
+        None => {
+            body["payload"] = Value::Null;
+            body["payload_pruned"] = json!(true);
         }
     }
     body["deliveries"] = json!(deliveries

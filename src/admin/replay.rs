@@ -2,7 +2,7 @@
 //! filter, no cap, in the background) and `GET /api/replays/{id}` (its progress, kept in
 //! Redis so that any replica can answer).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::events::Filter;
 use super::{redis_down, with_pg, Admin, AdminState};
 use crate::audit::partitions;
-use crate::audit::schema::webhook_events as e;
+use crate::audit::schema::{event_payloads as p, webhook_events as e};
 use crate::error::ApiError;
 use crate::source::Source;
 
@@ -35,7 +35,6 @@ struct Stored {
     received_at: OffsetDateTime,
     content_type: Option<String>,
     headers: Value,
-    payload: Vec<u8>,
 }
 
 /// Options of a replay.
@@ -67,9 +66,24 @@ fn target(
     }
 }
 
+/// The payloads of `ids`, received between `low` and `high`: those still kept.
+fn payloads(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    low: OffsetDateTime,
+    high: OffsetDateTime,
+) -> QueryResult<HashMap<Uuid, Vec<u8>>> {
+    p::table
+        .filter(p::event_id.eq_any(ids))
+        .filter(p::received_at.between(low, high))
+        .select((p::event_id, p::payload))
+        .load::<(Uuid, Vec<u8>)>(conn)
+        .map(|rows| rows.into_iter().collect())
+}
+
 /// The XADD that queues an event again. It keeps its id, so `webhook-id` is the same as the
 /// first time.
-fn requeue(stream: &str, ev: &Stored) -> redis::Cmd {
+fn requeue(stream: &str, ev: &Stored, payload: &[u8]) -> redis::Cmd {
     let mut cmd = redis::cmd("XADD");
     cmd.arg(stream)
         .arg("*")
@@ -86,7 +100,7 @@ fn requeue(stream: &str, ev: &Stored) -> redis::Cmd {
         .arg("hdr")
         .arg(ev.headers.to_string())
         .arg("body")
-        .arg(ev.payload.as_slice())
+        .arg(payload)
         .arg("attempt")
         .arg(1);
     cmd
@@ -102,20 +116,27 @@ pub(super) async fn one(
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
     let (low, high) = partitions::arrival_window(id);
-    let ev: Stored = with_pg(&state.postgres, move |conn| {
-        e::table
+    let (ev, payload) = with_pg(&state.postgres, move |conn| {
+        let ev: Stored = e::table
             .filter(e::id.eq(id))
             .filter(e::received_at.between(low, high))
             .select(Stored::as_select())
-            .first(conn)
+            .first(conn)?;
+        let payload = payloads(conn, &[id], low, high)?.remove(&id);
+        Ok((ev, payload))
     })
     .await?;
+    let payload = payload.ok_or_else(|| {
+        ApiError::NotFoundWhat(format!(
+            "the payload of event {id} is past audit.payload_retention_days: nothing to replay"
+        ))
+    })?;
     let source = state.sources.get(&ev.source).ok_or_else(|| {
         ApiError::NotFoundWhat(format!("source {} is no longer configured", ev.source))
     })?;
     let (stream, to) = target(source, &ev.idempotency_key, query.destination.as_deref())?;
     let mut conn = state.redis.get().await.map_err(redis_down)?;
-    let stream_id: String = requeue(&stream, &ev)
+    let stream_id: String = requeue(&stream, &ev, &payload)
         .query_async(&mut *conn)
         .await
         .map_err(redis_down)?;
@@ -249,12 +270,19 @@ async fn run_bulk(
     let outcome: Result<(), String> = async {
         loop {
             let page_filter = filter.clone();
-            let rows: Vec<Stored> = with_pg(&state.postgres, move |conn| {
+            let (rows, mut bodies) = with_pg(&state.postgres, move |conn| {
                 let mut q = page_filter.query().select(Stored::as_select());
                 if let Some(after) = after {
                     q = q.filter(e::id.gt(after));
                 }
-                q.order(e::id.asc()).limit(PAGE).load(conn)
+                let rows: Vec<Stored> = q.order(e::id.asc()).limit(PAGE).load(conn)?;
+                let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+                let times = rows.iter().map(|r| r.received_at);
+                let bodies = match times.clone().min().zip(times.max()) {
+                    Some((low, high)) => payloads(conn, &ids, low, high)?,
+                    None => HashMap::new(),
+                };
+                Ok((rows, bodies))
             })
             .await
             .map_err(|e| e.to_string())?;
@@ -270,12 +298,17 @@ async fn run_bulk(
                     skipped += 1;
                     continue;
                 };
+                // Past audit.payload_retention_days: nothing to send.
+                let Some(payload) = bodies.remove(&ev.id) else {
+                    skipped += 1;
+                    continue;
+                };
                 match target(source, &ev.idempotency_key, destination.as_deref()) {
                     Ok((stream, _)) => {
                         pipes
                             .entry(stream.clone())
                             .or_default()
-                            .add_command(requeue(&stream, ev))
+                            .add_command(requeue(&stream, ev, &payload))
                             .ignore();
                         done += 1;
                         woken.push(source.clone());

@@ -9,7 +9,15 @@ use diesel::sql_types::{Date as SqlDate, Text};
 use time::{Date, Duration, Month, OffsetDateTime};
 
 /// The partitioned tables, each with a partition per UTC day named `<table>_pYYYYMMDD`.
-pub const TABLES: [&str; 3] = ["webhook_events", "deliveries", "delivery_attempts"];
+pub const TABLES: [&str; 4] = [
+    "webhook_events",
+    "event_payloads",
+    "deliveries",
+    "delivery_attempts",
+];
+
+/// The table of payloads, which `audit.payload_retention_days` may empty sooner.
+const PAYLOADS: &str = "event_payloads";
 
 /// Days whose partitions this process knows exist: the hot path asks PostgreSQL once per day.
 static KNOWN: Mutex<BTreeSet<Date>> = Mutex::new(BTreeSet::new());
@@ -41,6 +49,14 @@ pub fn ensure(conn: &mut PgConnection, days: impl IntoIterator<Item = Date>) -> 
         }
     }
     Ok(())
+}
+
+/// Forgets every day known to exist: a write failed, maybe for a partition another replica's
+/// retention dropped; the next write asks PostgreSQL again.
+pub fn forget_all() {
+    if let Ok(mut known) = KNOWN.lock() {
+        known.clear();
+    }
 }
 
 /// Forgets the days known to exist (partitions were dropped).
@@ -99,10 +115,13 @@ pub struct Pruned {
     pub days: Vec<Date>,
     /// Rows they held, per table (counted before dropping).
     pub rows: Vec<(String, i64)>,
+    /// Later days whose payloads went (audit.payload_retention_days), and how many.
+    pub payload_days: Vec<Date>,
+    pub payloads: i64,
 }
 
-/// Days that have partitions, from the catalogue.
-pub fn partition_days(conn: &mut PgConnection) -> QueryResult<BTreeSet<Date>> {
+/// Days that have partitions of `parent`, from the catalogue.
+pub fn partition_days(conn: &mut PgConnection, parent: &str) -> QueryResult<BTreeSet<Date>> {
     #[derive(QueryableByName)]
     struct Child {
         #[diesel(sql_type = Text)]
@@ -111,22 +130,39 @@ pub fn partition_days(conn: &mut PgConnection) -> QueryResult<BTreeSet<Date>> {
     let children: Vec<Child> = diesel::sql_query(
         "SELECT c.relname::text AS name FROM pg_inherits i \
          JOIN pg_class c ON c.oid = i.inhrelid \
-         JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'webhook_events'",
+         JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = $1",
     )
+    .bind::<Text, _>(parent)
     .load(conn)?;
     Ok(children.iter().filter_map(|c| parse_day(&c.name)).collect())
 }
 
-/// Drops the partitions of days past `retention_days` (or only says which, when `dry_run`),
-/// and creates those of today and the next two days. One replica at a time.
-pub fn prune(conn: &mut PgConnection, retention_days: u32, dry_run: bool) -> QueryResult<Pruned> {
+/// Drops the partitions of days past `retention_days`, and the payloads' of days past
+/// `payload_days` (or only says which, when `dry_run`), and creates those of today and the
+/// next two days. One replica at a time.
+pub fn prune(
+    conn: &mut PgConnection,
+    retention_days: u32,
+    payload_days: Option<u32>,
+    dry_run: bool,
+) -> QueryResult<Pruned> {
     let today = day_of(OffsetDateTime::now_utc());
     let mut pruned = Pruned::default();
     conn.transaction(|conn| {
         diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext('hookgate-partitions'))")
             .execute(conn)?;
-        let days = partition_days(conn)?;
+        let days = partition_days(conn, "webhook_events")?;
         pruned.days = expired(&days, today, retention_days);
+        if let Some(keep) = payload_days {
+            let with_payloads = partition_days(conn, PAYLOADS)?;
+            pruned.payload_days = expired(&with_payloads, today, keep)
+                .into_iter()
+                .filter(|d| !pruned.days.contains(d))
+                .collect();
+            for day in &pruned.payload_days {
+                pruned.payloads += count_rows(conn, &partition_name(PAYLOADS, *day))?;
+            }
+        }
         for table in TABLES {
             let mut rows = 0;
             for day in &pruned.days {
@@ -135,14 +171,16 @@ pub fn prune(conn: &mut PgConnection, retention_days: u32, dry_run: bool) -> Que
             pruned.rows.push((table.to_string(), rows));
         }
         if !dry_run {
-            for day in &pruned.days {
-                for table in TABLES {
-                    diesel::sql_query(format!(
-                        "DROP TABLE IF EXISTS \"{}\"",
-                        partition_name(table, *day)
-                    ))
-                    .execute(conn)?;
-                }
+            let whole = pruned
+                .days
+                .iter()
+                .flat_map(|d| TABLES.map(|t| partition_name(t, *d)));
+            let payloads = pruned
+                .payload_days
+                .iter()
+                .map(|d| partition_name(PAYLOADS, *d));
+            for name in whole.chain(payloads).collect::<Vec<_>>() {
+                diesel::sql_query(format!("DROP TABLE IF EXISTS \"{name}\"")).execute(conn)?;
             }
         }
         Ok::<_, diesel::result::Error>(())
@@ -162,22 +200,27 @@ const MAINTAIN_EVERY: std::time::Duration = std::time::Duration::from_secs(3600)
 
 /// Applies the retention every hour, for the life of the process; the replicas take turns
 /// under the lock, and what one did leaves nothing for the next.
-pub async fn maintain(pool: super::PgPool, retention_days: u32) {
+pub async fn maintain(pool: super::PgPool, retention_days: u32, payload_days: Option<u32>) {
     loop {
         let conns = pool.clone();
         let done = actix_web::rt::task::spawn_blocking(move || {
             let mut conn = conns.get().map_err(|e| e.to_string())?;
-            prune(&mut conn, retention_days, false).map_err(|e| e.to_string())
+            prune(&mut conn, retention_days, payload_days, false).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| e.to_string())
         .and_then(|r| r);
         match done {
-            Ok(pruned) if !pruned.days.is_empty() => log::info!(
-                "audit: retention {retention_days} days: dropped the partitions of {} days ({:?})",
-                pruned.days.len(),
-                pruned.rows
-            ),
+            Ok(pruned) if !pruned.days.is_empty() || !pruned.payload_days.is_empty() => {
+                log::info!(
+                    "audit: retention {retention_days} days: dropped the partitions of {} days \
+                     ({:?}), and the payloads of {} more days ({} payloads)",
+                    pruned.days.len(),
+                    pruned.rows,
+                    pruned.payload_days.len(),
+                    pruned.payloads
+                )
+            }
             Ok(_) => {}
             Err(e) => log::warn!("audit: retention not applied ({e}); tried again in an hour"),
         }

@@ -20,6 +20,8 @@ pub struct NewEventRow {
     pub(super) received_at: OffsetDateTime,
     content_type: Option<String>,
     headers: serde_json::Value,
+    /// Written to `event_payloads`, a table of its own (payloads may be kept shorter).
+    #[diesel(skip_insertion)]
     pub(super) payload: Vec<u8>,
     pub(super) destinations: i32,
     /// A [`Status`] name (the column is text).

@@ -14,8 +14,15 @@ diesel::table! {
         delivered_at -> Nullable<Timestamptz>,
         content_type -> Nullable<Text>,
         headers -> Jsonb,
-        payload -> Bytea,
         destinations -> Int4,
+    }
+}
+
+diesel::table! {
+    event_payloads (event_id, received_at) {
+        event_id -> Uuid,
+        received_at -> Timestamptz,
+        payload -> Bytea,
     }
 }
 
@@ -47,4 +54,9 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(webhook_events, delivery_attempts, deliveries);
+diesel::allow_tables_to_appear_in_same_query!(
+    webhook_events,
+    event_payloads,
+    delivery_attempts,
+    deliveries
+);

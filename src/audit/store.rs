@@ -12,7 +12,7 @@ use super::db::PgPool;
 use super::fold::fold_outcomes;
 use super::partitions;
 use super::row::NewEventRow;
-use super::schema::{delivery_attempts, webhook_events};
+use super::schema::{delivery_attempts, event_payloads, webhook_events};
 use crate::event::AttemptRecord;
 
 #[derive(Insertable)]
@@ -100,6 +100,9 @@ pub(super) fn write_batch(
     partitions::ensure(&mut conn, times.map(partitions::day_of)).map_err(|e| e.to_string())?;
     conn.transaction::<_, diesel::result::Error, _>(|conn| {
         diesel::sql_query(WRITE_LOCK_SQL).execute(conn)?;
+        if !events.is_empty() {
+            insert_payloads(conn, events)?;
+        }
         if !events.is_empty() && insert_events(conn, events)? {
             // Some rows were there already (an earlier try whose acknowledgement was lost, or
             // entries another replica took over) and kept: their status comes from
@@ -117,7 +120,11 @@ pub(super) fn write_batch(
         }
         Ok(())
     })
-    .map_err(|e| e.to_string())
+    .map_err(|e| {
+        // Perhaps a day's partition another replica's retention dropped: ask again next time.
+        partitions::forget_all();
+        e.to_string()
+    })
 }
 
 /// Rolls the deliveries of `ids`, received between `low` and `high`, up into their
@@ -166,6 +173,48 @@ fn insert_events(conn: &mut PgConnection, events: &Vec<NewEventRow>) -> QueryRes
 
 /// Rows per multi-row INSERT: PostgreSQL takes at most 65,535 bound parameters per statement.
 const INSERT_CHUNK: usize = 2_000;
+
+/// An event's payload, in the table of its own.
+#[derive(Insertable)]
+#[diesel(table_name = event_payloads, treat_none_as_default_value = false)]
+struct PayloadRow<'a> {
+    event_id: Uuid,
+    received_at: OffsetDateTime,
+    payload: &'a [u8],
+}
+
+/// Inserts the payloads of new event rows; those already there are kept.
+fn insert_payloads(conn: &mut PgConnection, events: &[NewEventRow]) -> QueryResult<()> {
+    let rows: Vec<PayloadRow<'_>> = events
+        .iter()
+        .map(|e| PayloadRow {
+            event_id: e.id,
+            received_at: e.received_at,
+            payload: &e.payload,
+        })
+        .collect();
+    let copied = conn.transaction(|conn| {
+        diesel::copy_from(event_payloads::table)
+            .from_insertable(&rows)
+            .execute(conn)
+    });
+    match copied {
+        Ok(_) => Ok(()),
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => {
+            for chunk in rows.chunks(INSERT_CHUNK) {
+                diesel::insert_into(event_payloads::table)
+                    .values(chunk)
+                    .on_conflict_do_nothing()
+                    .execute(conn)?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
 
 fn insert_attempts(conn: &mut PgConnection, attempts: &[AttemptRecord]) -> QueryResult<()> {
     let rows: Vec<AttemptRow<'_>> = attempts

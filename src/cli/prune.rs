@@ -19,23 +19,35 @@ impl PruneArgs {
         db::prepare(&settings.database.url)?;
         let mut conn = PgConnection::establish(&db::with_connect_timeout(&settings.database.url))?;
         let days = settings.audit.retention_days;
-        let pruned = partitions::prune(&mut conn, days, self.dry_run)?;
+        let payload_days = settings.audit.payload_retention_days;
+        let pruned = partitions::prune(&mut conn, days, payload_days, self.dry_run)?;
         let verb = if self.dry_run {
             "would drop"
         } else {
             "dropped"
         };
-        if pruned.days.is_empty() {
-            println!("retention {days} days: no partition is older; nothing {verb}");
-            return Ok(());
+        match (pruned.days.first(), pruned.days.last()) {
+            (Some(first), Some(last)) => {
+                println!(
+                    "retention {days} days: {verb} the partitions of {} days ({first} to {last})",
+                    pruned.days.len()
+                );
+                for (table, rows) in &pruned.rows {
+                    println!("  {table}: {rows} rows");
+                }
+            }
+            _ => println!("retention {days} days: no partition is older; nothing {verb}"),
         }
-        let (first, last) = (pruned.days[0], pruned.days[pruned.days.len() - 1]);
-        println!(
-            "retention {days} days: {verb} the partitions of {} days ({first} to {last})",
-            pruned.days.len()
-        );
-        for (table, rows) in &pruned.rows {
-            println!("  {table}: {rows} rows");
+        if let Some(keep) = payload_days {
+            match (pruned.payload_days.first(), pruned.payload_days.last()) {
+                (Some(first), Some(last)) => println!(
+                    "payload retention {keep} days: {verb} the payloads of {} more days \
+                     ({first} to {last}): {} payloads; their rows stay",
+                    pruned.payload_days.len(),
+                    pruned.payloads
+                ),
+                _ => println!("payload retention {keep} days: nothing more {verb}"),
+            }
         }
         Ok(())
     }

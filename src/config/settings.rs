@@ -83,6 +83,8 @@ pub struct AuditSettings {
     /// Days of the trail kept: older daily partitions are dropped whole (`hookgate prune`,
     /// and hourly by one replica).
     pub retention_days: u32,
+    /// Days payloads are kept, when shorter: the rows stay, their payloads' partitions go.
+    pub payload_retention_days: Option<u32>,
 }
 
 /// Delivery workers' settings.

@@ -44,6 +44,14 @@ impl Settings {
                 "must start with postgres:// or postgresql://",
             ));
         }
+        let retention_days = raw.audit.retention_days.unwrap_or(30).max(1);
+        let payload_retention_days = raw.audit.payload_retention_days;
+        if payload_retention_days.is_some_and(|p| p == 0 || p > retention_days) {
+            return Err(ConfigError::at(
+                "audit.payload_retention_days",
+                format!("must be 1 to audit.retention_days ({retention_days})"),
+            ));
+        }
         let key_prefix = raw
             .redis
             .key_prefix
@@ -133,7 +141,8 @@ impl Settings {
                 flush_interval_ms: raw.audit.flush_interval_ms.unwrap_or(100).max(10),
                 max_backlog: raw.audit.max_backlog.unwrap_or(1_000_000).max(1_000),
                 claim_idle_ms: raw.audit.claim_idle_ms.unwrap_or(60_000).max(100),
-                retention_days: raw.audit.retention_days.unwrap_or(30).max(1),
+                retention_days,
+                payload_retention_days,
             },
             delivery: DeliverySettings {
                 enabled: raw.delivery.enabled.unwrap_or(true),

@@ -6,7 +6,12 @@ use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
 use diesel_migrations::MigrationHarness;
 use hookgate::audit::{db, MIGRATIONS};
 
-use crate::helpers::{run, TestEnv};
+use std::time::Duration;
+
+use crate::helpers::{run, spawn_app, TestEnv};
+use crate::sink::Sink;
+
+const TOKEN: &str = "retention-admin-token";
 
 /// Runs database work off the test's runtime.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
@@ -53,10 +58,12 @@ async fn prune_drops_whole_partitions_past_the_retention() {
             "SELECT hookgate_ensure_partitions((now() AT TIME ZONE 'UTC')::date - k)
                FROM generate_series(0, 59) k;
              INSERT INTO webhook_events
-               (id, source, idempotency_key, stream_id, received_at, payload, status, attempts)
+               (id, source, idempotency_key, stream_id, received_at, status, attempts)
                SELECT gen_random_uuid(), 'orders', 'k' || k, '1-0',
-                      now() - make_interval(days => k), '\\x7b7d', 'delivered', 1
+                      now() - make_interval(days => k), 'delivered', 1
                FROM generate_series(0, 59) k;
+             INSERT INTO event_payloads (event_id, received_at, payload)
+               SELECT id, received_at, '\\x7b7d' FROM webhook_events;
              INSERT INTO deliveries (event_id, destination, status, attempts, updated_at, received_at)
                SELECT id, 'app', 'delivered', 1, received_at, received_at FROM webhook_events;
              INSERT INTO delivery_attempts
@@ -70,7 +77,7 @@ async fn prune_drops_whole_partitions_past_the_retention() {
     std::fs::write(
         &config,
         format!(
-            "[database]\nurl = \"{}\"\n[audit]\nretention_days = 30\n",
+            "[database]\nurl = \"{}\"\n[audit]\nretention_days = 30\npayload_retention_days = 7\n",
             env.database_url
         ),
     )
@@ -93,6 +100,10 @@ async fn prune_drops_whole_partitions_past_the_retention() {
     assert!(said.contains("dropped the partitions of 29 days"), "{said}");
     assert!(said.contains("webhook_events: 29 rows"), "{said}");
     assert!(said.contains("delivery_attempts: 29 rows"), "{said}");
+    assert!(
+        said.contains("dropped the payloads of 23 more days") && said.contains("23 payloads"),
+        "{said}"
+    );
     let url = env.database_url.clone();
     blocking(move || {
         let mut conn = PgConnection::establish(&url).expect("connects");
@@ -128,6 +139,19 @@ async fn prune_drops_whole_partitions_past_the_retention() {
                 "{table}"
             );
         }
+        // Payloads are kept 7 days (and the day 7 days ago); older rows stay without them.
+        assert_eq!(
+            number(&mut conn, "SELECT count(*) AS n FROM event_payloads"),
+            8
+        );
+        assert_eq!(
+            number(
+                &mut conn,
+                "SELECT count(*) AS n FROM event_payloads \
+                 WHERE received_at < now() - interval '8 days'"
+            ),
+            0
+        );
         // Today's and the next days' partitions are there for the rows to come.
         assert_eq!(
             number(
@@ -184,6 +208,14 @@ async fn an_installation_from_before_partitions_keeps_every_row() {
             3
         );
         assert_eq!(number(&mut conn, "SELECT count(*) AS n FROM webhook_events"), 10);
+        assert_eq!(
+            number(
+                &mut conn,
+                "SELECT count(*) AS n FROM event_payloads p JOIN webhook_events e \
+                 ON e.id = p.event_id AND e.received_at = p.received_at WHERE p.payload = '\\x7b7d'"
+            ),
+            10
+        );
         assert_eq!(number(&mut conn, "SELECT count(*) AS n FROM deliveries"), 10);
         assert_eq!(number(&mut conn, "SELECT count(*) AS n FROM delivery_attempts"), 11);
         // Each row in its event's day; the orphan in its own.
@@ -219,4 +251,53 @@ async fn an_installation_from_before_partitions_keeps_every_row() {
         assert_eq!(old_day, 1);
     })
     .await;
+}
+
+#[actix_web::test]
+async fn an_event_whose_payload_is_gone_shows_its_row_and_refuses_a_replay() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    let toml = format!(
+        "[[sources]]\nname = \"orders\"\nkind = \"github\"\nsecrets = [\"orders-secret\"]\n\
+         [[sources.destinations]]\nname = \"app\"\nurl = \"{}\"\n",
+        sink.url("/app")
+    );
+    let mut settings = env.settings(&toml);
+    settings.admin_token = Some(hookgate::config::Secret::new(TOKEN));
+    let app = spawn_app(settings).await;
+    let (status, answer) = app
+        .post_signed("orders", &hookgate::send::sample_body(1))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["id"].as_str().expect("an id").to_string();
+    env.await_events("status = 'delivered'", 1, Duration::from_secs(30))
+        .await;
+    // As audit.payload_retention_days leaves an old day.
+    let url = env.database_url.clone();
+    blocking(move || {
+        let mut conn = PgConnection::establish(&url).expect("connects");
+        conn.batch_execute("DELETE FROM event_payloads")
+            .expect("payloads gone");
+    })
+    .await;
+    let (status, event) = app
+        .call("GET", &format!("/api/events/{id}"), Some(TOKEN))
+        .await;
+    assert_eq!(status, 200, "{event}");
+    assert_eq!(event["payload"], serde_json::Value::Null, "{event}");
+    assert_eq!(event["payload_pruned"], true, "{event}");
+    assert_eq!(event["status"], "delivered", "{event}");
+    assert_eq!(
+        event["delivery_attempts"].as_array().map(Vec::len),
+        Some(1),
+        "{event}"
+    );
+    let (status, refused) = app
+        .call("POST", &format!("/api/events/{id}/replay"), Some(TOKEN))
+        .await;
+    assert_eq!(status, 404, "{refused}");
+    assert!(
+        refused.to_string().contains("payload_retention_days"),
+        "{refused}"
+    );
 }

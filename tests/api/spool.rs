@@ -121,13 +121,15 @@ async fn a_spool_torn_mid_record_starts_and_drains_the_rest() {
     let redis = RedisServer::start();
     // A replica that died in the middle of writing its fifth webhook.
     let dead = env.spool_dir.join("torn");
+    // Posted an hour ago, to the second (within the audit trail's retention).
+    let posted_s = hookgate::send::unix_now() - 3600;
     let records: Vec<SpoolRecord> = (0..5)
         .map(|n| SpoolRecord {
             source: "orders".into(),
             id: uuid::Uuid::now_v7(),
             key: format!("torn-{n}"),
             event_type: Some("push".into()),
-            received_at_ms: 1_764_000_000_000 + n,
+            received_at_ms: posted_s * 1000 + n as i64,
             content_type: Some("application/json".into()),
             headers: "{}".into(),
             body: bytes::Bytes::from(format!(r#"{{"n":{n}}}"#)),
@@ -170,7 +172,7 @@ async fn a_spool_torn_mid_record_starts_and_drains_the_rest() {
     // The audit row keeps the time the sender posted it.
     env.await_events(
         &format!(
-            "id = '{}' AND received_at = to_timestamp(1764000000)",
+            "id = '{}' AND received_at = to_timestamp({posted_s})",
             records[0].id
         ),
         1,
