@@ -73,10 +73,13 @@ ON CONFLICT (event_id, destination, received_at) DO UPDATE SET
 WHERE deliveries.updated_at <= excluded.updated_at
 "#;
 
-/// Every replica's audit consumer writes under this transaction-level advisory lock, one
-/// transaction at a time. An event's row and its outcomes may be written by two replicas at
-/// once; without the lock each transaction's roll-up would run before the other's commit
-/// and miss it, leaving the event's status behind its deliveries for good.
+/// Every replica's audit consumer rolls up and commits under this transaction-level advisory
+/// lock, taken after its inserts. An event's row and its outcomes may be written by two
+/// replicas at once; without the lock each transaction's roll-up could run before the
+/// other's commit and miss it, leaving the event's status behind its deliveries for good.
+/// With it, whichever transaction rolls up second does so after the first committed, and
+/// sees its rows (each statement reads what was committed before it began). The inserts,
+/// most of the work, still run side by side.
 const WRITE_LOCK_SQL: &str = "SELECT pg_advisory_xact_lock(hashtext('hookgate-audit-write'))";
 
 /// Writes a batch in one transaction; writing the same rows again changes nothing. On error
@@ -99,7 +102,6 @@ pub(super) fn write_batch(
     let mut conn = pool.get().map_err(|e| e.to_string())?;
     partitions::ensure(&mut conn, times.map(partitions::day_of)).map_err(|e| e.to_string())?;
     conn.transaction::<_, diesel::result::Error, _>(|conn| {
-        diesel::sql_query(WRITE_LOCK_SQL).execute(conn)?;
         if !events.is_empty() {
             insert_payloads(conn, events)?;
         }
@@ -115,6 +117,7 @@ pub(super) fn write_batch(
         if !attempts.is_empty() {
             insert_attempts(conn, attempts)?;
         }
+        diesel::sql_query(WRITE_LOCK_SQL).execute(conn)?;
         if !rolled.is_empty() {
             roll_up(conn, &rolled, low, high)?;
         }

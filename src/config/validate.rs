@@ -140,7 +140,7 @@ impl Settings {
                 batch_size: raw.audit.batch_size.unwrap_or(1_000).clamp(1, 5_000),
                 flush_interval_ms: raw.audit.flush_interval_ms.unwrap_or(100).max(10),
                 max_backlog: raw.audit.max_backlog.unwrap_or(1_000_000).max(1_000),
-                claim_idle_ms: raw.audit.claim_idle_ms.unwrap_or(60_000).max(100),
+                claim_idle_ms: raw.audit.claim_idle_ms.unwrap_or(10_000).max(100),
                 retention_days,
                 payload_retention_days,
             },
