@@ -174,50 +174,63 @@ impl Recovery {
             return Ok(());
         }
         let name = source.config.name.clone();
-        let (pool, who) = (self.postgres.clone(), name.clone());
-        let marked_before = blocking(move || {
+        let keys: Vec<String> = lost
+            .iter()
+            .map(|&i| source.lanes()[i].marker.clone())
+            .collect();
+        // Only partitions marked before lost anything: a partition the layout just added, or
+        // one of a first start, has no marker yet and nothing to bring back.
+        let (pool, asked) = (self.postgres.clone(), keys.clone());
+        let marked: HashSet<String> = blocking(move || {
             let mut conn = pool.get().map_err(|e| e.to_string())?;
             #[derive(QueryableByName)]
             struct Marked {
-                #[diesel(sql_type = Bool)]
-                marked: bool,
+                #[diesel(sql_type = Text)]
+                marker: String,
             }
-            let row: Marked = diesel::sql_query(
-                "SELECT EXISTS (SELECT 1 FROM redis_markers WHERE source = $1) AS marked",
-            )
-            .bind::<Text, _>(&who)
-            .get_result(&mut conn)
-            .map_err(|e| e.to_string())?;
-            Ok(row.marked)
+            let rows: Vec<Marked> =
+                diesel::sql_query("SELECT marker FROM redis_markers WHERE marker = ANY($1)")
+                    .bind::<diesel::sql_types::Array<Text>, _>(&asked)
+                    .load(&mut conn)
+                    .map_err(|e| e.to_string())?;
+            Ok(rows.into_iter().map(|r| r.marker).collect())
         })
         .await?;
+        let emptied: HashSet<usize> = lost
+            .iter()
+            .copied()
+            .filter(|&i| marked.contains(&source.lanes()[i].marker))
+            .collect();
+        let marked_before = !emptied.is_empty();
         let (mut requeued, mut remembered) = (0u64, 0u64);
         if marked_before {
             log::error!(
-                "Redis lost the data of source {name} (partitions {lost:?}: their markers are \
+                "Redis lost the data of source {name} (partitions {emptied:?}: their markers are \
                  gone): re-queuing its unfinished events from the audit trail"
             );
-            let lost: HashSet<usize> = lost.iter().copied().collect();
-            (requeued, remembered) = self.replay_trail(source, &lost).await?;
+            (requeued, remembered) = self.replay_trail(source, &emptied).await?;
         }
         // The trail first: a marker in Redis without it would not be mourned when lost.
-        let (pool, who) = (self.postgres.clone(), name.clone());
+        let pool = self.postgres.clone();
+        let recorded = keys.clone();
         blocking(move || {
             let mut conn = pool.get().map_err(|e| e.to_string())?;
             diesel::sql_query(
-                "INSERT INTO redis_markers (source, marked_at) VALUES ($1, now()) \
-                 ON CONFLICT (source) DO UPDATE SET marked_at = excluded.marked_at",
+                "INSERT INTO redis_markers (marker, marked_at) SELECT m, now() FROM unnest($1) m \
+                 ON CONFLICT (marker) DO UPDATE SET marked_at = excluded.marked_at",
             )
-            .bind::<Text, _>(&who)
+            .bind::<diesel::sql_types::Array<Text>, _>(&recorded)
             .execute(&mut conn)
             .map(|_| ())
             .map_err(|e| e.to_string())
         })
         .await?;
         let mut conn = self.conn().await?;
-        for lane in source.lanes() {
+        // Only the partitions this recovery covered: another that lost its data meanwhile
+        // keeps its missing marker, and is recovered at the next check.
+        for key in &keys {
             let _: () = redis::cmd("SET")
-                .arg(&lane.marker)
+                .arg(key)
                 .arg(&self.replica)
                 .query_async(&mut *conn)
                 .await?;

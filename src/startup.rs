@@ -118,6 +118,7 @@ impl Application {
             sources: sources.clone(),
             consumer: settings.server.replica_id.clone(),
             settings: settings.audit.clone(),
+            known: Default::default(),
         };
         audit_arbiter.spawn_fn(move || {
             let consumer = match queue::pool(&audit_redis) {

@@ -12,7 +12,8 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use uuid::Uuid;
 
 use super::db::{self, PgPool};
-use super::row::NewEventRow;
+use super::partitions::KnownDays;
+use super::row::{pg_text, NewEventRow};
 use super::store::write_batch;
 use crate::config::AuditSettings;
 use crate::event::{AttemptRecord, QueuedEvent};
@@ -39,9 +40,9 @@ struct Tap {
     kind: Kind,
     /// The source the stream belongs to.
     source: String,
-    /// Whether this consumer's own pending entries (left by a failed write or a restart under
-    /// the same replica id) have been read again since the group was (re)made.
-    caught_up: bool,
+    /// Where this consumer goes on reading its own pending entries (left by a failed write or
+    /// a restart under the same replica id), each once; None once it has read them all.
+    pending_from: Option<String>,
     /// Whether the group exists as far as this consumer knows.
     grouped: bool,
     /// Where the next `XAUTOCLAIM` goes on.
@@ -96,6 +97,8 @@ pub struct AuditConsumer {
     /// The consumer name: the replica id.
     pub consumer: String,
     pub settings: AuditSettings,
+    /// Days whose partitions are known to exist in this consumer's database.
+    pub known: KnownDays,
 }
 
 impl AuditConsumer {
@@ -115,13 +118,15 @@ impl AuditConsumer {
         // Events waiting a round or so for their outcome (see hold_back).
         let hold = idle * 3;
         let mut held: Vec<ReadEvent> = Vec::new();
+        let mut round = 0usize;
         loop {
             self.follow_lanes(&mut taps);
             let claim = claimed_at.elapsed() >= claim_every;
             if claim {
                 claimed_at = Instant::now();
             }
-            let mut batch = match self.read(&mut taps, claim).await {
+            round = round.wrapping_add(1);
+            let mut batch = match self.read(&mut taps, claim, round).await {
                 Ok(batch) => batch,
                 Err(e) => {
                     log::warn!("audit: cannot read from Redis: {e}");
@@ -166,7 +171,7 @@ impl AuditConsumer {
                     );
                     // What was read stays pending with this consumer: read again from the start.
                     for tap in &mut taps {
-                        tap.caught_up = false;
+                        tap.pending_from = Some("0".into());
                     }
                     held.clear();
                     actix_web::rt::time::sleep(backoff).await;
@@ -189,7 +194,7 @@ impl AuditConsumer {
                             key: key.clone(),
                             kind,
                             source: source.config.name.clone(),
-                            caught_up: false,
+                            pending_from: Some("0".into()),
                             grouped: false,
                             claim_cursor: "0-0".into(),
                         });
@@ -200,8 +205,10 @@ impl AuditConsumer {
     }
 
     /// Reads up to a batch: this consumer's own pending entries first, then new ones, and,
-    /// when `claim`, entries other replicas left pending too long.
-    async fn read(&self, taps: &mut [Tap], claim: bool) -> redis::RedisResult<Batch> {
+    /// when `claim`, entries other replicas left pending too long. Each round starts at
+    /// another stream, so that none waits behind the others under load. A stream that fails
+    /// (its master failing over) is skipped for the round; an error only when all fail.
+    async fn read(&self, taps: &mut [Tap], claim: bool, round: usize) -> redis::RedisResult<Batch> {
         let mut conn = self.redis.get().await.map_err(|e| match e {
             bb8::RunError::User(e) => e,
             bb8::RunError::TimedOut => {
@@ -210,9 +217,12 @@ impl AuditConsumer {
         })?;
         let mut batch = Batch::default();
         let room = self.settings.batch_size;
+        let mut failed: Option<redis::RedisError> = None;
+        let n = taps.len();
         // Up to a batch of each kind: outcomes must not wait behind a flow of events (their
         // events would be written without them, and updated after).
-        for (i, tap) in taps.iter_mut().enumerate() {
+        for i in (0..n).map(|k| (k + round) % n) {
+            let tap = &mut taps[i];
             let taken = match tap.kind {
                 Kind::Events => batch.events.len(),
                 Kind::Outcomes => batch.attempts.len(),
@@ -221,7 +231,10 @@ impl AuditConsumer {
                 continue;
             }
             if !tap.grouped {
-                queue::ensure_group(&mut *conn, &tap.key, AUDIT_GROUP).await?;
+                if let Err(e) = queue::ensure_group(&mut *conn, &tap.key, AUDIT_GROUP).await {
+                    failed = Some(e);
+                    continue;
+                }
                 tap.grouped = true;
             }
             let count = room - taken;
@@ -230,10 +243,13 @@ impl AuditConsumer {
                 Err(e) if queue::is_nogroup(&e) => {
                     // Redis lost the group (restarted empty): made again at the next round.
                     tap.grouped = false;
-                    tap.caught_up = false;
+                    tap.pending_from = Some("0".into());
                     continue;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    failed = Some(e);
+                    continue;
+                }
             };
             let source = self.sources.get(&tap.source);
             for entry in entries {
@@ -252,7 +268,11 @@ impl AuditConsumer {
                         }
                     }
                     (Kind::Outcomes, _) => match AttemptRecord::parse(&entry) {
-                        Ok(record) => batch.attempts.push(record),
+                        Ok(mut record) => {
+                            // A destination's answer may carry NUL characters.
+                            record.error = record.error.map(pg_text);
+                            batch.attempts.push(record);
+                        }
                         Err(e) => log::warn!("audit: {}: {e}", tap.key),
                     },
                     (Kind::Events, None) => {}
@@ -260,7 +280,14 @@ impl AuditConsumer {
                 batch.acks.entry(i).or_default().push(entry.id);
             }
         }
-        Ok(batch)
+        match failed {
+            Some(e) if batch.is_empty() => Err(e),
+            Some(e) => {
+                log::warn!("audit: a stream could not be read this round: {e}");
+                Ok(batch)
+            }
+            None => Ok(batch),
+        }
     }
 
     /// Entries of one stream for this round.
@@ -271,12 +298,15 @@ impl AuditConsumer {
         count: usize,
         claim: bool,
     ) -> redis::RedisResult<Vec<StreamId>> {
-        if !tap.caught_up {
-            let own = read_group(conn, &tap.key, &self.consumer, "0", count).await?;
-            if !own.is_empty() {
-                return Ok(own);
+        if let Some(from) = &tap.pending_from {
+            let own = read_group(conn, &tap.key, &self.consumer, from, count).await?;
+            match own.last() {
+                Some(last) => {
+                    tap.pending_from = Some(last.id.clone());
+                    return Ok(own);
+                }
+                None => tap.pending_from = None,
             }
-            tap.caught_up = true;
         }
         if claim {
             let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
@@ -316,17 +346,18 @@ impl AuditConsumer {
             rows.push(e.row);
         }
         let mut events = rows;
-        let (pool, url, prepared) = (
+        let (pool, url, prepared, known) = (
             self.postgres.clone(),
             self.database_url.clone(),
             self.prepared,
+            self.known.clone(),
         );
         let (events_n, attempts_n) = (events.len(), attempts.len());
         actix_web::rt::task::spawn_blocking(move || {
             if !prepared {
                 db::prepare(&url).map_err(|e| e.to_string())?;
             }
-            write_batch(&pool, &mut events, &attempts)
+            write_batch(&pool, &known, &mut events, &attempts)
         })
         .await
         .map_err(|e| e.to_string())??;
@@ -354,6 +385,8 @@ impl AuditConsumer {
             let tap = &taps[i];
             // One stream per call: on a cluster, each stream may live on another master.
             let mut pipe = redis::pipe();
+            // Together: an outcome acknowledged and not deleted would stay for good.
+            pipe.atomic();
             pipe.cmd("XACK").arg(&tap.key).arg(AUDIT_GROUP).arg(&ids);
             if tap.kind == Kind::Outcomes {
                 pipe.cmd("XDEL").arg(&tap.key).arg(&ids);

@@ -2,7 +2,7 @@
 //! retention (no `DELETE` of rows, so retention costs the same at any size).
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use diesel::prelude::*;
 use diesel::sql_types::{Date as SqlDate, Text};
@@ -19,18 +19,35 @@ pub const TABLES: [&str; 4] = [
 /// The table of payloads, which `audit.payload_retention_days` may empty sooner.
 const PAYLOADS: &str = "event_payloads";
 
-/// Days whose partitions this process knows exist: the hot path asks PostgreSQL once per day.
-static KNOWN: Mutex<BTreeSet<Date>> = Mutex::new(BTreeSet::new());
+/// Days whose partitions a writer knows exist, so that the hot path asks PostgreSQL once per
+/// day; one per database (a writer's), shared with the thread that writes.
+#[derive(Debug, Clone, Default)]
+pub struct KnownDays(Arc<Mutex<BTreeSet<Date>>>);
+
+impl KnownDays {
+    /// Forgets every day: a write failed, maybe for a partition another replica's retention
+    /// dropped; the next write asks PostgreSQL again.
+    pub fn forget_all(&self) {
+        if let Ok(mut known) = self.0.lock() {
+            known.clear();
+        }
+    }
+}
 
 /// The UTC day of a time.
 pub fn day_of(t: OffsetDateTime) -> Date {
     t.to_offset(time::UtcOffset::UTC).date()
 }
 
-/// Makes sure the partitions of `days` exist (creating the missing ones).
-pub fn ensure(conn: &mut PgConnection, days: impl IntoIterator<Item = Date>) -> QueryResult<()> {
+/// Makes sure the partitions of `days` exist (creating the missing ones), asking only for
+/// days `known` does not hold.
+pub fn ensure(
+    conn: &mut PgConnection,
+    known: &KnownDays,
+    days: impl IntoIterator<Item = Date>,
+) -> QueryResult<()> {
     let wanted: BTreeSet<Date> = days.into_iter().collect();
-    let missing: Vec<Date> = match KNOWN.lock() {
+    let missing: Vec<Date> = match known.0.lock() {
         Ok(known) => wanted.difference(&known).copied().collect(),
         Err(_) => wanted.into_iter().collect(),
     };
@@ -44,28 +61,11 @@ pub fn ensure(conn: &mut PgConnection, days: impl IntoIterator<Item = Date>) -> 
                 .bind::<SqlDate, _>(day)
                 .execute(conn)
         })?;
-        if let Ok(mut known) = KNOWN.lock() {
+        if let Ok(mut known) = known.0.lock() {
             known.insert(day);
         }
     }
     Ok(())
-}
-
-/// Forgets every day known to exist: a write failed, maybe for a partition another replica's
-/// retention dropped; the next write asks PostgreSQL again.
-pub fn forget_all() {
-    if let Ok(mut known) = KNOWN.lock() {
-        known.clear();
-    }
-}
-
-/// Forgets the days known to exist (partitions were dropped).
-fn forget(days: &[Date]) {
-    if let Ok(mut known) = KNOWN.lock() {
-        for d in days {
-            known.remove(d);
-        }
-    }
 }
 
 /// When an event with this id was received, give or take an hour: a UUIDv7 carries the time
@@ -186,9 +186,9 @@ pub fn prune(
         Ok::<_, diesel::result::Error>(())
     })?;
     if !dry_run {
-        forget(&pruned.days);
         ensure(
             conn,
+            &KnownDays::default(),
             (0..3).filter_map(|n| today.checked_add(Duration::days(n))),
         )?;
     }

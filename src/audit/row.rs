@@ -41,11 +41,11 @@ impl NewEventRow {
         NewEventRow {
             id: event.id,
             source: source.to_string(),
-            event_type: event.event_type,
-            idempotency_key: event.key,
+            event_type: event.event_type.map(pg_text),
+            idempotency_key: pg_text(event.key),
             stream_id,
             received_at,
-            content_type: event.content_type,
+            content_type: event.content_type.map(pg_text),
             headers: event.headers,
             payload: event.body.to_vec(),
             destinations: destinations as i32,
@@ -60,5 +60,27 @@ impl NewEventRow {
     #[cfg(test)]
     pub(super) fn id(&self) -> Uuid {
         self.id
+    }
+}
+
+/// Text PostgreSQL accepts: it refuses NUL characters, which a sender's JSON can carry
+/// (`"\u0000"` in the field the key or type comes from). One such row would fail its whole
+/// batch on every try; the character is replaced instead.
+pub(super) fn pg_text(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{fffd}")
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nul_character_is_replaced_the_rest_kept() {
+        assert_eq!(pg_text("a\0b".into()), "a\u{fffd}b");
+        assert_eq!(pg_text("plain".into()), "plain");
     }
 }

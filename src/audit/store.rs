@@ -86,10 +86,17 @@ const WRITE_LOCK_SQL: &str = "SELECT pg_advisory_xact_lock(hashtext('hookgate-au
 /// nothing is written.
 pub(super) fn write_batch(
     pool: &PgPool,
+    known: &partitions::KnownDays,
     events: &mut Vec<NewEventRow>,
     attempts: &[AttemptRecord],
 ) -> Result<(), String> {
     let mut rolled = fold_outcomes(events, attempts);
+    // Folded rows too: `deliveries` may already hold a later attempt, written by another
+    // batch before this event's row existed (its outcome read by another replica first). The
+    // roll-up rewrites only rows that are behind, so a row folded right costs a read.
+    rolled.extend(events.iter().map(|e| e.id));
+    rolled.sort_unstable();
+    rolled.dedup();
     // The arrival times the batch spans: its rows' partitions, and the roll-up's bounds.
     let times = events
         .iter()
@@ -100,19 +107,16 @@ pub(super) fn write_batch(
         None => return Ok(()),
     };
     let mut conn = pool.get().map_err(|e| e.to_string())?;
-    partitions::ensure(&mut conn, times.map(partitions::day_of)).map_err(|e| e.to_string())?;
+    partitions::ensure(&mut conn, known, times.map(partitions::day_of))
+        .map_err(|e| e.to_string())?;
     conn.transaction::<_, diesel::result::Error, _>(|conn| {
         if !events.is_empty() {
             insert_payloads(conn, events)?;
         }
-        if !events.is_empty() && insert_events(conn, events)? {
-            // Some rows were there already (an earlier try whose acknowledgement was lost, or
-            // entries another replica took over) and kept: their status comes from
-            // `deliveries`, outcomes folded into this batch's rows included, which
-            // insert_attempts writes just below.
-            rolled.extend(events.iter().map(|e| e.id));
-            rolled.sort_unstable();
-            rolled.dedup();
+        if !events.is_empty() {
+            // Rows there already (an earlier try whose acknowledgement was lost, or entries
+            // another replica took over) are kept; the roll-up below sets their status.
+            insert_events(conn, events)?;
         }
         if !attempts.is_empty() {
             insert_attempts(conn, attempts)?;
@@ -125,7 +129,7 @@ pub(super) fn write_batch(
     })
     .map_err(|e| {
         // Perhaps a day's partition another replica's retention dropped: ask again next time.
-        partitions::forget_all();
+        known.forget_all();
         e.to_string()
     })
 }
@@ -146,8 +150,8 @@ fn roll_up(
         .map(|_| ())
 }
 
-/// Inserts new event rows; true when some existed already (and were kept).
-fn insert_events(conn: &mut PgConnection, events: &Vec<NewEventRow>) -> QueryResult<bool> {
+/// Inserts new event rows; those that exist already are kept.
+fn insert_events(conn: &mut PgConnection, events: &Vec<NewEventRow>) -> QueryResult<()> {
     // COPY costs PostgreSQL a fraction of a multi-row INSERT, but cannot skip rows that exist.
     // They exist when an earlier write committed and its acknowledgement was lost: then the
     // batch goes again as INSERT ... ON CONFLICT DO NOTHING (the COPY ran in a savepoint).
@@ -157,7 +161,7 @@ fn insert_events(conn: &mut PgConnection, events: &Vec<NewEventRow>) -> QueryRes
             .execute(conn)
     });
     match copied {
-        Ok(_) => Ok(false),
+        Ok(_) => Ok(()),
         Err(diesel::result::Error::DatabaseError(
             diesel::result::DatabaseErrorKind::UniqueViolation,
             _,
@@ -168,7 +172,7 @@ fn insert_events(conn: &mut PgConnection, events: &Vec<NewEventRow>) -> QueryRes
                     .on_conflict_do_nothing()
                     .execute(conn)?;
             }
-            Ok(true)
+            Ok(())
         }
         Err(e) => Err(e),
     }
@@ -357,18 +361,20 @@ mod tests {
         });
         let mut events = vec![new_event_row(1)];
         let id = events[0].id();
-        write_batch(&pool, &mut events, &[]).expect("event written");
+        write_batch(&pool, &Default::default(), &mut events, &[]).expect("event written");
         let t1 = OffsetDateTime::now_utc();
         let t2 = t1 + time::Duration::seconds(1);
         // The retry's success (another replica) is written first, the first failure after.
         write_batch(
             &pool,
+            &Default::default(),
             &mut Vec::new(),
             &[attempt(id, 2, Status::Delivered, t2)],
         )
         .expect("success written");
         write_batch(
             &pool,
+            &Default::default(),
             &mut Vec::new(),
             &[attempt(id, 1, Status::Retrying, t1)],
         )
@@ -387,6 +393,41 @@ mod tests {
     }
 
     #[test]
+    fn an_event_written_after_a_later_outcome_takes_that_outcome() {
+        let db = TempDb::new();
+        let pool = db::pool(&DatabaseSettings {
+            url: db.url.clone(),
+            pool_size: 2,
+        });
+        let mut events = vec![new_event_row(1)];
+        let id = events[0].id();
+        let t1 = OffsetDateTime::now_utc();
+        let t2 = t1 + time::Duration::seconds(1);
+        // Attempt 2 (delivered) is read and written by one replica before the event's row
+        // exists; the event and attempt 1 (retrying) come later, together, from another.
+        write_batch(
+            &pool,
+            &Default::default(),
+            &mut Vec::new(),
+            &[attempt(id, 2, Status::Delivered, t2)],
+        )
+        .expect("attempt 2 written");
+        write_batch(
+            &pool,
+            &Default::default(),
+            &mut events,
+            &[attempt(id, 1, Status::Retrying, t1)],
+        )
+        .expect("event and attempt 1 written");
+        assert_eq!(
+            db.count(
+                "SELECT count(*) AS n FROM webhook_events WHERE status = 'delivered' AND attempts = 2"
+            ),
+            1
+        );
+    }
+
+    #[test]
     fn a_batch_written_twice_is_written_once() {
         let db = TempDb::new();
         let pool = db::pool(&DatabaseSettings {
@@ -400,10 +441,11 @@ mod tests {
             attempt(id, 2, Status::Delivered, OffsetDateTime::now_utc()),
         ];
         for _ in 0..2 {
-            write_batch(&pool, &mut events.clone(), &attempts).expect("written");
+            write_batch(&pool, &Default::default(), &mut events.clone(), &attempts)
+                .expect("written");
         }
         // And once more with only the attempts, as an outcome taken over from a dead replica.
-        write_batch(&pool, &mut Vec::new(), &attempts[1..]).expect("written");
+        write_batch(&pool, &Default::default(), &mut Vec::new(), &attempts[1..]).expect("written");
         assert_eq!(db.count("SELECT count(*) AS n FROM webhook_events"), 1);
         assert_eq!(db.count("SELECT count(*) AS n FROM delivery_attempts"), 2);
         assert_eq!(

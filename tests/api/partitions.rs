@@ -245,5 +245,22 @@ async fn changing_partitions_on_a_running_system_loses_and_doubles_nothing() {
     for id in &ids {
         assert_eq!(by_event[id].len(), 1, "{id} delivered once");
     }
+    // The partitions the layout added had no marker yet: marked, not taken for lost data.
+    eventually(
+        Duration::from_secs(30),
+        "every partition marked",
+        || async {
+            (env.count("redis_markers", "marker LIKE '%{items%'").await == 4).then_some(())
+        },
+    )
+    .await;
+    let mut redis = env.redis().await;
+    let recovered: Option<String> = redis::cmd("HGET")
+        .arg(SourceKeys::new(&env.prefix, "items").recovery)
+        .arg("requeued")
+        .query_async(&mut redis)
+        .await
+        .expect("HGET");
+    assert_eq!(recovered, None, "no recovery for partitions that are new");
     drop(two);
 }

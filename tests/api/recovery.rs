@@ -42,7 +42,7 @@ url = "{}"
     settings.admin_token = Some(hookgate::config::Secret::new(TOKEN));
     let app = spawn_app(settings).await;
     eventually(Duration::from_secs(30), "the source marked", || async {
-        (env.count("redis_markers", "source = 'pluggy'").await == 1).then_some(())
+        (env.count("redis_markers", "marker LIKE '%{pluggy}%'").await == 1).then_some(())
     })
     .await;
 
