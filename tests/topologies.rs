@@ -284,8 +284,8 @@ async fn cluster_master_killed_mid_load_loses_no_acknowledged_webhook() {
             .expect("the partition's stream exists");
         assert_eq!(
             groups.groups.len(),
-            3,
-            "{stream}: one group per destination"
+            4,
+            "{stream}: one group per destination, and the audit trail's"
         );
     }
     // Polled by hand, so that a failure shows the figures it last saw.

@@ -22,6 +22,16 @@ use crate::source::{Source, Sources};
 
 /// How often pending entries of other replicas are looked for, at most.
 const CLAIM_EVERY: Duration = Duration::from_secs(10);
+/// Acknowledges written entries of one stream and, for outcomes (ARGV[2] = '1'), deletes
+/// them in the same step: an outcome acknowledged and not deleted would stay for good. A
+/// script, not MULTI: the cluster client follows a failover for scripts, not transactions.
+/// KEYS[1] the stream; ARGV[1] the group, ARGV[3..] the entry ids.
+const ACK_LUA: &str = r#"
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 3))
+if ARGV[2] == '1' then redis.call('XDEL', KEYS[1], unpack(ARGV, 3)) end
+return 1
+"#;
+
 /// Longest wait between tries while PostgreSQL or Redis fail.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -381,17 +391,15 @@ impl AuditConsumer {
                 redis::RedisError::from((redis::ErrorKind::Io, "Redis pool timed out"))
             }
         })?;
+        let script = redis::Script::new(ACK_LUA);
         for (i, ids) in acks {
             let tap = &taps[i];
             // One stream per call: on a cluster, each stream may live on another master.
-            let mut pipe = redis::pipe();
-            // Together: an outcome acknowledged and not deleted would stay for good.
-            pipe.atomic();
-            pipe.cmd("XACK").arg(&tap.key).arg(AUDIT_GROUP).arg(&ids);
-            if tap.kind == Kind::Outcomes {
-                pipe.cmd("XDEL").arg(&tap.key).arg(&ids);
-            }
-            pipe.query_async::<()>(&mut *conn).await?;
+            let mut call = script.key(&tap.key);
+            call.arg(AUDIT_GROUP)
+                .arg(if tap.kind == Kind::Outcomes { "1" } else { "0" })
+                .arg(&ids);
+            call.invoke_async::<()>(&mut *conn).await?;
         }
         Ok(())
     }
