@@ -139,8 +139,24 @@ pub fn partition_days(conn: &mut PgConnection, parent: &str) -> QueryResult<BTre
 
 /// Drops the partitions of days past `retention_days`, and the payloads' of days past
 /// `payload_days` (or only says which, when `dry_run`), and creates those of today and the
-/// next two days. One replica at a time.
+/// next two days. One replica at a time (a session lock: detaching concurrently cannot run
+/// inside a transaction).
 pub fn prune(
+    conn: &mut PgConnection,
+    retention_days: u32,
+    payload_days: Option<u32>,
+    dry_run: bool,
+) -> QueryResult<Pruned> {
+    diesel::sql_query("SELECT pg_advisory_lock(hashtext('hookgate-partitions'))").execute(conn)?;
+    let pruned = prune_locked(conn, retention_days, payload_days, dry_run);
+    let unlocked = diesel::sql_query("SELECT pg_advisory_unlock(hashtext('hookgate-partitions'))")
+        .execute(conn);
+    let pruned = pruned?;
+    unlocked?;
+    Ok(pruned)
+}
+
+fn prune_locked(
     conn: &mut PgConnection,
     retention_days: u32,
     payload_days: Option<u32>,
@@ -148,51 +164,82 @@ pub fn prune(
 ) -> QueryResult<Pruned> {
     let today = day_of(OffsetDateTime::now_utc());
     let mut pruned = Pruned::default();
-    conn.transaction(|conn| {
-        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext('hookgate-partitions'))")
-            .execute(conn)?;
-        let days = partition_days(conn, "webhook_events")?;
-        pruned.days = expired(&days, today, retention_days);
-        if let Some(keep) = payload_days {
-            let with_payloads = partition_days(conn, PAYLOADS)?;
-            pruned.payload_days = expired(&with_payloads, today, keep)
-                .into_iter()
-                .filter(|d| !pruned.days.contains(d))
-                .collect();
-            for day in &pruned.payload_days {
-                pruned.payloads += count_rows(conn, &partition_name(PAYLOADS, *day))?;
-            }
+    let days = partition_days(conn, "webhook_events")?;
+    pruned.days = expired(&days, today, retention_days);
+    if let Some(keep) = payload_days {
+        let with_payloads = partition_days(conn, PAYLOADS)?;
+        pruned.payload_days = expired(&with_payloads, today, keep)
+            .into_iter()
+            .filter(|d| !pruned.days.contains(d))
+            .collect();
+        for day in &pruned.payload_days {
+            pruned.payloads += count_rows(conn, &partition_name(PAYLOADS, *day))?;
         }
-        for table in TABLES {
-            let mut rows = 0;
-            for day in &pruned.days {
-                rows += count_rows(conn, &partition_name(table, *day))?;
-            }
-            pruned.rows.push((table.to_string(), rows));
-        }
-        if !dry_run {
-            let whole = pruned
-                .days
-                .iter()
-                .flat_map(|d| TABLES.map(|t| partition_name(t, *d)));
-            let payloads = pruned
-                .payload_days
-                .iter()
-                .map(|d| partition_name(PAYLOADS, *d));
-            for name in whole.chain(payloads).collect::<Vec<_>>() {
-                diesel::sql_query(format!("DROP TABLE IF EXISTS \"{name}\"")).execute(conn)?;
-            }
-        }
-        Ok::<_, diesel::result::Error>(())
-    })?;
-    if !dry_run {
-        ensure(
-            conn,
-            &KnownDays::default(),
-            (0..3).filter_map(|n| today.checked_add(Duration::days(n))),
-        )?;
     }
+    for table in TABLES {
+        let mut rows = 0;
+        for day in &pruned.days {
+            rows += count_rows(conn, &partition_name(table, *day))?;
+        }
+        pruned.rows.push((table.to_string(), rows));
+    }
+    if dry_run {
+        return Ok(pruned);
+    }
+    let whole = pruned
+        .days
+        .iter()
+        .flat_map(|d| TABLES.map(|t| (t, partition_name(t, *d))));
+    let payloads = pruned
+        .payload_days
+        .iter()
+        .map(|d| (PAYLOADS, partition_name(PAYLOADS, *d)));
+    for (parent, child) in whole.chain(payloads).collect::<Vec<_>>() {
+        drop_partition(conn, parent, &child)?;
+    }
+    ensure(
+        conn,
+        &KnownDays::default(),
+        (0..3).filter_map(|n| today.checked_add(Duration::days(n))),
+    )?;
     Ok(pruned)
+}
+
+/// Detaches `child` from `parent` without blocking the parent's readers and writers
+/// (`CONCURRENTLY`), then drops it: a plain `DROP` takes the parent's strongest lock and, queued
+/// behind any long query, would hold up every audit write. A detach left half done by an
+/// earlier run is finished first.
+fn drop_partition(conn: &mut PgConnection, parent: &str, child: &str) -> QueryResult<()> {
+    #[derive(QueryableByName)]
+    struct Attached {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        pending: bool,
+    }
+    let attached: Vec<Attached> = diesel::sql_query(
+        "SELECT i.inhdetachpending AS pending FROM pg_inherits i \
+         JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent \
+         WHERE c.relname = $1 AND p.relname = $2",
+    )
+    .bind::<Text, _>(child)
+    .bind::<Text, _>(parent)
+    .load(conn)?;
+    match attached.first() {
+        Some(a) if a.pending => {
+            diesel::sql_query(format!(
+                "ALTER TABLE \"{parent}\" DETACH PARTITION \"{child}\" FINALIZE"
+            ))
+            .execute(conn)?;
+        }
+        Some(_) => {
+            diesel::sql_query(format!(
+                "ALTER TABLE \"{parent}\" DETACH PARTITION \"{child}\" CONCURRENTLY"
+            ))
+            .execute(conn)?;
+        }
+        None => {}
+    }
+    diesel::sql_query(format!("DROP TABLE IF EXISTS \"{child}\"")).execute(conn)?;
+    Ok(())
 }
 
 /// How often each replica applies the retention (and creates the days ahead).
