@@ -12,7 +12,8 @@
 # temporary places removed on exit.
 #   scripts/bench-ingest.sh [REQUESTS] [CONNECTIONS]
 # BENCH_PORT, BENCH_BASELINE_PORT: the servers' ports; BENCH_REDIS_PORT: the first port tried
-# for the private redis-servers.
+# for the private redis-servers. HOOKGATE_BIN, HOOKGATE_TOOLS: binaries to measure instead of
+# this tree's release build (to compare with an older build on the same machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${1:-100000}
@@ -35,9 +36,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-cargo build --release --quiet --bins
-bin=${CARGO_TARGET_DIR:-target}/release/hookgate
-tools=${CARGO_TARGET_DIR:-target}/release/hookgate-tools
+if [ -z "${HOOKGATE_BIN:-}" ] || [ -z "${HOOKGATE_TOOLS:-}" ]; then
+  cargo build --release --quiet --bins
+fi
+bin=${HOOKGATE_BIN:-${CARGO_TARGET_DIR:-target}/release/hookgate}
+tools=${HOOKGATE_TOOLS:-${CARGO_TARGET_DIR:-target}/release/hookgate-tools}
 
 { hg_config_head "$port"; hg_chatwoot_source ""; } > "$workdir/bench.toml"
 
