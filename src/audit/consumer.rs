@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use uuid::Uuid;
 
+use super::batch::{hold_back, Batch, ReadEvent};
 use super::db::{self, PgPool};
 use super::partitions::KnownDays;
 use super::row::{pg_text, NewEventRow};
@@ -57,43 +58,6 @@ struct Tap {
     grouped: bool,
     /// Where the next `XAUTOCLAIM` goes on.
     claim_cursor: String,
-}
-
-/// An event read from a source stream, not written yet.
-struct ReadEvent {
-    tap: usize,
-    entry: String,
-    row: NewEventRow,
-    /// When it was first read (it may be held for its outcome).
-    since: Instant,
-}
-
-/// Entries read and not yet written.
-#[derive(Default)]
-struct Batch {
-    events: Vec<ReadEvent>,
-    attempts: Vec<AttemptRecord>,
-    /// Other entry ids to acknowledge once written (outcomes, entries with nothing to
-    /// write), per tap index.
-    acks: HashMap<usize, Vec<String>>,
-}
-
-impl Batch {
-    fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.acks.is_empty()
-    }
-}
-
-/// Whether to keep an event back for a round rather than write it now: a single-destination
-/// event whose outcome is not in this batch yet, for at most `hold`. Written with its
-/// outcome it is one row insert; written before it, an insert and then an update.
-pub(super) fn hold_back(
-    destinations: i32,
-    has_outcome: bool,
-    waited: Duration,
-    hold: Duration,
-) -> bool {
-    destinations == 1 && !has_outcome && waited < hold
 }
 
 /// The audit consumer of one replica.
@@ -447,27 +411,4 @@ fn event_row(source: &Source, entry: &StreamId) -> Option<NewEventRow> {
         event,
         entry.id.clone(),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const HOLD: Duration = Duration::from_millis(300);
-
-    #[test]
-    fn a_single_destination_event_waits_a_little_for_its_outcome() {
-        assert!(hold_back(1, false, Duration::ZERO, HOLD));
-        assert!(!hold_back(1, false, HOLD, HOLD), "not longer than the hold");
-        assert!(
-            !hold_back(1, true, Duration::ZERO, HOLD),
-            "its outcome is here"
-        );
-    }
-
-    #[test]
-    fn an_event_of_several_destinations_is_rolled_up_anyway_so_it_does_not_wait() {
-        assert!(!hold_back(2, false, Duration::ZERO, HOLD));
-        assert!(!hold_back(0, false, Duration::ZERO, HOLD));
-    }
 }
