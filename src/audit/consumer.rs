@@ -183,12 +183,7 @@ impl AuditConsumer {
     /// another stream, so that none waits behind the others under load. A stream that fails
     /// (its master failing over) is skipped for the round; an error only when all fail.
     async fn read(&self, taps: &mut [Tap], claim: bool, round: usize) -> redis::RedisResult<Batch> {
-        let mut conn = self.redis.get().await.map_err(|e| match e {
-            bb8::RunError::User(e) => e,
-            bb8::RunError::TimedOut => {
-                redis::RedisError::from((redis::ErrorKind::Io, "Redis pool timed out"))
-            }
-        })?;
+        let mut conn = queue::connection(&self.redis).await?;
         let mut batch = Batch::default();
         let room = self.settings.batch_size;
         let mut failed: Option<redis::RedisError> = None;
@@ -349,12 +344,7 @@ impl AuditConsumer {
         taps: &[Tap],
         acks: HashMap<usize, Vec<String>>,
     ) -> redis::RedisResult<()> {
-        let mut conn = self.redis.get().await.map_err(|e| match e {
-            bb8::RunError::User(e) => e,
-            bb8::RunError::TimedOut => {
-                redis::RedisError::from((redis::ErrorKind::Io, "Redis pool timed out"))
-            }
-        })?;
+        let mut conn = queue::connection(&self.redis).await?;
         let script = redis::Script::new(ACK_LUA);
         for (i, ids) in acks {
             let tap = &taps[i];

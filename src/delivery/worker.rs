@@ -161,17 +161,11 @@ impl Worker {
         }
     }
 
-    /// A pooled connection; a pool timeout is reported as an I/O error like any other
-    /// unreachable Redis.
+    /// A pooled connection ([`queue::connection`]).
     pub(super) async fn conn(
         &self,
     ) -> redis::RedisResult<bb8::PooledConnection<'_, queue::RedisManager>> {
-        self.redis.get().await.map_err(|e| match e {
-            bb8::RunError::User(e) => e,
-            bb8::RunError::TimedOut => {
-                redis::RedisError::from((redis::ErrorKind::Io, "Redis pool timed out"))
-            }
-        })
+        queue::connection(&self.redis).await
     }
 
     /// Sleeps up to `d`, or until woken (new work, or shutdown).

@@ -14,7 +14,7 @@ pub use enqueue::{
 };
 pub use groups::{ensure_group, is_nogroup, stream_groups};
 pub use layout::{agree_layouts, follow_layouts, Agreed};
-pub use pool::{pool, pool_of, RedisManager, RedisPool};
+pub use pool::{connection, pool, pool_of, RedisManager, RedisPool};
 pub use settle::{
     PROMOTE_DUE_LUA, RATE_TAKE_LUA, SETTLE_DEAD_LUA, SETTLE_DELIVERED_LUA, SETTLE_RETRY_LUA,
 };

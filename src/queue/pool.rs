@@ -51,6 +51,19 @@ impl bb8::ManageConnection for RedisManager {
 /// A pool of Redis connections for short commands (never blocking reads).
 pub type RedisPool = bb8::Pool<RedisManager>;
 
+/// A connection of `pool`; a pool timeout is reported as an I/O error like any other
+/// unreachable Redis.
+pub async fn connection(
+    pool: &RedisPool,
+) -> redis::RedisResult<bb8::PooledConnection<'_, RedisManager>> {
+    pool.get().await.map_err(|e| match e {
+        bb8::RunError::User(e) => e,
+        bb8::RunError::TimedOut => {
+            redis::RedisError::from((redis::ErrorKind::Io, "Redis pool timed out"))
+        }
+    })
+}
+
 /// Builds the pool without connecting, so the gateway starts (and answers 503) while Redis is down.
 pub fn pool(settings: &RedisSettings) -> Result<RedisPool, redis::RedisError> {
     let timeout = Duration::from_millis(settings.enqueue_timeout_ms);
