@@ -55,12 +55,6 @@ impl NewEventRow {
             delivered_at: None,
         }
     }
-
-    /// The event id.
-    #[cfg(test)]
-    pub(super) fn id(&self) -> Uuid {
-        self.id
-    }
 }
 
 /// Text PostgreSQL accepts: it refuses NUL characters, which a sender's JSON can carry

@@ -150,32 +150,39 @@ fn roll_up(
         .map(|_| ())
 }
 
-/// Inserts new event rows; those that exist already are kept.
-fn insert_events(conn: &mut PgConnection, events: &Vec<NewEventRow>) -> QueryResult<()> {
-    // COPY costs PostgreSQL a fraction of a multi-row INSERT, but cannot skip rows that exist.
-    // They exist when an earlier write committed and its acknowledgement was lost: then the
-    // batch goes again as INSERT ... ON CONFLICT DO NOTHING (the COPY ran in a savepoint).
-    let copied = conn.transaction(|conn| {
-        diesel::copy_from(webhook_events::table)
-            .from_insertable(events)
-            .execute(conn)
-    });
-    match copied {
-        Ok(_) => Ok(()),
-        Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => {
-            for chunk in events.chunks(INSERT_CHUNK) {
-                diesel::insert_into(webhook_events::table)
+/// COPYs `$rows` into `$table`, keeping the rows that exist already. COPY costs PostgreSQL a
+/// fraction of a multi-row INSERT but cannot skip a row that exists; rows exist when an
+/// earlier write committed and its acknowledgement was lost (or another replica took its
+/// entries over). Then the batch goes again as INSERT ... ON CONFLICT DO NOTHING, in chunks:
+/// the COPY ran in a savepoint. A macro: each table's insertable types differ.
+macro_rules! copy_keeping_existing {
+    ($conn:expr, $table:expr, $rows:expr) => {{
+        let conn: &mut PgConnection = $conn;
+        let copied = conn.transaction(|conn| {
+            diesel::copy_from($table)
+                .from_insertable($rows)
+                .execute(conn)
+        });
+        match copied {
+            Ok(_) => Ok(()),
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) => $rows.chunks(INSERT_CHUNK).try_for_each(|chunk| {
+                diesel::insert_into($table)
                     .values(chunk)
                     .on_conflict_do_nothing()
-                    .execute(conn)?;
-            }
-            Ok(())
+                    .execute(conn)
+                    .map(|_| ())
+            }),
+            Err(e) => Err(e),
         }
-        Err(e) => Err(e),
-    }
+    }};
+}
+
+/// Inserts new event rows; those that exist already are kept.
+fn insert_events(conn: &mut PgConnection, events: &Vec<NewEventRow>) -> QueryResult<()> {
+    copy_keeping_existing!(conn, webhook_events::table, events)
 }
 
 /// Rows per multi-row INSERT: PostgreSQL takes at most 65,535 bound parameters per statement.
@@ -200,27 +207,7 @@ fn insert_payloads(conn: &mut PgConnection, events: &[NewEventRow]) -> QueryResu
             payload: &e.payload,
         })
         .collect();
-    let copied = conn.transaction(|conn| {
-        diesel::copy_from(event_payloads::table)
-            .from_insertable(&rows)
-            .execute(conn)
-    });
-    match copied {
-        Ok(_) => Ok(()),
-        Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => {
-            for chunk in rows.chunks(INSERT_CHUNK) {
-                diesel::insert_into(event_payloads::table)
-                    .values(chunk)
-                    .on_conflict_do_nothing()
-                    .execute(conn)?;
-            }
-            Ok(())
-        }
-        Err(e) => Err(e),
-    }
+    copy_keeping_existing!(conn, event_payloads::table, &rows)
 }
 
 fn insert_attempts(conn: &mut PgConnection, attempts: &[AttemptRecord]) -> QueryResult<()> {
@@ -239,26 +226,7 @@ fn insert_attempts(conn: &mut PgConnection, attempts: &[AttemptRecord]) -> Query
         .collect();
     // Unique on (event, destination, attempt, time): an outcome written twice (its
     // acknowledgement lost, or taken over from a replica that died) is one row.
-    let copied = conn.transaction(|conn| {
-        diesel::copy_from(delivery_attempts::table)
-            .from_insertable(&rows)
-            .execute(conn)
-    });
-    match copied {
-        Ok(_) => {}
-        Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => {
-            for chunk in rows.chunks(INSERT_CHUNK) {
-                diesel::insert_into(delivery_attempts::table)
-                    .values(chunk)
-                    .on_conflict_do_nothing()
-                    .execute(conn)?;
-            }
-        }
-        Err(e) => return Err(e),
-    }
+    copy_keeping_existing!(conn, delivery_attempts::table, &rows)?;
     // One row per (event, destination): its latest attempt (ON CONFLICT cannot touch a row twice).
     let mut latest: HashMap<(Uuid, &str), &AttemptRecord> = HashMap::new();
     for a in attempts {
@@ -340,6 +308,15 @@ mod tests {
         }
     }
 
+    impl TempDb {
+        fn pool(&self) -> PgPool {
+            db::pool(&DatabaseSettings {
+                url: self.url.clone(),
+                pool_size: 2,
+            })
+        }
+    }
+
     impl Drop for TempDb {
         fn drop(&mut self) {
             if let Ok(mut conn) = PgConnection::establish(&format!("{}/postgres", self.base)) {
@@ -355,12 +332,9 @@ mod tests {
     #[test]
     fn an_earlier_attempt_written_late_does_not_take_a_delivery_back() {
         let db = TempDb::new();
-        let pool = db::pool(&DatabaseSettings {
-            url: db.url.clone(),
-            pool_size: 2,
-        });
+        let pool = db.pool();
         let mut events = vec![new_event_row(1)];
-        let id = events[0].id();
+        let id = events[0].id;
         write_batch(&pool, &Default::default(), &mut events, &[]).expect("event written");
         let t1 = OffsetDateTime::now_utc();
         let t2 = t1 + time::Duration::seconds(1);
@@ -395,12 +369,9 @@ mod tests {
     #[test]
     fn an_event_written_after_a_later_outcome_takes_that_outcome() {
         let db = TempDb::new();
-        let pool = db::pool(&DatabaseSettings {
-            url: db.url.clone(),
-            pool_size: 2,
-        });
+        let pool = db.pool();
         let mut events = vec![new_event_row(1)];
-        let id = events[0].id();
+        let id = events[0].id;
         let t1 = OffsetDateTime::now_utc();
         let t2 = t1 + time::Duration::seconds(1);
         // Attempt 2 (delivered) is read and written by one replica before the event's row
@@ -430,12 +401,9 @@ mod tests {
     #[test]
     fn a_batch_written_twice_is_written_once() {
         let db = TempDb::new();
-        let pool = db::pool(&DatabaseSettings {
-            url: db.url.clone(),
-            pool_size: 2,
-        });
+        let pool = db.pool();
         let events = vec![new_event_row(1)];
-        let id = events[0].id();
+        let id = events[0].id;
         let attempts = [
             attempt(id, 1, Status::Retrying, OffsetDateTime::now_utc()),
             attempt(id, 2, Status::Delivered, OffsetDateTime::now_utc()),
