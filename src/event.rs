@@ -9,6 +9,16 @@ use uuid::Uuid;
 
 use crate::status::Status;
 
+/// The time of `ms` unix milliseconds (the unit of stream entries); None out of range.
+pub fn time_of_ms(ms: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+}
+
+/// The unix milliseconds of a time (the unit of stream entries).
+pub fn ms_of_time(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
 /// A verified webhook, ready to be queued.
 pub struct NewEvent {
     /// The id the sender is given (UUIDv7: ordered by arrival).
@@ -137,7 +147,7 @@ impl AttemptRecord {
     /// the millisecond, so a record read back is equal to the one written (it is part of the
     /// attempt's unique key in the audit trail).
     pub fn fields(&self) -> Vec<(&'static str, Vec<u8>)> {
-        let at_ms = self.attempted_at.unix_timestamp_nanos() / 1_000_000;
+        let at_ms = ms_of_time(self.attempted_at);
         vec![
             ("e", self.event_id.to_string().into_bytes()),
             ("d", self.destination.as_bytes().to_vec()),
@@ -160,12 +170,7 @@ impl AttemptRecord {
                     .to_vec(),
             ),
             ("at", at_ms.to_string().into_bytes()),
-            (
-                "r",
-                (self.received_at.unix_timestamp_nanos() / 1_000_000)
-                    .to_string()
-                    .into_bytes(),
-            ),
+            ("r", ms_of_time(self.received_at).to_string().into_bytes()),
         ]
     }
 
@@ -177,12 +182,9 @@ impl AttemptRecord {
         let attempt: i32 = text("n").parse().map_err(|_| bad("attempt"))?;
         let delivery_status: Status = text("s").parse().map_err(|_| bad("status"))?;
         let at_ms: i64 = text("at").parse().map_err(|_| bad("time"))?;
-        let attempted_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
-            .map_err(|_| bad("time"))?;
+        let attempted_at = time_of_ms(at_ms).ok_or_else(|| bad("time"))?;
         let received_ms: i64 = text("r").parse().map_err(|_| bad("arrival time"))?;
-        let received_at =
-            OffsetDateTime::from_unix_timestamp_nanos(i128::from(received_ms) * 1_000_000)
-                .map_err(|_| bad("arrival time"))?;
+        let received_at = time_of_ms(received_ms).ok_or_else(|| bad("arrival time"))?;
         let error = text("err");
         Ok(AttemptRecord {
             event_id,

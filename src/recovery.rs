@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::audit::PgPool;
 use crate::circuit::now_ms;
+use crate::event::ms_of_time;
 use crate::queue::{self, EnqueueItem, EnqueueOutcome, RedisPool, ReplicaAcks};
 use crate::source::{partition_index, Source, Sources};
 
@@ -297,7 +298,7 @@ impl Recovery {
                 if !lost.contains(&partition_index(&event.idempotency_key, count)) {
                     continue;
                 }
-                let received_ms = (event.received_at.unix_timestamp_nanos() / 1_000_000) as i64;
+                let received_ms = ms_of_time(event.received_at);
                 match restore(event.settled, received_ms.max(0) as u64, ttl, now) {
                     Restore::Requeue => match &event.payload {
                         Some(body) => items.push(EnqueueItem {

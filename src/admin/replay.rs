@@ -17,6 +17,7 @@ use super::{redis_down, with_pg, Admin, AdminState};
 use crate::audit::partitions;
 use crate::audit::schema::{event_payloads as p, webhook_events as e};
 use crate::error::ApiError;
+use crate::event::ms_of_time;
 use crate::source::Source;
 
 /// Events read per page of a bulk replay.
@@ -94,7 +95,7 @@ fn requeue(stream: &str, ev: &Stored, payload: &[u8]) -> redis::Cmd {
         .arg("type")
         .arg(ev.event_type.as_deref().unwrap_or(""))
         .arg("ts")
-        .arg((ev.received_at.unix_timestamp_nanos() / 1_000_000) as i64)
+        .arg(ms_of_time(ev.received_at))
         .arg("ct")
         .arg(ev.content_type.as_deref().unwrap_or(""))
         .arg("hdr")

@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::schema::webhook_events;
-use crate::event::NewEvent;
+use crate::event::{time_of_ms, NewEvent};
 use crate::status::Status;
 
 /// An accepted event's audit row.
@@ -35,9 +35,7 @@ impl NewEventRow {
     /// The row of `event`, appended to its source's stream as `stream_id`, to be delivered
     /// to `destinations` destinations.
     pub fn new(source: &str, destinations: usize, event: NewEvent, stream_id: String) -> Self {
-        let received_at =
-            OffsetDateTime::from_unix_timestamp_nanos(event.received_at_ms as i128 * 1_000_000)
-                .unwrap_or_else(|_| OffsetDateTime::now_utc());
+        let received_at = time_of_ms(event.received_at_ms).unwrap_or_else(OffsetDateTime::now_utc);
         NewEventRow {
             id: event.id,
             source: source.to_string(),

@@ -9,7 +9,7 @@ use super::decision::{self, Outcome};
 use super::http::{self, Attempt};
 use super::worker::{Origin, Worker};
 use crate::circuit::now_ms;
-use crate::event::{AttemptRecord, QueuedEvent};
+use crate::event::{time_of_ms, AttemptRecord, QueuedEvent};
 use crate::retry;
 use crate::status::Status;
 
@@ -105,10 +105,8 @@ impl Worker {
             error,
             attempted_at: AttemptRecord::now(),
             delivery_status: status,
-            received_at: time::OffsetDateTime::from_unix_timestamp_nanos(
-                i128::from(event.received_at_ms) * 1_000_000,
-            )
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+            received_at: time_of_ms(event.received_at_ms)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
         })
     }
 }
