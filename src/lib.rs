@@ -27,6 +27,7 @@ pub mod redis_circuit;
 pub mod redis_client;
 pub mod redis_durability;
 pub mod retry;
+pub mod routing;
 pub mod send;
 pub mod signature_kind;
 pub mod source;

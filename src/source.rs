@@ -251,6 +251,22 @@ impl Source {
         }
     }
 
+    /// Lower-case names of the request headers never forwarded to a destination, whatever
+    /// its `forward_headers` say: credentials, the source's secret and signature headers.
+    pub fn never_forwarded(&self) -> Vec<String> {
+        let mut never = self.redacted_headers.clone();
+        never.extend(
+            self.verifier
+                .signature_headers()
+                .into_iter()
+                .map(|h| h.to_ascii_lowercase()),
+        );
+        if let Some(h) = &self.config.signature_header {
+            never.push(h.to_ascii_lowercase());
+        }
+        never
+    }
+
     /// Wakes every destination worker of the source.
     pub fn wake(&self) {
         for w in &self.wakers {

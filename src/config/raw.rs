@@ -2,6 +2,8 @@
 //! unknown fields refused so that a typo is an error rather than a silent default. No `Debug`:
 //! these hold secrets and URLs with passwords before they are wrapped.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use super::{CircuitPolicy, RetryPolicy};
@@ -134,6 +136,13 @@ pub(super) struct RawDestination {
     pub(super) rate_limit_per_second: Option<u32>,
     #[serde(default = "default_max_in_flight")]
     pub(super) max_in_flight: usize,
+    pub(super) event_types: Option<Vec<String>>,
+    /// JSON pointer → a value or a list of accepted values.
+    #[serde(default)]
+    pub(super) filter: BTreeMap<String, serde_json::Value>,
+    pub(super) forward_headers: Option<Vec<String>>,
+    pub(super) ordering_key: Option<String>,
+    pub(super) on_dead: Option<String>,
 }
 
 fn default_tolerance() -> u64 {

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::{ConfigOrigin, RedactedUrl, RedisTopology, Secret};
 use crate::idempotency::Selector;
+use crate::routing::{EventFilter, OrderedDelivery};
 use crate::signature_kind::{Encoding, Kind};
 
 /// The whole validated configuration.
@@ -151,6 +152,12 @@ pub struct DestinationConfig {
     pub secret: Option<Secret>,
     pub rate_limit_per_second: Option<u32>,
     pub max_in_flight: usize,
+    /// Which events it wants (by default, every one).
+    pub filter: EventFilter,
+    /// Header patterns it is sent (None: the source kind's default).
+    pub forward_headers: Option<Vec<String>>,
+    /// Events with the same key delivered one at a time, in acceptance order.
+    pub ordering: Option<OrderedDelivery>,
 }
 
 /// Retry schedule of a source's deliveries.

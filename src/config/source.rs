@@ -6,6 +6,8 @@ use std::collections::HashSet;
 use super::raw::RawSource;
 use super::*;
 use crate::idempotency::Selector;
+use crate::routing::filter::FilterError;
+use crate::routing::{EventFilter, OnDead, OrderedDelivery};
 use crate::signature_kind::{Encoding, Kind};
 use crate::verify;
 
@@ -194,6 +196,57 @@ pub(super) fn validate_source(s: RawSource, field: &str) -> Result<SourceConfig,
                 "must be at least 1 (omit it for no limit)",
             ));
         }
+        let filter = EventFilter::new(
+            d.event_types.as_deref().unwrap_or_default(),
+            d.filter.into_iter().collect(),
+        )
+        .map_err(|e| {
+            let at = match e {
+                FilterError::EmptyPattern => "event_types",
+                _ => "filter",
+            };
+            ConfigError::at(format!("{dfield}.{at}"), e)
+        })?;
+        if let Some(patterns) = &d.forward_headers {
+            for (k, p) in patterns.iter().enumerate() {
+                let name_like = !p.is_empty()
+                    && p.bytes()
+                        .all(|b| b == b'*' || b == b'-' || b == b'_' || b.is_ascii_alphanumeric());
+                if !name_like {
+                    return Err(ConfigError::at(
+                        format!("{dfield}.forward_headers[{k}]"),
+                        format!("{p:?} must be a header name, '*' standing for any characters"),
+                    ));
+                }
+            }
+        }
+        let ordering = match (d.ordering_key, d.on_dead) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(ConfigError::at(
+                    format!("{dfield}.on_dead"),
+                    "is set without ordering_key (it says what a dead event does to its key)",
+                ))
+            }
+            (Some(key), on_dead) => {
+                let key = key
+                    .parse::<Selector>()
+                    .map_err(|e| ConfigError::at(format!("{dfield}.ordering_key"), e))?;
+                let on_dead = on_dead
+                    .map(|o| o.parse::<OnDead>())
+                    .transpose()
+                    .map_err(|e| ConfigError::at(format!("{dfield}.on_dead"), e))?
+                    .unwrap_or_default();
+                // A key's events must share one stream for their order to be known.
+                if s.partitions > 1 {
+                    return Err(ConfigError::at(
+                        format!("{dfield}.ordering_key"),
+                        "needs the source's partitions = 1 (events of one key must share a stream)",
+                    ));
+                }
+                Some(OrderedDelivery { key, on_dead })
+            }
+        };
         destinations.push(DestinationConfig {
             name: d.name,
             url: d.url,
@@ -201,6 +254,9 @@ pub(super) fn validate_source(s: RawSource, field: &str) -> Result<SourceConfig,
             secret: d.secret.map(Secret::new),
             rate_limit_per_second: d.rate_limit_per_second,
             max_in_flight: d.max_in_flight.max(1),
+            filter,
+            forward_headers: d.forward_headers,
+            ordering,
         });
     }
 

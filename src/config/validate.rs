@@ -249,6 +249,34 @@ mod tests {
                 "[[sources]]\nname='a'\nkind='github'\nsecrets=['x']\nmax_body_bytes=33554433",
                 "sources[0] (a).max_body_bytes: must be at most 33554432 (32 MiB)",
             ),
+            (
+                "[[sources]]\nname='a'\nkind='github'\nsecrets=['x']\n[[sources.destinations]]\nname='d'\nurl='http://x'\nfilter={ action = 'opened' }",
+                "sources[0] (a).destinations[0].filter: \"action\" is not a JSON pointer",
+            ),
+            (
+                "[[sources]]\nname='a'\nkind='github'\nsecrets=['x']\n[[sources.destinations]]\nname='d'\nurl='http://x'\nevent_types=['']",
+                "sources[0] (a).destinations[0].event_types: event_types has an empty pattern",
+            ),
+            (
+                "[[sources]]\nname='a'\nkind='github'\nsecrets=['x']\n[[sources.destinations]]\nname='d'\nurl='http://x'\nforward_headers=['X Bad']",
+                "sources[0] (a).destinations[0].forward_headers[0]",
+            ),
+            (
+                "[[sources]]\nname='a'\nkind='github'\nsecrets=['x']\n[[sources.destinations]]\nname='d'\nurl='http://x'\non_dead='block'",
+                "sources[0] (a).destinations[0].on_dead: is set without ordering_key",
+            ),
+            (
+                "[[sources]]\nname='a'\nkind='github'\nsecrets=['x']\n[[sources.destinations]]\nname='d'\nurl='http://x'\nordering_key='/id'\non_dead='later'",
+                "sources[0] (a).destinations[0].on_dead: \"later\" must be",
+            ),
+            (
+                "[[sources]]\nname='a'\nkind='github'\nsecrets=['x']\n[[sources.destinations]]\nname='d'\nurl='http://x'\nordering_key='id'",
+                "sources[0] (a).destinations[0].ordering_key",
+            ),
+            (
+                "[[sources]]\nname='a'\nkind='github'\nsecrets=['x']\npartitions=2\n[[sources.destinations]]\nname='d'\nurl='http://x'\nordering_key='/id'",
+                "ordering_key: needs the source's partitions = 1",
+            ),
         ];
         for (text, expected) in cases {
             let err = load(text, &[]).expect_err(text).to_string();
@@ -258,5 +286,32 @@ mod tests {
             );
             assert!(!err.contains('\n'), "multi-line error: {err:?}");
         }
+    }
+
+    #[test]
+    fn routing_settings_are_read() {
+        let s = load(
+            "[[sources]]\nname='a'\nkind='github'\nsecrets=['x']\n[[sources.destinations]]\n\
+             name='d'\nurl='http://x'\nevent_types=['pull_*']\n\
+             filter={ '/action' = ['opened', 'reopened'], '/account/id' = 3 }\n\
+             forward_headers=['X-GitHub-*']\nordering_key='header:X-Item'\non_dead='block'\n\
+             [[sources.destinations]]\nname='e'\nurl='http://y'",
+            &[],
+        )
+        .expect("loads");
+        let d = &s.sources[0].destinations[0];
+        let opened = serde_json::json!({"action": "opened", "account": {"id": 3}});
+        assert!(d.filter.wants("pull_request", Some(&opened)));
+        assert!(!d.filter.wants("push", Some(&opened)));
+        assert_eq!(
+            d.forward_headers.as_deref(),
+            Some(&["X-GitHub-*".to_string()][..])
+        );
+        let ordering = d.ordering.as_ref().expect("ordered");
+        assert_eq!(ordering.key.to_string(), "header:x-item");
+        assert_eq!(ordering.on_dead, crate::routing::OnDead::Block);
+        let plain = &s.sources[0].destinations[1];
+        assert!(plain.filter.wants_everything());
+        assert!(plain.forward_headers.is_none() && plain.ordering.is_none());
     }
 }

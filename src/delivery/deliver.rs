@@ -41,6 +41,7 @@ impl Worker {
         let result = http::attempt(
             &self.client,
             &self.dest,
+            &self.forward,
             self.signing_key.as_deref(),
             &self.source.config.name,
             &event,

@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 use crate::config::DestinationConfig;
 use crate::event::QueuedEvent;
 use crate::retry;
+use crate::routing::ForwardHeaders;
 use crate::verify::standard_webhooks;
 
 /// How much of a failed answer is kept for the dead letter and the audit trail.
@@ -64,6 +65,7 @@ pub fn client(dest: &DestinationConfig) -> awc::Client {
 pub async fn attempt(
     client: &awc::Client,
     dest: &DestinationConfig,
+    forward: &ForwardHeaders,
     signing_key: Option<&[u8]>,
     source: &str,
     event: &QueuedEvent,
@@ -82,6 +84,10 @@ pub async fn attempt(
         .insert_header(("webhook-timestamp", now.to_string()))
         .insert_header(("hookgate-source", source))
         .insert_header(("hookgate-attempt", attempt.to_string()));
+    // The sender's own headers first: ours below replace any of the same name.
+    for (name, value) in forward.select(&event.headers) {
+        req = req.insert_header((name, value));
+    }
     if let Some(key) = signing_key {
         let sig = standard_webhooks::signature(key, &event.id, now, &event.body);
         req = req.insert_header(("webhook-signature", sig));

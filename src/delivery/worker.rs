@@ -18,6 +18,7 @@ use super::metrics::DeliveryMetrics;
 use crate::circuit::Circuit;
 use crate::config::{DeliverySettings, DestinationConfig};
 use crate::queue::{self, RedisPool};
+use crate::routing::ForwardHeaders;
 use crate::source::{DestinationKeys, Source};
 use crate::verify::standard_webhooks;
 
@@ -64,6 +65,8 @@ pub struct Worker {
     pub(super) consumer: String,
     redis: RedisPool,
     pub(super) client: awc::Client,
+    /// The sender's headers this destination is sent.
+    pub(super) forward: ForwardHeaders,
     pub(super) circuit: Circuit,
     pub(super) permits: Arc<Semaphore>,
     wake: Arc<Notify>,
@@ -121,6 +124,11 @@ impl Worker {
                 visibility,
             ),
             client: http::client(&dest),
+            forward: ForwardHeaders::new(
+                source.config.kind,
+                dest.forward_headers.as_deref(),
+                source.never_forwarded(),
+            ),
             permits: Arc::new(Semaphore::new(dest.max_in_flight)),
             wake: source.wakers[index].clone(),
             metrics: DeliveryMetrics::new(&source.config.name, &dest.name),

@@ -99,6 +99,10 @@ pub trait Verifier: Send + Sync {
     fn secret_headers(&self) -> &[&str] {
         &[]
     }
+    /// Request headers that carry the signature (or its timestamp): never forwarded.
+    fn signature_headers(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// What a verifier is built from: the kind-specific fields of a source. `config` converts
