@@ -56,6 +56,8 @@ pub struct QueuedEvent {
     pub body: Bytes,
     /// The attempt this read is for (1 for an entry of the source stream).
     pub attempt: u32,
+    /// The only destination it is for (a replay to one destination under a new id).
+    pub only: Option<String>,
 }
 
 impl QueuedEvent {
@@ -78,6 +80,7 @@ impl QueuedEvent {
             headers: text("hdr"),
             body: Bytes::from(body),
             attempt: entry.get::<u32>("attempt").unwrap_or(1).max(1),
+            only: entry.get::<String>("only").filter(|d| !d.is_empty()),
         })
     }
 

@@ -55,7 +55,7 @@ struct StoredEvent {
     /// None once `audit.payload_retention_days` dropped it.
     #[diesel(sql_type = Nullable<Bytea>)]
     payload: Option<Vec<u8>>,
-    /// Whether its status is final (delivered or dead).
+    /// Whether its status is final (delivered, dead or filtered).
     #[diesel(sql_type = Bool)]
     settled: bool,
 }
@@ -63,11 +63,11 @@ struct StoredEvent {
 /// Events of a source still to deliver, or received within the de-duplication window.
 const PAGE_SQL: &str = "SELECT e.id, e.idempotency_key, e.event_type, e.received_at, \
      e.content_type, e.headers::text AS headers, p.payload, \
-     e.status IN ('delivered', 'dead') AS settled \
+     e.status IN ('delivered', 'dead', 'filtered') AS settled \
      FROM webhook_events e \
      LEFT JOIN event_payloads p ON p.event_id = e.id AND p.received_at = e.received_at \
      WHERE e.source = $1 AND e.id > $2 \
-       AND (e.status NOT IN ('delivered', 'dead') OR e.received_at > $3) \
+       AND (e.status NOT IN ('delivered', 'dead', 'filtered') OR e.received_at > $3) \
      ORDER BY e.id LIMIT $4";
 
 /// What to do with a stored event of a partition Redis lost.

@@ -59,6 +59,8 @@ pub struct DestinationKeys {
     pub delivered: String,
     /// Count of deliveries that ended in the dead-letter stream.
     pub dead: String,
+    /// Count of events the destination did not want (never attempted).
+    pub filtered: String,
     /// Fixed-window counters of the outbound rate limit.
     pub rate_prefix: String,
 }
@@ -103,6 +105,7 @@ impl SourceKeys {
             circuit: format!("{d}:circuit"),
             delivered: format!("{d}:delivered"),
             dead: format!("{d}:dead"),
+            filtered: format!("{d}:filtered"),
             rate_prefix: format!("{d}:rate:"),
         }
     }

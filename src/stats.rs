@@ -19,6 +19,8 @@ pub struct QueueFigures {
     pub failed: u64,
     /// Parked for a later attempt (backoff, or an open circuit).
     pub delayed: u64,
+    /// Not wanted by the destination (its filters), never attempted; a counter.
+    pub filtered: u64,
 }
 
 impl QueueFigures {
@@ -29,6 +31,7 @@ impl QueueFigures {
         self.completed += o.completed;
         self.failed += o.failed;
         self.delayed += o.delayed;
+        self.filtered += o.filtered;
     }
 }
 
@@ -96,16 +99,24 @@ pub async fn collect(
             // so whatever is counted done here is no longer seen pending below.
             for d in &mut dests {
                 let keys = partition.destination(&d.name);
-                let (delayed, completed, failed): (u64, Option<u64>, Option<u64>) = redis::pipe()
+                let (delayed, completed, failed, filtered): (
+                    u64,
+                    Option<u64>,
+                    Option<u64>,
+                    Option<u64>,
+                ) = redis::pipe()
                     .cmd("ZCARD")
                     .arg(&keys.retry_schedule)
                     .cmd("GET")
                     .arg(&keys.delivered)
                     .cmd("GET")
                     .arg(&keys.dead)
+                    .cmd("GET")
+                    .arg(&keys.filtered)
                     .query_async(conn)
                     .await?;
                 d.figures.delayed += delayed;
+                d.figures.filtered += filtered.unwrap_or(0);
                 d.figures.completed += completed.unwrap_or(0);
                 d.figures.failed += failed.unwrap_or(0);
             }
@@ -156,6 +167,7 @@ pub fn publish(figures: &[SourceFigures]) {
             metrics::gauge!("hookgate_queue_active", &labels).set(f.active as f64);
             metrics::gauge!("hookgate_queue_delayed", &labels).set(f.delayed as f64);
             metrics::gauge!("hookgate_queue_dead", &labels).set(f.failed as f64);
+            metrics::gauge!("hookgate_queue_filtered", &labels).set(f.filtered as f64);
             let state = match d.circuit.state {
                 CircuitStatus::Closed => 0.0,
                 CircuitStatus::HalfOpen => 1.0,

@@ -76,6 +76,8 @@ pub enum Status {
     Retrying,
     /// Given up: in the dead-letter stream.
     Dead,
+    /// Not wanted by the destination (its `event_types` or `filter`): never attempted there.
+    Filtered,
 }
 
 named!(Status {
@@ -84,6 +86,7 @@ named!(Status {
     Delivered => "delivered",
     Retrying => "retrying",
     Dead => "dead",
+    Filtered => "filtered",
 });
 
 /// A destination's circuit breaker state, as stored in its Redis hash.
@@ -127,7 +130,7 @@ mod tests {
         let err = "sent".parse::<Status>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "must be one of queued, delivering, delivered, retrying, dead"
+            "must be one of queued, delivering, delivered, retrying, dead, filtered"
         );
         assert!("half-open".parse::<CircuitStatus>().is_err());
     }

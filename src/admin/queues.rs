@@ -44,6 +44,7 @@ pub(super) async fn queue_stats(
                 "totalCompleted": summary.completed,
                 "totalFailed": summary.failed,
                 "totalDelayed": summary.delayed,
+                "totalFiltered": summary.filtered,
             }
         }
     })))

@@ -29,7 +29,8 @@ struct AttemptRow<'a> {
 }
 
 /// Rolls the deliveries of the given events up into their `webhook_events` row: the status
-/// is the least advanced delivery's (a destination not attempted yet counts as `queued`).
+/// is the least advanced delivery's (a destination not attempted yet counts as `queued`; one
+/// that filtered the event out counts as done, after `delivered`).
 /// Rows already up to date are not rewritten. $2 and $3 bound the events' arrival, so that
 /// only their partitions are read.
 const ROLL_UP_SQL: &str = r#"
@@ -40,8 +41,9 @@ UPDATE webhook_events e SET
   delivered_at = CASE WHEN d.n >= e.destinations AND d.status = 'delivered' THEN d.delivered_at END
 FROM (
   SELECT event_id, count(*) AS n,
-    (ARRAY['delivering', 'retrying', 'dead', 'delivered'])[min(
-      CASE status WHEN 'delivering' THEN 1 WHEN 'retrying' THEN 2 WHEN 'dead' THEN 3 ELSE 4 END
+    (ARRAY['delivering', 'retrying', 'dead', 'delivered', 'filtered'])[min(
+      CASE status WHEN 'delivering' THEN 1 WHEN 'retrying' THEN 2 WHEN 'dead' THEN 3
+        WHEN 'delivered' THEN 4 ELSE 5 END
     )] AS status,
     max(attempts) AS attempts,
     (array_agg(last_error ORDER BY updated_at DESC) FILTER (WHERE last_error IS NOT NULL))[1] AS last_error,
@@ -211,8 +213,10 @@ fn insert_payloads(conn: &mut PgConnection, events: &[NewEventRow]) -> QueryResu
 }
 
 fn insert_attempts(conn: &mut PgConnection, attempts: &[AttemptRecord]) -> QueryResult<()> {
+    // Attempt 0 is a destination's `filtered` verdict: a delivery row, but no attempt.
     let rows: Vec<AttemptRow<'_>> = attempts
         .iter()
+        .filter(|a| a.attempt > 0)
         .map(|a| AttemptRow {
             event_id: a.event_id,
             destination: &a.destination,

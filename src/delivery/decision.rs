@@ -16,6 +16,8 @@ pub enum Outcome {
     Retry { due_ms: u64, attempt: u32 },
     /// Move it to the dead-letter stream.
     Dead { reason: String },
+    /// Not wanted by the destination: acknowledge without an attempt.
+    Filtered,
 }
 
 impl Outcome {
@@ -25,6 +27,7 @@ impl Outcome {
             Outcome::Delivered => Status::Delivered,
             Outcome::Retry { .. } => Status::Retrying,
             Outcome::Dead { .. } => Status::Dead,
+            Outcome::Filtered => Status::Filtered,
         }
     }
 
@@ -32,6 +35,7 @@ impl Outcome {
     pub fn error(&self, verdict: &Verdict) -> Option<String> {
         match (self, verdict) {
             (Outcome::Dead { reason }, _) => Some(reason.clone()),
+            (Outcome::Filtered, _) => None,
             (_, Verdict::Delivered) => None,
             (_, Verdict::Retry { reason, .. } | Verdict::Permanent { reason }) => {
                 Some(reason.clone())

@@ -25,6 +25,21 @@ impl Worker {
                 return;
             }
         };
+        // Filters are checked once, on the entry's first read; a retry was wanted already.
+        if !from.retry && !self.wants(&event) {
+            self.metrics.count(&Outcome::Filtered);
+            let record = self.attempt_record(&event, 0, None, Status::Filtered, None);
+            self.settle(
+                &entry.id,
+                from,
+                &event,
+                Outcome::Filtered,
+                None,
+                record.as_ref(),
+            )
+            .await;
+            return;
+        }
         // The circuit opened after this entry was read: wait without spending an attempt.
         if !probe {
             if let Some(until) = self.circuit.open_until() {
@@ -65,7 +80,7 @@ impl Worker {
             result.duration.as_millis()
         );
         let error = outcome.error(&result.verdict);
-        let record = self.attempt_record(&event, n, &result, status, error);
+        let record = self.attempt_record(&event, n, Some(&result), status, error);
         self.settle(
             &entry.id,
             from,
@@ -86,13 +101,31 @@ impl Worker {
         }
     }
 
-    /// The attempt's audit record, appended to the outcomes stream as the entry is settled;
-    /// None for an event id that is not a UUID (it cannot have an audit row).
+    /// Whether this destination wants the event: it is not a replay meant for another one,
+    /// and it passes the destination's `event_types` and `filter`.
+    fn wants(&self, event: &QueuedEvent) -> bool {
+        if event.only.as_deref().is_some_and(|d| d != self.dest.name) {
+            return false;
+        }
+        let filter = &self.dest.filter;
+        if filter.wants_everything() {
+            return true;
+        }
+        let payload: Option<serde_json::Value> = filter
+            .needs_payload()
+            .then(|| serde_json::from_slice(&event.body).ok())
+            .flatten();
+        filter.wants(&event.event_type, payload.as_ref())
+    }
+
+    /// The attempt's audit record, appended to the outcomes stream as the entry is settled
+    /// (attempt 0, without a result, when the destination filtered the event out); None for
+    /// an event id that is not a UUID (it cannot have an audit row).
     fn attempt_record(
         &self,
         event: &QueuedEvent,
         n: u32,
-        result: &Attempt,
+        result: Option<&Attempt>,
         status: Status,
         error: Option<String>,
     ) -> Option<AttemptRecord> {
@@ -101,8 +134,8 @@ impl Worker {
             event_id,
             destination: self.dest.name.clone(),
             attempt: n as i32,
-            status_code: result.status.map(i32::from),
-            duration_ms: result.duration.as_millis().min(i32::MAX as u128) as i32,
+            status_code: result.and_then(|r| r.status).map(i32::from),
+            duration_ms: result.map_or(0, |r| r.duration.as_millis().min(i32::MAX as u128) as i32),
             error,
             attempted_at: AttemptRecord::now(),
             delivery_status: status,

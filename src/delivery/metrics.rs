@@ -7,6 +7,7 @@ pub struct DeliveryMetrics {
     delivered: ::metrics::Counter,
     retried: ::metrics::Counter,
     dead: ::metrics::Counter,
+    filtered: ::metrics::Counter,
     /// Deliveries parked without an attempt because the circuit opened.
     pub parked: ::metrics::Counter,
     retried_over_3: ::metrics::Counter,
@@ -30,6 +31,11 @@ impl DeliveryMetrics {
             retried: counter("retry"),
             dead: counter("dead"),
             parked: counter("parked"),
+            filtered: ::metrics::counter!(
+                "hookgate_deliveries_filtered_total",
+                "source" => source.to_string(),
+                "destination" => destination.to_string()
+            ),
             retried_over_3: ::metrics::counter!(
                 "hookgate_deliveries_retried_over_3_total",
                 "source" => source.to_string(),
@@ -55,6 +61,7 @@ impl DeliveryMetrics {
                 }
             }
             Outcome::Dead { .. } => self.dead.increment(1),
+            Outcome::Filtered => self.filtered.increment(1),
         }
     }
 }

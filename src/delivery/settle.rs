@@ -82,6 +82,13 @@ impl Worker {
                 vec![lane.keys.delivered.clone()],
                 Vec::new(),
             ),
+            // Counted like a delivery, in its own counter.
+            Outcome::Filtered => (
+                "filtered",
+                &self.scripts.delivered,
+                vec![lane.keys.filtered.clone()],
+                Vec::new(),
+            ),
             Outcome::Retry { due_ms, attempt } => {
                 let token = format!("{}:{attempt}:{}", event.id, uuid::Uuid::now_v7().simple());
                 let parked = format!("{}{token}", lane.keys.parked_prefix);
