@@ -77,17 +77,17 @@ pub async fn attempt(
     } else {
         event.content_type.as_str()
     };
-    let mut req = client
-        .post(&dest.url)
+    let mut req = client.post(&dest.url);
+    // The sender's own headers first: ours below replace any of the same name.
+    for (name, value) in forward.select(&event.headers) {
+        req = req.insert_header((name, value));
+    }
+    req = req
         .insert_header(("content-type", content_type))
         .insert_header(("webhook-id", event.id.as_str()))
         .insert_header(("webhook-timestamp", now.to_string()))
         .insert_header(("hookgate-source", source))
         .insert_header(("hookgate-attempt", attempt.to_string()));
-    // The sender's own headers first: ours below replace any of the same name.
-    for (name, value) in forward.select(&event.headers) {
-        req = req.insert_header((name, value));
-    }
     if let Some(key) = signing_key {
         let sig = standard_webhooks::signature(key, &event.id, now, &event.body);
         req = req.insert_header(("webhook-signature", sig));

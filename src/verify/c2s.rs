@@ -91,4 +91,8 @@ impl Verifier for C2s {
             path_token: None,
         }
     }
+
+    fn signature_headers(&self) -> Vec<String> {
+        vec![SIGNATURE.into()]
+    }
 }

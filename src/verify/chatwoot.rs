@@ -91,4 +91,8 @@ impl Verifier for Chatwoot {
             path_token: None,
         }
     }
+
+    fn signature_headers(&self) -> Vec<String> {
+        vec![SIGNATURE.into(), TIMESTAMP.into()]
+    }
 }

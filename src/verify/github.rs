@@ -9,6 +9,8 @@ use super::{
 };
 
 const SIGNATURE: &str = "x-hub-signature-256";
+/// GitHub's SHA-1 signature, still sent alongside: not checked, but never forwarded either.
+const LEGACY_SIGNATURE: &str = "x-hub-signature";
 const DELIVERY: &str = "x-github-delivery";
 const EVENT: &str = "x-github-event";
 
@@ -63,5 +65,9 @@ impl Verifier for Github {
             ],
             path_token: None,
         }
+    }
+
+    fn signature_headers(&self) -> Vec<String> {
+        vec![SIGNATURE.into(), LEGACY_SIGNATURE.into()]
     }
 }

@@ -82,4 +82,8 @@ impl Verifier for GenericHmac {
             path_token: None,
         }
     }
+
+    fn signature_headers(&self) -> Vec<String> {
+        vec![self.header.to_string()]
+    }
 }

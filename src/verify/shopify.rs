@@ -61,4 +61,8 @@ impl Verifier for Shopify {
             path_token: None,
         }
     }
+
+    fn signature_headers(&self) -> Vec<String> {
+        vec![SIGNATURE.into()]
+    }
 }

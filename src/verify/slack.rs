@@ -73,4 +73,8 @@ impl Verifier for Slack {
             path_token: None,
         }
     }
+
+    fn signature_headers(&self) -> Vec<String> {
+        vec![SIGNATURE.into(), TIMESTAMP.into()]
+    }
 }

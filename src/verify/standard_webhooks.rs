@@ -94,4 +94,8 @@ impl Verifier for StandardWebhooks {
             path_token: None,
         }
     }
+
+    fn signature_headers(&self) -> Vec<String> {
+        vec![SIGNATURE.into(), TIMESTAMP.into()]
+    }
 }

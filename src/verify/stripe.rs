@@ -81,4 +81,8 @@ impl Verifier for Stripe {
             path_token: None,
         }
     }
+
+    fn signature_headers(&self) -> Vec<String> {
+        vec![SIGNATURE.into()]
+    }
 }

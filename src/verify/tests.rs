@@ -1,4 +1,5 @@
-//! What a forged multi-signature header costs: MACs over the body are counted, never timed.
+//! What a forged multi-signature header costs (MACs over the body are counted, never timed),
+//! and which headers carry a signature, so that destinations never receive them.
 
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 
@@ -138,4 +139,133 @@ fn malformed_single_signatures_cost_no_mac() {
         let (result, macs) = verify_counting(&*v, &[("x-hub-signature-256", sig.into())]);
         assert_eq!((result, macs), (Err(VerifyError::BadSignature), 0), "{sig}");
     }
+}
+
+// ---- which headers carry the signature (never forwarded to destinations) ------------------
+
+/// A verifier of every kind, built as a source of that kind would build it.
+fn every_kind() -> Vec<(Kind, Box<dyn Verifier>)> {
+    Kind::ALL
+        .into_iter()
+        .map(|kind| {
+            let secrets: &[&str] = match kind {
+                Kind::StandardWebhooks => &SW_SECRETS[..1],
+                _ => &["s3cret"],
+            };
+            let v = build(Spec {
+                kind,
+                secrets: secrets.to_vec(),
+                tolerance_seconds: 300,
+                signature_header: (kind == Kind::Hmac).then_some("X-Signature"),
+                signature_prefix: None,
+                signature_encoding: None,
+            })
+            .expect("verifier");
+            (kind, v)
+        })
+        .collect()
+}
+
+/// Verifies `body` with these headers, at NOW.
+fn verify_with(
+    v: &dyn Verifier,
+    headers: &[(String, String)],
+    body: &[u8],
+    token: Option<&str>,
+) -> Result<(), VerifyError> {
+    let mut map = HeaderMap::new();
+    for (k, val) in headers {
+        map.append(
+            HeaderName::from_bytes(k.as_bytes()).expect("name"),
+            HeaderValue::from_str(val).expect("value"),
+        );
+    }
+    v.verify(&Inbound {
+        headers: &map,
+        body,
+        path_token: token,
+        now: NOW,
+    })
+}
+
+#[test]
+fn every_header_the_signature_depends_on_is_a_signature_or_secret_header() {
+    let body = br#"{"id":"evt_1","event":"x","type":"x"}"#;
+    for (kind, v) in every_kind() {
+        let signed = v.sign(body, NOW);
+        let token = signed.path_token.as_deref();
+        assert_eq!(
+            verify_with(&*v, &signed.headers, body, token),
+            Ok(()),
+            "{kind}"
+        );
+        let hidden: Vec<String> = v
+            .signature_headers()
+            .into_iter()
+            .chain(v.secret_headers().iter().map(|h| h.to_string()))
+            .collect();
+        assert!(
+            hidden.iter().all(|h| *h == h.to_ascii_lowercase()),
+            "{kind}: names are lower-case: {hidden:?}"
+        );
+        for (name, _) in &signed.headers {
+            let without: Vec<_> = signed
+                .headers
+                .iter()
+                .filter(|(n, _)| n != name)
+                .cloned()
+                .collect();
+            let needed = verify_with(&*v, &without, body, token).is_err();
+            // Standard Webhooks signs over its message id, which is no secret: hookgate
+            // replaces `webhook-id` on delivery anyway.
+            if needed && name != "webhook-id" {
+                assert!(
+                    hidden.contains(&name.to_ascii_lowercase()),
+                    "{kind}: {name} carries the signature but is not in signature_headers {hidden:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn signature_headers_name_each_kinds_signature_and_not_its_ids() {
+    let expected: [(Kind, &[&str]); 10] = [
+        (
+            Kind::Chatwoot,
+            &["x-chatwoot-signature", "x-chatwoot-timestamp"],
+        ),
+        (Kind::Pluggy, &[]),
+        (Kind::C2s, &["x-c2s-signature"]),
+        (
+            Kind::StandardWebhooks,
+            &["webhook-signature", "webhook-timestamp"],
+        ),
+        (Kind::Github, &["x-hub-signature-256", "x-hub-signature"]),
+        (Kind::Stripe, &["stripe-signature"]),
+        (Kind::Shopify, &["x-shopify-hmac-sha256"]),
+        (
+            Kind::Slack,
+            &["x-slack-signature", "x-slack-request-timestamp"],
+        ),
+        (Kind::Hmac, &["x-signature"]),
+        (Kind::Token, &[]),
+    ];
+    let verifiers = every_kind();
+    for (kind, names) in expected {
+        let (_, v) = verifiers.iter().find(|(k, _)| *k == kind).expect("kind");
+        assert_eq!(v.signature_headers(), names, "{kind}");
+    }
+    // Ids a sender emits with its signature describe the event: destinations may see them.
+    for (kind, v) in &verifiers {
+        let sig = v.signature_headers();
+        for id in ["x-github-delivery", "x-shopify-webhook-id"] {
+            assert!(!sig.iter().any(|s| s == id), "{kind}: {id}");
+        }
+    }
+    let (_, pluggy) = verifiers
+        .iter()
+        .find(|(k, _)| *k == Kind::Pluggy)
+        .expect("pluggy");
+    assert_eq!(pluggy.secret_headers(), ["x-webhook-secret"]);
 }
