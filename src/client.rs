@@ -178,26 +178,41 @@ pub async fn events(c: &AdminClient, filter: &EventFilter, limit: u32) -> anyhow
     Ok(out)
 }
 
-/// `hookgate replay`: one event, or every event matching the filter with a progress bar.
+/// `hookgate replay`: one event, or every event matching the filter with a progress bar; with
+/// `new_id`, as new events with fresh ids.
 pub async fn replay(
     c: &AdminClient,
     event: Option<&str>,
     filter: &EventFilter,
     destination: Option<&str>,
     all: bool,
+    new_id: bool,
     progress: &mut dyn Write,
 ) -> anyhow::Result<String> {
-    let dest = destination
-        .map(|d| format!("?destination={}", urlencode(d)))
-        .unwrap_or_default();
     if let Some(id) = event {
+        let mut query: Vec<String> = destination
+            .map(|d| format!("destination={}", urlencode(d)))
+            .into_iter()
+            .collect();
+        if new_id {
+            query.push("new_id=true".into());
+        }
+        let query = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", query.join("&"))
+        };
         let r = c
-            .post(&format!("/api/events/{id}/replay{dest}"), None)
+            .post(&format!("/api/events/{id}/replay{query}"), None)
             .await?;
-        return Ok(format!(
-            "event {id} queued again for {}\n",
-            r["destination"].as_str().unwrap_or("all")
-        ));
+        let to = r["destination"].as_str().unwrap_or("all");
+        return Ok(match r["replay_of"].as_str() {
+            Some(_) => format!(
+                "event {id} queued again for {to} as new event {}\n",
+                r["id"].as_str().unwrap_or("?")
+            ),
+            None => format!("event {id} queued again for {to}\n"),
+        });
     }
     // Only the fields given: the server refuses a request that names no filter unless it
     // says `all`, so an empty filter never replays everything by accident.
@@ -215,6 +230,9 @@ pub async fn replay(
     }
     if all {
         body.insert("all".into(), Value::Bool(true));
+    }
+    if new_id {
+        body.insert("new_id".into(), Value::Bool(true));
     }
     let body = Value::Object(body);
     let started = c.post("/api/events/replay", Some(&body)).await?;

@@ -1,6 +1,11 @@
 //! Replays: `POST /api/events/{id}/replay`, `POST /api/events/replay` (every event matching a
 //! filter, no cap, in the background) and `GET /api/replays/{id}` (its progress, kept in
 //! Redis so that any replica can answer).
+//!
+//! A replay keeps the event's id (`webhook-id`), so a receiver that de-duplicates sees it as
+//! the same delivery. With `new_id` each replayed copy is a new event instead: a fresh UUIDv7
+//! id received now, with the original's key, type, headers and payload, and the original's id
+//! in its stream entry's [`REPLAY_OF`] field.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -25,6 +30,12 @@ const PAGE: i64 = 500;
 /// How long a replay's progress is kept.
 const PROGRESS_TTL_SECONDS: u64 = 7 * 86_400;
 
+/// Stream entry field of a copy replayed with `new_id`: the id of the event it copies.
+pub const REPLAY_OF: &str = "replay_of";
+/// Stream entry field of a copy replayed with `new_id` to one destination: that destination
+/// (the other destinations' workers treat the entry as filtered).
+pub const ONLY: &str = "only";
+
 /// What a replay needs of an event's audit row.
 #[derive(Debug, Queryable, Selectable)]
 #[diesel(table_name = e)]
@@ -44,26 +55,101 @@ struct Stored {
 pub(super) struct ReplayQuery {
     /// Replay to this destination only (default: every destination of the source).
     destination: Option<String>,
+    /// Replay as a new event with a fresh id (default: keep the event's id).
+    #[serde(default)]
+    new_id: bool,
 }
 
-/// The stream a replay of the event with idempotency key `key` goes to: its partition's
-/// source stream (every destination) or one destination's retry stream there (only its
-/// group reads it).
+/// Where a replayed entry goes.
+#[derive(Debug, PartialEq)]
+struct Target {
+    /// The stream it is added to.
+    stream: String,
+    /// The destination it is for, or "all", as the answer names it.
+    label: String,
+    /// The [`ONLY`] field of the entry: set when a source stream entry is for one destination.
+    only: Option<String>,
+}
+
+/// Where a replay of the event with idempotency key `key` goes: its partition's source stream
+/// (every destination), or, for one destination, that destination's retry stream there (only
+/// its group reads it). A new event for one destination goes to the source stream too, marked
+/// [`ONLY`] for it: only the audit consumer's reading of the source stream gives it a row.
 fn target(
     source: &Source,
     key: &str,
     destination: Option<&str>,
-) -> Result<(String, String), ApiError> {
+    new_id: bool,
+) -> Result<Target, ApiError> {
     let partition = source.partition_of(key);
     match destination {
-        Some(d) if source.config.destinations.iter().any(|x| x.name == d) => {
-            Ok((partition.destination(d).retry_stream, d.to_string()))
+        Some(d) if !source.config.destinations.iter().any(|x| x.name == d) => {
+            Err(ApiError::NotFoundWhat(format!(
+                "source {} has no destination {d:?}",
+                source.config.name
+            )))
         }
-        Some(d) => Err(ApiError::NotFoundWhat(format!(
-            "source {} has no destination {d:?}",
-            source.config.name
-        ))),
-        None => Ok((partition.stream.clone(), "all".to_string())),
+        Some(d) if new_id => Ok(Target {
+            stream: partition.stream.clone(),
+            label: d.to_string(),
+            only: Some(d.to_string()),
+        }),
+        Some(d) => Ok(Target {
+            stream: partition.destination(d).retry_stream,
+            label: d.to_string(),
+            only: None,
+        }),
+        None => Ok(Target {
+            stream: partition.stream.clone(),
+            label: "all".to_string(),
+            only: None,
+        }),
+    }
+}
+
+/// A fresh event id and its arrival time in unix ms, taken from the id itself: lookups bound
+/// the partitions they read by the id's time (`partitions::arrival_window`), so the two must
+/// agree.
+fn fresh_id() -> (Uuid, i64) {
+    let id = Uuid::now_v7();
+    let ms = id.get_timestamp().map_or_else(
+        || ms_of_time(OffsetDateTime::now_utc()),
+        |t| {
+            let (secs, nanos) = t.to_unix();
+            secs as i64 * 1000 + i64::from(nanos / 1_000_000)
+        },
+    );
+    (id, ms)
+}
+
+/// The identity of a replayed copy: the event's own, or a new event's.
+#[derive(Debug)]
+struct Replayed {
+    /// Its id (`webhook-id` on delivery).
+    id: Uuid,
+    /// Its arrival time, unix ms.
+    received_at_ms: i64,
+    /// The event it copies, when it is a new event.
+    replay_of: Option<Uuid>,
+}
+
+impl Replayed {
+    /// A copy of `ev`: a new event when `new_id`, else the event itself.
+    fn of(ev: &Stored, new_id: bool) -> Replayed {
+        if new_id {
+            let (id, received_at_ms) = fresh_id();
+            Replayed {
+                id,
+                received_at_ms,
+                replay_of: Some(ev.id),
+            }
+        } else {
+            Replayed {
+                id: ev.id,
+                received_at_ms: ms_of_time(ev.received_at),
+                replay_of: None,
+            }
+        }
     }
 }
 
@@ -82,20 +168,20 @@ fn payloads(
         .map(|rows| rows.into_iter().collect())
 }
 
-/// The XADD that queues an event again. It keeps its id, so `webhook-id` is the same as the
-/// first time.
-fn requeue(stream: &str, ev: &Stored, payload: &[u8]) -> redis::Cmd {
+/// The XADD that queues `copy` of an event to `target`. A copy that keeps the event's id has
+/// the same `webhook-id` as the first time.
+fn requeue(target: &Target, ev: &Stored, copy: &Replayed, payload: &[u8]) -> redis::Cmd {
     let mut cmd = redis::cmd("XADD");
-    cmd.arg(stream)
+    cmd.arg(&target.stream)
         .arg("*")
         .arg("id")
-        .arg(ev.id.to_string())
+        .arg(copy.id.to_string())
         .arg("key")
         .arg(&ev.idempotency_key)
         .arg("type")
         .arg(ev.event_type.as_deref().unwrap_or(""))
         .arg("ts")
-        .arg(ms_of_time(ev.received_at))
+        .arg(copy.received_at_ms)
         .arg("ct")
         .arg(ev.content_type.as_deref().unwrap_or(""))
         .arg("hdr")
@@ -104,6 +190,12 @@ fn requeue(stream: &str, ev: &Stored, payload: &[u8]) -> redis::Cmd {
         .arg(payload)
         .arg("attempt")
         .arg(1);
+    if let Some(original) = copy.replay_of {
+        cmd.arg(REPLAY_OF).arg(original.to_string());
+    }
+    if let Some(only) = &target.only {
+        cmd.arg(ONLY).arg(only);
+    }
     cmd
 }
 
@@ -135,20 +227,42 @@ pub(super) async fn one(
     let source = state.sources.get(&ev.source).ok_or_else(|| {
         ApiError::NotFoundWhat(format!("source {} is no longer configured", ev.source))
     })?;
-    let (stream, to) = target(source, &ev.idempotency_key, query.destination.as_deref())?;
+    let to = target(
+        source,
+        &ev.idempotency_key,
+        query.destination.as_deref(),
+        query.new_id,
+    )?;
+    let copy = Replayed::of(&ev, query.new_id);
     let mut conn = state.redis.get().await.map_err(redis_down)?;
-    let stream_id: String = requeue(&stream, &ev, &payload)
+    let stream_id: String = requeue(&to, &ev, &copy, &payload)
         .query_async(&mut *conn)
         .await
         .map_err(redis_down)?;
     source.wake();
-    log::info!("event {id} of source {} replayed to {to}", ev.source);
-    Ok(HttpResponse::Accepted().json(json!({
+    let mut answer = json!({
         "status": "queued",
-        "id": id,
+        "id": copy.id,
         "stream_id": stream_id,
-        "destination": to,
-    })))
+        "destination": to.label,
+    });
+    match copy.replay_of {
+        Some(original) => {
+            log::info!(
+                "event {original} of source {} replayed to {} as new event {}",
+                ev.source,
+                to.label,
+                copy.id
+            );
+            answer["replay_of"] = json!(original);
+        }
+        None => log::info!(
+            "event {id} of source {} replayed to {}",
+            ev.source,
+            to.label
+        ),
+    }
+    Ok(HttpResponse::Accepted().json(answer))
 }
 
 /// Body of `POST /api/events/replay`. Strict on purpose: a typo in a field name must not
@@ -164,11 +278,28 @@ pub(super) struct BulkReplay {
     since: Option<String>,
     until: Option<String>,
     destination: Option<String>,
+    /// Replay each event as a new event with a fresh id.
+    #[serde(default)]
+    new_id: bool,
+}
+
+/// What a bulk replay does with each event it replays.
+#[derive(Debug)]
+struct BulkOptions {
+    /// Only to this destination.
+    destination: Option<String>,
+    /// As new events.
+    new_id: bool,
+    /// Only events older than this id: the bulk replay's own, made before it counted them.
+    /// With `new_id` the copies it makes are new events matching the filter, with larger ids
+    /// (`Uuid::now_v7` is ordered within a process); without this bound it would replay its
+    /// own copies, forever.
+    before: Option<Uuid>,
 }
 
 impl BulkReplay {
     /// The filter the request asks for; refuses a request that names none without `all`.
-    fn into_parts(self) -> Result<(Filter, Option<String>), ApiError> {
+    fn into_parts(self) -> Result<(Filter, Option<String>, bool), ApiError> {
         let filter = Filter {
             source: self.source,
             status: self.status,
@@ -187,7 +318,7 @@ impl BulkReplay {
             (true, true) => Err(ApiError::InvalidBody(
                 "\"all\": true replays every event; leave it out to use a filter".into(),
             )),
-            _ => Ok((filter, self.destination)),
+            _ => Ok((filter, self.destination, self.new_id)),
         }
     }
 }
@@ -202,24 +333,39 @@ pub(super) async fn bulk(
     body: web::Json<BulkReplay>,
     state: web::Data<AdminState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (filter, destination) = body.into_inner().into_parts()?;
+    let (filter, destination, new_id) = body.into_inner().into_parts()?;
     if let (Some(d), Some(s)) = (&destination, &filter.source) {
         let source = state
             .sources
             .get(s)
             .ok_or_else(|| ApiError::UnknownSource(s.clone()))?;
-        target(source, "", Some(d))?;
+        target(source, "", Some(d), new_id)?;
     } else if destination.is_some() {
         return Err(ApiError::BadRequest("destination needs a source".into()));
     }
-    let description = json!({ "filter": &filter.describe(), "destination": destination });
+    let description = json!({
+        "filter": &filter.describe(),
+        "destination": destination,
+        "new_id": new_id,
+    });
     let filter = Arc::new(filter.parse()?);
+    // Made before counting: with new_id, the events to replay are those older than it.
+    let id = Uuid::now_v7();
+    let options = BulkOptions {
+        destination,
+        new_id,
+        before: new_id.then_some(id),
+    };
     let counting = filter.clone();
+    let before = options.before;
     let total: i64 = with_pg(&state.postgres, move |conn| {
-        counting.query().count().get_result(conn)
+        let mut q = counting.query();
+        if let Some(before) = before {
+            q = q.filter(e::id.lt(before));
+        }
+        q.count().get_result(conn)
     })
     .await?;
-    let id = Uuid::now_v7();
     let key = progress_key(&state, &id);
     let mut conn = state.redis.get().await.map_err(redis_down)?;
     redis::pipe()
@@ -247,7 +393,7 @@ pub(super) async fn bulk(
         .map_err(redis_down)?;
     drop(conn);
     log::info!("replay {id} started: {total} events ({description})");
-    actix_web::rt::spawn(run_bulk(state.clone(), id, filter, destination, key));
+    actix_web::rt::spawn(run_bulk(state.clone(), id, filter, options, key));
     Ok(HttpResponse::Accepted()
         .json(json!({ "replay_id": id, "total": total, "state": "running" })))
 }
@@ -263,18 +409,22 @@ async fn run_bulk(
     state: web::Data<AdminState>,
     id: Uuid,
     filter: Arc<super::events::ParsedFilter>,
-    destination: Option<String>,
+    options: BulkOptions,
     key: String,
 ) {
     let mut after: Option<Uuid> = None;
     let (mut done, mut skipped) = (0u64, 0u64);
     let outcome: Result<(), String> = async {
+        let before = options.before;
         loop {
             let page_filter = filter.clone();
             let (rows, mut bodies) = with_pg(&state.postgres, move |conn| {
                 let mut q = page_filter.query().select(Stored::as_select());
                 if let Some(after) = after {
                     q = q.filter(e::id.gt(after));
+                }
+                if let Some(before) = before {
+                    q = q.filter(e::id.lt(before));
                 }
                 let rows: Vec<Stored> = q.order(e::id.asc()).limit(PAGE).load(conn)?;
                 let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
@@ -304,12 +454,19 @@ async fn run_bulk(
                     skipped += 1;
                     continue;
                 };
-                match target(source, &ev.idempotency_key, destination.as_deref()) {
-                    Ok((stream, _)) => {
+                let to = target(
+                    source,
+                    &ev.idempotency_key,
+                    options.destination.as_deref(),
+                    options.new_id,
+                );
+                match to {
+                    Ok(to) => {
+                        let copy = Replayed::of(ev, options.new_id);
                         pipes
-                            .entry(stream.clone())
+                            .entry(to.stream.clone())
                             .or_default()
-                            .add_command(requeue(&stream, ev, &payload))
+                            .add_command(requeue(&to, ev, &copy, &payload))
                             .ignore();
                         done += 1;
                         woken.push(source.clone());
@@ -385,4 +542,72 @@ pub(super) async fn progress(
         "started_at_ms": num("started_at"),
         "finished_at_ms": num("finished_at"),
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ConfigOrigin, Settings};
+    use crate::partition_layout::Layout;
+
+    fn source() -> Source {
+        let toml = r#"
+[[sources]]
+name = "orders"
+kind = "github"
+secrets = ["s"]
+partitions = 4
+[[sources.destinations]]
+name = "app"
+url = "http://127.0.0.1:1/app"
+[[sources.destinations]]
+name = "crm"
+url = "http://127.0.0.1:1/crm"
+"#;
+        let settings = Settings::from_toml(toml, ConfigOrigin::Inline, &|_| None).expect("config");
+        let config = settings.source("orders").expect("source").clone();
+        Source::new(config, "hg", Layout::configured(4)).expect("source")
+    }
+
+    #[test]
+    fn a_new_event_for_one_destination_goes_to_the_source_stream_marked_only_for_it() {
+        let source = source();
+        let stream = source.partition_of("k-1").stream.clone();
+        let retry = source.partition_of("k-1").destination("crm").retry_stream;
+        let kept = target(&source, "k-1", Some("crm"), false).expect("target");
+        assert_eq!((kept.stream, kept.only), (retry, None));
+        let fresh = target(&source, "k-1", Some("crm"), true).expect("target");
+        assert_eq!(
+            fresh,
+            Target {
+                stream: stream.clone(),
+                label: "crm".into(),
+                only: Some("crm".into())
+            }
+        );
+        for new_id in [false, true] {
+            let all = target(&source, "k-1", None, new_id).expect("target");
+            assert_eq!(
+                (all.stream, all.label, all.only),
+                (stream.clone(), "all".into(), None)
+            );
+            assert!(matches!(
+                target(&source, "k-1", Some("nope"), new_id),
+                Err(ApiError::NotFoundWhat(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_fresh_id_and_its_arrival_time_agree() {
+        let before = ms_of_time(OffsetDateTime::now_utc());
+        let (id, ms) = fresh_id();
+        let after = ms_of_time(OffsetDateTime::now_utc());
+        assert_eq!(id.get_version_num(), 7);
+        assert!(before <= ms && ms <= after, "{before} <= {ms} <= {after}");
+        let (low, high) = partitions::arrival_window(id);
+        let received = crate::event::time_of_ms(ms).expect("a time");
+        assert_eq!(received, low + time::Duration::hours(1));
+        assert!(received < high);
+    }
 }

@@ -61,6 +61,10 @@ pub struct ReplayArgs {
     /// Only to this destination (default: every destination of the source).
     #[arg(long)]
     destination: Option<String>,
+    /// Replay as new events with fresh ids (webhook-id), for receivers that ignore an id they
+    /// have seen; each copy is audited under its new id.
+    #[arg(long)]
+    new_id: bool,
     /// Replay every event: needed when no filter and no --event is given.
     #[arg(long, conflicts_with_all = ["event", "source", "status", "since", "until"])]
     all: bool,
@@ -132,6 +136,7 @@ impl ReplayArgs {
                 &filter,
                 self.destination.as_deref(),
                 self.all,
+                self.new_id,
                 &mut std::io::stderr(),
             )
             .await

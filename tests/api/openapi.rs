@@ -179,6 +179,30 @@ url = "{gone}"
         )
         .await,
     );
+    let fresh = admin(
+        &app,
+        "POST",
+        &format!("/api/events/{id}/replay?destination=app&new_id=true"),
+    )
+    .await;
+    assert_eq!(
+        fresh.1["replay_of"].as_str(),
+        Some(id.as_str()),
+        "{}",
+        fresh.1
+    );
+    check(&doc, "post", "/api/events/{id}/replay", &fresh);
+    check(
+        &doc,
+        "post",
+        "/api/events/{id}/replay",
+        &admin(
+            &app,
+            "POST",
+            &format!("/api/events/{id}/replay?new_id=maybe"),
+        )
+        .await,
+    );
     let started = app
         .call_json(
             "POST",
