@@ -61,7 +61,7 @@ pub struct DestinationKeys {
     pub dead: String,
     /// Count of events the destination did not want (never attempted).
     pub filtered: String,
-    /// Fixed-window counters of the outbound rate limit.
+    /// Prefix of the outbound rate limit's state (a GCRA arrival time, see `queue::rate`).
     pub rate_prefix: String,
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::streams::StreamReadReply;
 
 use super::worker::{Origin, Worker};
-use crate::circuit::{now_ms, Gate, REFRESH};
+use crate::circuit::{Gate, REFRESH};
 use crate::queue;
 
 /// How long a busy reader waits for more free slots before reading.
@@ -81,23 +81,17 @@ impl Worker {
         }
         let want = match self.dest.rate_limit_per_second {
             Some(limit) => {
-                let second = now_ms() / 1000;
-                let granted: usize = self
-                    .scripts
-                    .rate
-                    .key(format!("{}{second}", self.keys.rate_prefix))
-                    .arg(second)
-                    .arg(want)
-                    .arg(limit)
-                    .invoke_async(&mut *conn)
-                    .await?;
-                if granted == 0 {
+                let grant =
+                    queue::take_tokens(&mut *conn, &self.scripts.rate, &self.rate_key, want, limit)
+                        .await?;
+                if grant.granted == 0 {
                     drop(conn);
-                    let rest = 1000 - now_ms() % 1000;
-                    actix_web::rt::time::sleep(Duration::from_millis(rest)).await;
+                    // A sleep, not a pause: new work must not wake the reader before a token
+                    // is there (it would only find none again).
+                    actix_web::rt::time::sleep(grant.wait).await;
                     return Ok(true);
                 }
-                granted
+                grant.granted
             }
             None => want,
         };

@@ -64,6 +64,8 @@ pub struct Worker {
     pub(super) next_lane: Cell<usize>,
     pub(super) consumer: String,
     redis: RedisPool,
+    /// The GCRA state of the destination's outbound rate limit.
+    pub(super) rate_key: String,
     pub(super) client: awc::Client,
     /// The sender's headers this destination is sent.
     pub(super) forward: ForwardHeaders,
@@ -123,6 +125,7 @@ impl Worker {
                 source.config.circuit.clone(),
                 visibility,
             ),
+            rate_key: format!("{}gcra", keys.rate_prefix),
             client: http::client(&dest),
             forward: ForwardHeaders::new(
                 source.config.kind,

@@ -1,10 +1,11 @@
 //! Redis Streams: the connection pool, the atomic de-duplicate-and-enqueue scripts, the
-//! settle scripts and stream upkeep (groups, trimming).
+//! settle scripts, the outbound rate limiter (GCRA) and stream upkeep (groups, trimming).
 
 mod enqueue;
 mod groups;
 mod layout;
 mod pool;
+mod rate;
 mod settle;
 mod trim;
 
@@ -15,9 +16,8 @@ pub use enqueue::{
 pub use groups::{ensure_group, is_nogroup, stream_groups};
 pub use layout::{agree_layouts, follow_layouts, Agreed};
 pub use pool::{connection, pool, pool_of, RedisManager, RedisPool};
-pub use settle::{
-    PROMOTE_DUE_LUA, RATE_TAKE_LUA, SETTLE_DEAD_LUA, SETTLE_DELIVERED_LUA, SETTLE_RETRY_LUA,
-};
+pub use rate::{take_tokens, RateGrant, RATE_TAKE_LUA};
+pub use settle::{PROMOTE_DUE_LUA, SETTLE_DEAD_LUA, SETTLE_DELIVERED_LUA, SETTLE_RETRY_LUA};
 pub use trim::{trim_below, trim_floor, trim_plan, trim_settled, EntryId, Floors};
 
 /// The consumer group through which the audit trail reads source streams and outcomes

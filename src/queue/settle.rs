@@ -1,4 +1,5 @@
-//! The scripts that settle a delivery, promote due retries and take rate-limit tokens.
+//! The scripts that settle a delivery and promote due retries (the rate limit's is in
+//! [`super::rate`]).
 
 // Settling a delivery: its outcome is recorded, the entry acknowledged and the attempt's
 // audit record appended to the outcomes stream, in one script. The XACK goes first and
@@ -74,15 +75,3 @@ end
 return #due
 "#;
 
-/// Takes up to ARGV[2] tokens of a fixed one-second window with ARGV[3] tokens in all.
-/// KEYS[1] the window's counter. Returns how many were granted.
-pub const RATE_TAKE_LUA: &str = r#"
-local want = tonumber(ARGV[2])
-local used = redis.call('INCRBY', KEYS[1], want)
-if used == want then redis.call('PEXPIRE', KEYS[1], 2000) end
-local limit = tonumber(ARGV[3])
-if used <= limit then return want end
-local over = math.min(want, used - limit)
-redis.call('DECRBY', KEYS[1], over)
-return want - over
-"#;
