@@ -58,6 +58,10 @@ pub struct QueuedEvent {
     pub attempt: u32,
     /// The only destination it is for (a replay to one destination under a new id).
     pub only: Option<String>,
+    /// The event it replays under a new id.
+    pub replay_of: Option<String>,
+    /// Its ordering key, once an ordered destination admitted it.
+    pub okey: Option<String>,
 }
 
 impl QueuedEvent {
@@ -81,12 +85,14 @@ impl QueuedEvent {
             body: Bytes::from(body),
             attempt: entry.get::<u32>("attempt").unwrap_or(1).max(1),
             only: entry.get::<String>("only").filter(|d| !d.is_empty()),
+            replay_of: entry.get::<String>("replay_of").filter(|d| !d.is_empty()),
+            okey: entry.get::<String>("okey"),
         })
     }
 
     /// The entry's fields for a retry stream or a dead letter, with the attempt to come.
     pub fn fields(&self, attempt: u32) -> Vec<(&'static str, Vec<u8>)> {
-        vec![
+        let mut fields = vec![
             ("id", self.id.as_bytes().to_vec()),
             ("key", self.key.as_bytes().to_vec()),
             ("type", self.event_type.as_bytes().to_vec()),
@@ -95,7 +101,12 @@ impl QueuedEvent {
             ("hdr", self.headers.as_bytes().to_vec()),
             ("body", self.body.to_vec()),
             ("attempt", attempt.to_string().into_bytes()),
-        ]
+        ];
+        // A retry keeps the key its head holds.
+        if let Some(key) = &self.okey {
+            fields.push(("okey", key.as_bytes().to_vec()));
+        }
+        fields
     }
 
     /// The event as it was accepted, for an audit row written from the stream; None when

@@ -63,6 +63,16 @@ pub struct DestinationKeys {
     pub filtered: String,
     /// Prefix of the outbound rate limit's state (a GCRA arrival time, see `queue::rate`).
     pub rate_prefix: String,
+    /// Ordered delivery (`queue::ORDER_ADMIT_LUA`): each key's head event.
+    pub order_holds: String,
+    /// Keys held by a dead head (`on_dead = "block"`), with its event id.
+    pub order_blocked: String,
+    /// How many events wait behind the head of their key.
+    pub order_held: String,
+    /// Prefix of each key's list of waiting events.
+    pub order_waiting_prefix: String,
+    /// The lease of the replica admitting events in order (the sequencer).
+    pub order_sequencer: String,
 }
 
 impl SourceKeys {
@@ -106,7 +116,21 @@ impl SourceKeys {
             delivered: format!("{d}:delivered"),
             dead: format!("{d}:dead"),
             filtered: format!("{d}:filtered"),
+            order_holds: format!("{d}:order:holds"),
+            order_blocked: format!("{d}:order:blocked"),
+            order_held: format!("{d}:order:held"),
+            order_waiting_prefix: format!("{d}:order:waiting:"),
+            order_sequencer: format!("{d}:order:sequencer"),
             rate_prefix: format!("{d}:rate:"),
+        }
+    }
+
+    /// The suffix of an ordering key's waiting list; long keys are hashed to bound memory.
+    pub fn waiting_suffix(key: &str) -> String {
+        if key.len() <= 200 {
+            key.to_string()
+        } else {
+            body_hash(key.as_bytes())
         }
     }
 

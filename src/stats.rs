@@ -21,6 +21,10 @@ pub struct QueueFigures {
     pub delayed: u64,
     /// Not wanted by the destination (its filters), never attempted; a counter.
     pub filtered: u64,
+    /// Ordered destinations: events waiting behind an earlier event of their key.
+    pub held: u64,
+    /// Ordered destinations: keys held by a dead event (`on_dead = "block"`).
+    pub blocked_keys: u64,
 }
 
 impl QueueFigures {
@@ -32,6 +36,8 @@ impl QueueFigures {
         self.failed += o.failed;
         self.delayed += o.delayed;
         self.filtered += o.filtered;
+        self.held += o.held;
+        self.blocked_keys += o.blocked_keys;
     }
 }
 
@@ -99,11 +105,13 @@ pub async fn collect(
             // so whatever is counted done here is no longer seen pending below.
             for d in &mut dests {
                 let keys = partition.destination(&d.name);
-                let (delayed, completed, failed, filtered): (
+                let (delayed, completed, failed, filtered, held, blocked): (
                     u64,
                     Option<u64>,
                     Option<u64>,
                     Option<u64>,
+                    Option<i64>,
+                    u64,
                 ) = redis::pipe()
                     .cmd("ZCARD")
                     .arg(&keys.retry_schedule)
@@ -113,8 +121,14 @@ pub async fn collect(
                     .arg(&keys.dead)
                     .cmd("GET")
                     .arg(&keys.filtered)
+                    .cmd("GET")
+                    .arg(&keys.order_held)
+                    .cmd("HLEN")
+                    .arg(&keys.order_blocked)
                     .query_async(conn)
                     .await?;
+                d.figures.held += held.unwrap_or(0).max(0) as u64;
+                d.figures.blocked_keys += blocked;
                 d.figures.delayed += delayed;
                 d.figures.filtered += filtered.unwrap_or(0);
                 d.figures.completed += completed.unwrap_or(0);
@@ -168,6 +182,8 @@ pub fn publish(figures: &[SourceFigures]) {
             metrics::gauge!("hookgate_queue_delayed", &labels).set(f.delayed as f64);
             metrics::gauge!("hookgate_queue_dead", &labels).set(f.failed as f64);
             metrics::gauge!("hookgate_queue_filtered", &labels).set(f.filtered as f64);
+            metrics::gauge!("hookgate_queue_held", &labels).set(f.held as f64);
+            metrics::gauge!("hookgate_ordering_blocked_keys", &labels).set(f.blocked_keys as f64);
             let state = match d.circuit.state {
                 CircuitStatus::Closed => 0.0,
                 CircuitStatus::HalfOpen => 1.0,

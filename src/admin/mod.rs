@@ -15,6 +15,7 @@ use crate::verify::secret_eq;
 
 mod circuits;
 mod events;
+mod ordering;
 mod queues;
 mod replay;
 mod sources;
@@ -124,6 +125,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/api/circuits/{source}/{destination}/reset",
             web::post().to(circuits::reset),
+        )
+        .route("/api/blocked", web::get().to(ordering::list))
+        .route(
+            "/api/blocked/{source}/{destination}/discard",
+            web::post().to(ordering::discard),
         )
         .route("/api/events", web::get().to(events::list))
         .route("/api/events/replay", web::post().to(replay::bulk))

@@ -65,6 +65,11 @@ pub(super) async fn list(_: Admin, state: web::Data<AdminState>) -> HttpResponse
                     "signed": d.secret.is_some(),
                     "rate_limit_per_second": d.rate_limit_per_second,
                     "max_in_flight": d.max_in_flight,
+                    "event_types": (!d.filter.event_types().is_empty()).then(|| d.filter.event_types()),
+                    "filter": (d.filter.needs_payload()).then(|| d.filter.payload_conditions()),
+                    "forward_headers": d.forward_headers,
+                    "ordering_key": d.ordering.as_ref().map(|o| o.key.to_string()),
+                    "on_dead": d.ordering.as_ref().map(|o| o.on_dead.to_string()),
                 })).collect::<Vec<_>>(),
                 "recovered_from_audit": recovered,
             })

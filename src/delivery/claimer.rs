@@ -21,7 +21,12 @@ impl Worker {
             if self.stopping.get() {
                 break;
             }
-            for from in self.origins().collect::<Vec<_>>() {
+            // An ordered destination's source stream is its sequencer's alone.
+            let claimable = self
+                .origins()
+                .filter(|o| o.retry || !self.is_ordered())
+                .collect::<Vec<_>>();
+            for from in claimable {
                 if let Err(e) = self.claim(from).await {
                     if !queue::is_nogroup(&e) {
                         log::warn!("{}: claiming pending work failed: {e}", self.name());

@@ -17,7 +17,7 @@ impl Worker {
     /// Delivers one entry read from `from`'s stream; `probe` when it is the half-open
     /// circuit's probe.
     pub(super) async fn deliver(self: Rc<Self>, entry: StreamId, from: Origin, probe: bool) {
-        let event = match QueuedEvent::parse(&entry) {
+        let mut event = match QueuedEvent::parse(&entry) {
             Ok(e) => e,
             Err(e) => {
                 log::error!("{}: dropping malformed entry: {e}", self.name());
@@ -27,18 +27,13 @@ impl Worker {
         };
         // Filters are checked once, on the entry's first read; a retry was wanted already.
         if !from.retry && !self.wants(&event) {
-            self.metrics.count(&Outcome::Filtered);
-            let record = self.attempt_record(&event, 0, None, Status::Filtered, None);
-            self.settle(
-                &entry.id,
-                from,
-                &event,
-                Outcome::Filtered,
-                None,
-                record.as_ref(),
-            )
-            .await;
+            self.settle_filtered(&entry.id, from, &event).await;
             return;
+        }
+        // A replay of a dead head straight to this destination carries no key of its own:
+        // its key is found again, so that its delivery releases the key it blocks.
+        if let Some(ordering) = self.dest.ordering.as_ref().filter(|_| event.okey.is_none()) {
+            event.okey = ordering.key_of(&event.headers, &event.body);
         }
         // The circuit opened after this entry was read: wait without spending an attempt.
         if !probe {
@@ -101,9 +96,24 @@ impl Worker {
         }
     }
 
+    /// Settles an event the destination does not want: no attempt, status `filtered`.
+    pub(super) async fn settle_filtered(&self, entry_id: &str, from: Origin, event: &QueuedEvent) {
+        self.metrics.count(&Outcome::Filtered);
+        let record = self.attempt_record(event, 0, None, Status::Filtered, None);
+        self.settle(
+            entry_id,
+            from,
+            event,
+            Outcome::Filtered,
+            None,
+            record.as_ref(),
+        )
+        .await;
+    }
+
     /// Whether this destination wants the event: it is not a replay meant for another one,
     /// and it passes the destination's `event_types` and `filter`.
-    fn wants(&self, event: &QueuedEvent) -> bool {
+    pub(super) fn wants(&self, event: &QueuedEvent) -> bool {
         if event.only.as_deref().is_some_and(|d| d != self.dest.name) {
             return false;
         }

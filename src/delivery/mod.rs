@@ -10,6 +10,7 @@ pub mod http;
 mod metrics;
 mod promoter;
 mod reader;
+mod sequencer;
 mod settle;
 mod supervisor;
 mod trimmer;

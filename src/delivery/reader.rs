@@ -22,7 +22,7 @@ impl Worker {
     }
 
     /// Creates the groups of the lanes from `from` on; how many lanes have them now.
-    async fn ensure_groups(&self, from: usize) -> redis::RedisResult<usize> {
+    pub(super) async fn ensure_groups(&self, from: usize) -> redis::RedisResult<usize> {
         let mut conn = self.conn().await?;
         let lanes = self.active_lanes();
         for lane in &lanes[from.min(lanes.len())..] {
@@ -42,21 +42,21 @@ impl Worker {
                     Ok(n) => groups_ready = n,
                     Err(e) => {
                         log::warn!("{}: cannot create consumer groups: {e}", self.name());
-                        self.pause(self.poll() * 4).await;
+                        self.pause_reader(self.poll() * 4).await;
                         continue;
                     }
                 }
             }
             match self.read_once().await {
                 Ok(true) => {}
-                Ok(false) => self.pause(self.poll()).await,
+                Ok(false) => self.pause_reader(self.poll()).await,
                 Err(e) if queue::is_nogroup(&e) => {
                     log::warn!("{}: consumer group lost; re-creating it", self.name());
                     groups_ready = 0;
                 }
                 Err(e) => {
                     log::warn!("{}: reading work failed: {e}", self.name());
-                    self.pause(self.poll() * 4).await;
+                    self.pause_reader(self.poll() * 4).await;
                 }
             }
         }
@@ -68,7 +68,7 @@ impl Worker {
         let (want, probe) = match self.circuit.gate(&mut *conn).await? {
             Gate::Wait(d) => {
                 drop(conn);
-                self.pause(d.min(REFRESH)).await;
+                self.pause_reader(d.min(REFRESH)).await;
                 return Ok(true);
             }
             Gate::Probe => (1, true),
@@ -106,19 +106,23 @@ impl Worker {
                 break;
             }
             let keys = &self.lanes[lane];
-            let reply: StreamReadReply = redis::cmd("XREADGROUP")
-                .arg("GROUP")
+            let mut read = redis::cmd("XREADGROUP");
+            read.arg("GROUP")
                 .arg(&self.keys.group)
                 .arg(&self.consumer)
                 .arg("COUNT")
                 .arg(want - got)
-                .arg("STREAMS")
-                .arg(&keys.stream)
-                .arg(&keys.keys.retry_stream)
-                .arg(">")
-                .arg(">")
-                .query_async(&mut *conn)
-                .await?;
+                .arg("STREAMS");
+            if self.is_ordered() {
+                // The sequencer reads the source stream; deliveries come from the ready one.
+                read.arg(&keys.keys.retry_stream).arg(">");
+            } else {
+                read.arg(&keys.stream)
+                    .arg(&keys.keys.retry_stream)
+                    .arg(">")
+                    .arg(">");
+            }
+            let reply: StreamReadReply = read.query_async(&mut *conn).await?;
             for key in reply.keys {
                 let retry = key.key == keys.keys.retry_stream;
                 for entry in key.ids {

@@ -8,6 +8,9 @@ use super::http::Attempt;
 use super::worker::{Origin, Worker};
 use crate::circuit::now_ms;
 use crate::event::{AttemptRecord, QueuedEvent};
+use crate::routing::OnDead;
+use crate::source::SourceKeys;
+use crate::status::Status;
 
 /// Field/value pairs of a stream entry.
 type Fields = Vec<(&'static str, Vec<u8>)>;
@@ -75,7 +78,8 @@ impl Worker {
         let del = if from.retry { "1" } else { "0" };
         let lane = self.lane(from);
         // Each script's own keys after the stream, and its own arguments after the common ones.
-        let (what, script, keys, args) = match outcome {
+        let status = outcome.status();
+        let (what, mut script, mut keys, mut args) = match outcome {
             Outcome::Delivered => (
                 "delivered",
                 &self.scripts.delivered,
@@ -103,6 +107,42 @@ impl Worker {
                 ("dead", &self.scripts.dead, keys, args)
             }
         };
+        // The head of an ordered key: its settling also lets the key's next event go (or,
+        // dead with `on_dead = "block"`, keeps the key held).
+        let ordered = self.dest.ordering.as_ref().zip(event.okey.as_deref());
+        let settles_head = matches!(status, Status::Delivered | Status::Dead);
+        if let Some((ordering, key)) = ordered.filter(|_| settles_head) {
+            let mode = match (status, ordering.on_dead) {
+                (Status::Dead, OnDead::Block) => "block",
+                _ => "release",
+            };
+            if status == Status::Delivered {
+                script = &self.scripts.delivered_ordered;
+                // The ordered part's keys follow two of the script's own.
+                keys.push(lane.keys.delivered.clone());
+            } else {
+                script = &self.scripts.dead_ordered;
+            }
+            keys.extend([
+                lane.keys.order_holds.clone(),
+                lane.keys.order_blocked.clone(),
+                lane.keys.retry_stream.clone(),
+                lane.keys.order_held.clone(),
+                format!(
+                    "{}{}",
+                    lane.keys.order_waiting_prefix,
+                    SourceKeys::waiting_suffix(key)
+                ),
+            ]);
+            let mut ordered_args = vec![
+                key.as_bytes().to_vec(),
+                event.id.as_bytes().to_vec(),
+                lane.keys.parked_prefix.as_bytes().to_vec(),
+                mode.as_bytes().to_vec(),
+            ];
+            ordered_args.append(&mut args);
+            args = ordered_args;
+        }
         let audit = record.map(|r| flatten(r.fields())).unwrap_or_default();
         self.run_settle(what, || {
             let mut inv = script.prepare_invoke();

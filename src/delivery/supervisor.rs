@@ -145,6 +145,9 @@ impl Actor for SourceSupervisor {
         for w in self.workers.clone() {
             self.supervise(ctx, "reader", w.clone().run_reader());
             self.supervise(ctx, "promoter", w.clone().run_promoter());
+            if w.is_ordered() {
+                self.supervise(ctx, "sequencer", w.clone().run_sequencer());
+            }
             self.supervise(ctx, "claimer", w.run_claimer());
         }
         log::info!(

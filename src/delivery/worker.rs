@@ -32,6 +32,11 @@ pub(super) struct Scripts {
     pub dead: redis::Script,
     pub promote: redis::Script,
     pub rate: redis::Script,
+    /// Ordered delivery: admission, the sequencer lease, and settling a key's head.
+    pub admit: redis::Script,
+    pub lease: redis::Script,
+    pub delivered_ordered: redis::Script,
+    pub dead_ordered: redis::Script,
 }
 
 /// One partition of the source as a worker reads it: the partition's stream and dead
@@ -64,14 +69,17 @@ pub struct Worker {
     pub(super) next_lane: Cell<usize>,
     pub(super) consumer: String,
     redis: RedisPool,
+    pub(super) client: awc::Client,
     /// The GCRA state of the destination's outbound rate limit.
     pub(super) rate_key: String,
-    pub(super) client: awc::Client,
     /// The sender's headers this destination is sent.
     pub(super) forward: ForwardHeaders,
     pub(super) circuit: Circuit,
     pub(super) permits: Arc<Semaphore>,
     wake: Arc<Notify>,
+    /// Wakes the reader of an ordered destination (its sequencer waits on `wake`): events
+    /// were admitted or retries are due.
+    ready: Notify,
     pub(super) settings: DeliverySettings,
     pub(super) visibility: Duration,
     pub(super) signing_key: Option<Vec<u8>>,
@@ -134,6 +142,7 @@ impl Worker {
             ),
             permits: Arc::new(Semaphore::new(dest.max_in_flight)),
             wake: source.wakers[index].clone(),
+            ready: Notify::new(),
             metrics: DeliveryMetrics::new(&source.config.name, &dest.name),
             scripts: Scripts {
                 delivered: redis::Script::new(queue::SETTLE_DELIVERED_LUA),
@@ -141,6 +150,10 @@ impl Worker {
                 dead: redis::Script::new(queue::SETTLE_DEAD_LUA),
                 promote: redis::Script::new(queue::PROMOTE_DUE_LUA),
                 rate: redis::Script::new(queue::RATE_TAKE_LUA),
+                admit: redis::Script::new(queue::ORDER_ADMIT_LUA),
+                lease: redis::Script::new(queue::ORDER_LEASE_LUA),
+                delivered_ordered: redis::Script::new(queue::SETTLE_DELIVERED_ORDERED_LUA),
+                dead_ordered: redis::Script::new(queue::SETTLE_DEAD_ORDERED_LUA),
             },
             source,
             dest,
@@ -162,6 +175,7 @@ impl Worker {
     /// Wakes the loops (at shutdown, so they notice).
     pub fn wake(&self) {
         self.wake.notify_one();
+        self.ready.notify_one();
     }
 
     /// Resolves when no delivery is in flight.
@@ -186,7 +200,25 @@ impl Worker {
 
     /// Tells the reader there is work (due retries moved back).
     pub(super) fn notify(&self) {
-        self.wake.notify_one();
+        if self.dest.ordering.is_some() {
+            self.ready.notify_one();
+        } else {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Tells the reader of an ordered destination that events were admitted.
+    pub(super) fn notify_ready(&self) {
+        self.ready.notify_one();
+    }
+
+    /// The reader's pause: up to `d`, or until there is work for it.
+    pub(super) async fn pause_reader(&self, d: Duration) {
+        if self.dest.ordering.is_some() {
+            let _ = actix_web::rt::time::timeout(d, self.ready.notified()).await;
+        } else {
+            self.pause(d).await;
+        }
     }
 
     /// How many more deliveries may start now: free slots, within the process budget.
@@ -195,6 +227,11 @@ impl Worker {
             .available_permits()
             .min(self.budget.room())
             .min(READ_BATCH)
+    }
+
+    /// Whether the destination's events are delivered in order per key.
+    pub fn is_ordered(&self) -> bool {
+        self.dest.ordering.is_some()
     }
 
     /// `source/destination`, for log lines.

@@ -4,6 +4,9 @@
 mod enqueue;
 mod groups;
 mod layout;
+// Its Lua fragments are macros the settle scripts are built from.
+#[macro_use]
+mod ordering;
 mod pool;
 mod rate;
 mod settle;
@@ -15,9 +18,13 @@ pub use enqueue::{
 };
 pub use groups::{ensure_group, is_nogroup, stream_groups};
 pub use layout::{agree_layouts, follow_layouts, Agreed};
+pub use ordering::{ORDER_ADMIT_LUA, ORDER_DISCARD_LUA, ORDER_LEASE_LUA, ORDER_UNLEASE_LUA};
 pub use pool::{connection, pool, pool_of, RedisManager, RedisPool};
 pub use rate::{take_tokens, RateGrant, RATE_TAKE_LUA};
-pub use settle::{PROMOTE_DUE_LUA, SETTLE_DEAD_LUA, SETTLE_DELIVERED_LUA, SETTLE_RETRY_LUA};
+pub use settle::{
+    PROMOTE_DUE_LUA, SETTLE_DEAD_LUA, SETTLE_DEAD_ORDERED_LUA, SETTLE_DELIVERED_LUA,
+    SETTLE_DELIVERED_ORDERED_LUA, SETTLE_RETRY_LUA,
+};
 pub use trim::{trim_below, trim_floor, trim_plan, trim_settled, EntryId, Floors};
 
 /// The consumer group through which the audit trail reads source streams and outcomes

@@ -12,7 +12,7 @@
 // follow ARGV[5], the outcomes stream's bound (0 when there is no attempt to record, as for
 // a park); the script's own arguments come after the outcome's.
 macro_rules! settle_script {
-    ($own:literal) => {
+    ($($own:tt)*) => {
         concat!(
             r#"
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
@@ -27,7 +27,7 @@ if n > 0 then
 end
 local a = 6 + n
 "#,
-            $own
+            $($own)*
         )
     };
 }
@@ -60,6 +60,26 @@ return 1
 "#
 );
 
+/// Delivered, for an ordered destination: the key's next event goes (see `ordering.rs` for
+/// the keys and arguments before the counter's). KEYS[4] the delivered counter (KEYS[5] too).
+pub const SETTLE_DELIVERED_ORDERED_LUA: &str = settle_script!(ordered_settle!(
+    r#"
+redis.call('INCR', KEYS[4])
+return 1
+"#
+));
+
+/// Dead, for an ordered destination: the key's next event goes, or the key stays blocked.
+/// KEYS[4] the dead-letter stream, KEYS[5] the destination's dead counter; own ARGV (after
+/// the ordered ones): the dead letter's field/value pairs.
+pub const SETTLE_DEAD_ORDERED_LUA: &str = settle_script!(ordered_settle!(
+    r#"
+redis.call('XADD', KEYS[4], '*', unpack(ARGV, a))
+redis.call('INCR', KEYS[5])
+return 1
+"#
+));
+
 /// Moves due parked deliveries into the retry stream, atomically, so exactly one replica
 /// runs each. KEYS[1] schedule, KEYS[2] retry stream; ARGV[1] now (ms), ARGV[2] how many at
 /// most, ARGV[3] the parked hashes' prefix. Returns how many moved.
@@ -74,4 +94,3 @@ for _, token in ipairs(due) do
 end
 return #due
 "#;
-

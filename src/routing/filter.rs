@@ -58,6 +58,19 @@ impl EventFilter {
         })
     }
 
+    /// The event-type globs, as configured (empty: any type).
+    pub fn event_types(&self) -> Vec<String> {
+        self.event_types.iter().map(|g| g.pattern()).collect()
+    }
+
+    /// The payload conditions, as configured: pointer → accepted values.
+    pub fn payload_conditions(&self) -> serde_json::Map<String, Value> {
+        self.payload
+            .iter()
+            .map(|m| (m.pointer.clone(), Value::Array(m.accepted.clone())))
+            .collect()
+    }
+
     /// Whether every event passes (nothing to check).
     pub fn wants_everything(&self) -> bool {
         self.event_types.is_empty() && self.payload.is_empty()

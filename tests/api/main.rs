@@ -11,6 +11,7 @@ mod ingest;
 mod ingest_errors;
 mod metrics;
 mod openapi;
+mod ordering;
 mod partitions;
 mod recovery;
 mod redis_durability;

@@ -147,6 +147,24 @@ url = "{gone}"
     check(
         &doc,
         "get",
+        "/api/blocked",
+        &admin(&app, "GET", "/api/blocked").await,
+    );
+    check(
+        &doc,
+        "post",
+        "/api/blocked/{source}/{destination}/discard",
+        &app.call_json(
+            "POST",
+            "/api/blocked/orders/app/discard",
+            TOKEN,
+            &serde_json::json!({"key": "k"}),
+        )
+        .await,
+    );
+    check(
+        &doc,
+        "get",
         "/api/events",
         &admin(&app, "GET", "/api/events?limit=1").await,
     );

@@ -7,7 +7,7 @@ use hookgate::send::unix_now;
 use serde_json::{json, Value};
 
 use crate::helpers::{eventually, spawn_app, Signed, TestApp, TestEnv};
-use crate::sink::Sink;
+use crate::sink::{Behaviour, Sink};
 
 const TOKEN: &str = "routing-admin-token";
 
@@ -134,4 +134,157 @@ async fn each_destination_gets_exactly_the_events_it_wants_and_the_rest_are_filt
                 && l.ends_with(" 2")),
         "{metrics}"
     );
+}
+
+/// Posts `{"lead": lead, "seq": seq, "poison": poison}` to source `gh`; returns its id.
+async fn post_lead(app: &TestApp, run: &str, lead: &str, seq: u32, poison: bool) -> String {
+    let body = json!({"lead": lead, "seq": seq, "poison": poison, "run": run});
+    post_github(app, "gh", "lead", &body).await
+}
+
+/// The ids answered 2xx on `path`, in the order answered.
+fn delivered_in_order(sink: &Sink, path: &str) -> Vec<String> {
+    sink.outcomes()
+        .into_iter()
+        .filter(|o| o.path == path && (200..300).contains(&o.status))
+        .map(|o| o.webhook_id)
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_dead_event_blocks_its_key_until_replayed_or_discarded_or_is_skipped() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    let refuse = Behaviour::RefuseBodies {
+        needle: "\"poison\":true".into(),
+        status: 410,
+    };
+    sink.set("/block", refuse.clone());
+    sink.set("/skip", refuse);
+    let toml = format!(
+        "[[sources]]\nname = \"gh\"\nkind = \"github\"\nsecrets = [\"s3cret\"]\n\
+         [[sources.destinations]]\nname = \"block\"\nurl = \"{block}\"\n\
+         ordering_key = \"/lead\"\non_dead = \"block\"\n\
+         [[sources.destinations]]\nname = \"skip\"\nurl = \"{skip}\"\n\
+         ordering_key = \"/lead\"\non_dead = \"skip\"\n",
+        block = sink.url("/block"),
+        skip = sink.url("/skip"),
+    );
+    let mut settings = env.settings(&toml);
+    settings.admin_token = Some(hookgate::config::Secret::new(TOKEN.to_string()));
+    let app = spawn_app(settings).await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut a = Vec::new();
+    for (seq, poison) in [(0, false), (1, true), (2, false), (3, false)] {
+        a.push(post_lead(&app, &run, "A", seq, poison).await);
+    }
+    let c0 = post_lead(&app, &run, "C", 0, true).await;
+    let c1 = post_lead(&app, &run, "C", 1, false).await;
+    let d0 = post_lead(&app, &run, "D", 0, true).await;
+    let d1 = post_lead(&app, &run, "D", 1, false).await;
+    let mut b = Vec::new();
+    for seq in 0..3 {
+        b.push(post_lead(&app, &run, "B", seq, false).await);
+    }
+
+    // With `skip`, the key moves on past its dead event.
+    eventually(
+        Duration::from_secs(30),
+        "every live event at /skip",
+        || async { (delivered_in_order(&sink, "/skip").len() == 8).then_some(()) },
+    )
+    .await;
+    let at_skip = delivered_in_order(&sink, "/skip");
+    let order_of = |ids: &[String], want: &[&String]| {
+        let got: Vec<&String> = ids.iter().filter(|i| want.contains(i)).collect();
+        assert_eq!(got, want, "in acceptance order");
+    };
+    order_of(&at_skip, &[&a[0], &a[2], &a[3]]);
+    order_of(&at_skip, &[&c1]);
+    order_of(&at_skip, &[&d1]);
+    order_of(&at_skip, &[&b[0], &b[1], &b[2]]);
+
+    // With `block`, keys A, C and D wait behind their dead events; B flows.
+    let blocked = eventually(
+        Duration::from_secs(30),
+        "three blocked keys, the free one delivered",
+        || async {
+            let (status, body) = app.call("GET", "/api/blocked", Some(TOKEN)).await;
+            assert_eq!(status, 200, "{body}");
+            let list = body["blocked"].as_array().cloned().unwrap_or_default();
+            let free_keys_done = delivered_in_order(&sink, "/block").len() == 4;
+            (list.len() == 3 && free_keys_done).then_some(list)
+        },
+    )
+    .await;
+    let waiting: Vec<(String, String, u64)> = blocked
+        .iter()
+        .map(|e| {
+            assert_eq!(
+                (e["source"].as_str(), e["destination"].as_str()),
+                (Some("gh"), Some("block"))
+            );
+            (
+                e["key"].as_str().expect("key").to_string(),
+                e["event_id"].as_str().expect("id").to_string(),
+                e["waiting"].as_u64().expect("waiting"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        waiting,
+        vec![
+            ("A".to_string(), a[1].clone(), 2),
+            ("C".to_string(), c0.clone(), 1),
+            ("D".to_string(), d0.clone(), 1)
+        ]
+    );
+    let at_block = delivered_in_order(&sink, "/block");
+    assert_eq!(at_block.len(), 4, "a0 and B's three: {at_block:?}");
+    let (_, stats) = app.call("GET", "/api/queue/stats", Some(TOKEN)).await;
+    let figures = &stats["data"]["queues"]["gh"]["destinations"]["block"];
+    assert_eq!(figures["held"], 4, "{stats}");
+    assert_eq!(figures["blocked_keys"], 3, "{stats}");
+
+    // The dead events are accepted now: replaying A's delivers it, then the rest of A.
+    sink.set("/block", Behaviour::Ok);
+    let (status, body) = app
+        .call("POST", &format!("/api/events/{}/replay", a[1]), Some(TOKEN))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    // Discarding C's lets C's next event go without it.
+    let key_c = json!({"key": "C"});
+    let discard_c = || app.call_json("POST", "/api/blocked/gh/block/discard", TOKEN, &key_c);
+    let (status, body) = discard_c().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["event_id"], c0.as_str(), "{body}");
+    let (status, body) = discard_c().await;
+    assert_eq!(status, 404, "not blocked any more: {body}");
+    // Replaying D's under a new id (to this destination only) takes over its hold.
+    let (status, body) = app
+        .call(
+            "POST",
+            &format!("/api/events/{d0}/replay?new_id=true&destination=block"),
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let d0_again = body["id"].as_str().expect("the new id").to_string();
+
+    eventually(
+        Duration::from_secs(30),
+        "keys A, C and D delivered",
+        || async { (delivered_in_order(&sink, "/block").len() == 10).then_some(()) },
+    )
+    .await;
+    let at_block = delivered_in_order(&sink, "/block");
+    order_of(&at_block, &[&a[0], &a[1], &a[2], &a[3]]);
+    order_of(&at_block, &[&c1]);
+    order_of(&at_block, &[&d0_again, &d1]);
+    assert!(
+        !at_block.contains(&c0),
+        "the discarded event is not delivered"
+    );
+    let (_, body) = app.call("GET", "/api/blocked", Some(TOKEN)).await;
+    assert_eq!(body["blocked"], json!([]), "{body}");
 }

@@ -23,6 +23,16 @@ pub enum Behaviour {
     Hang(Duration),
     /// Answer 200 with this JSON body.
     Json(serde_json::Value),
+    /// After `delay`, answer 500 to one request in `one_in` at random, 200 to the others.
+    Flaky {
+        one_in: u128,
+        delay: Duration,
+    },
+    /// `status` to requests whose body contains `needle`, 200 to the others.
+    RefuseBodies {
+        needle: String,
+        status: u16,
+    },
 }
 
 /// One request the sink received.
@@ -182,7 +192,7 @@ async fn answer(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpR
     state.received.lock().expect("lock").push(Received {
         path: path.clone(),
         headers,
-        body,
+        body: body.clone(),
         at: Instant::now(),
     });
     let nth = {
@@ -205,7 +215,16 @@ async fn answer(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpR
         entry.1 = entry.1.max(entry.0);
     }
     let at = Instant::now();
-    let response = respond(behaviour, nth).await;
+    let response = match behaviour {
+        Behaviour::RefuseBodies { needle, status } if contains(&body, needle.as_bytes()) => {
+            HttpResponse::build(
+                actix_web::http::StatusCode::from_u16(status).expect("valid status"),
+            )
+            .body("refused on purpose")
+        }
+        Behaviour::RefuseBodies { .. } => HttpResponse::Ok().body("ok"),
+        other => respond(other, nth).await,
+    };
     if let Some(entry) = state.concurrent.lock().expect("lock").get_mut(&path) {
         entry.0 -= 1;
     }
@@ -216,6 +235,10 @@ async fn answer(req: HttpRequest, body: Bytes, state: web::Data<State>) -> HttpR
         at,
     });
     response
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 async fn respond(behaviour: Behaviour, nth: usize) -> HttpResponse {
@@ -232,9 +255,19 @@ async fn respond(behaviour: Behaviour, nth: usize) -> HttpResponse {
             .finish(),
         Behaviour::RetryAfterOnce(_) => HttpResponse::Ok().body("ok"),
         Behaviour::Json(v) => HttpResponse::Ok().json(v),
+        Behaviour::Flaky { one_in, delay } => {
+            actix_web::rt::time::sleep(delay).await;
+            if uuid::Uuid::new_v4().as_u128().is_multiple_of(one_in) {
+                status(500).body("failing at random")
+            } else {
+                HttpResponse::Ok().body("ok")
+            }
+        }
         Behaviour::Hang(d) => {
             actix_web::rt::time::sleep(d).await;
             HttpResponse::Ok().body("ok")
         }
+        // Answered by `answer`, which has the body.
+        Behaviour::RefuseBodies { .. } => HttpResponse::Ok().body("ok"),
     }
 }

@@ -70,7 +70,13 @@ impl Drop for Gateway {
     }
 }
 
-fn write_config(env: &TestEnv, sink: &Sink, destination: &str) -> (std::path::PathBuf, Settings) {
+/// Writes the configuration of replica processes: the test's Redis prefix, database and
+/// spool, one server worker, these `[delivery]` settings and these sources.
+pub(crate) fn process_config(
+    env: &TestEnv,
+    delivery: &str,
+    sources: &str,
+) -> (std::path::PathBuf, Settings) {
     let toml = format!(
         r#"
 [server]
@@ -84,30 +90,30 @@ url = "{db}"
 [spool]
 dir = "{spool}"
 [delivery]
-claim_margin_ms = 2000
-poll_interval_ms = 100
-shutdown_grace_seconds = 10
-consumer_idle_seconds = 2
-[[sources]]
-name = "orders"
-kind = "github"
-secrets = ["s3cret"]
-[[sources.destinations]]
-name = "app"
-url = "{url}"
-timeout_ms = 2000
-max_in_flight = 8
+{delivery}
+{sources}
 "#,
         redis = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
         prefix = env.prefix,
         db = env.database_url,
         spool = env.spool_dir.display(),
-        url = sink.url(destination),
     );
     let path = std::env::temp_dir().join(format!("{}.toml", env.prefix));
     std::fs::write(&path, &toml).expect("config written");
     let settings = Settings::from_toml(&toml, ConfigOrigin::Inline, &|_| None).expect("valid");
     (path, settings)
+}
+
+fn write_config(env: &TestEnv, sink: &Sink, destination: &str) -> (std::path::PathBuf, Settings) {
+    process_config(
+        env,
+        "claim_margin_ms = 2000\npoll_interval_ms = 100\nshutdown_grace_seconds = 10\nconsumer_idle_seconds = 2",
+        &format!(
+            "[[sources]]\nname = \"orders\"\nkind = \"github\"\nsecrets = [\"s3cret\"]\n\
+             [[sources.destinations]]\nname = \"app\"\nurl = \"{}\"\ntimeout_ms = 2000\nmax_in_flight = 8",
+            sink.url(destination)
+        ),
+    )
 }
 
 /// Posts `n` events round-robin to the gateways; returns their ids.

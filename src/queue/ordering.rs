@@ -1,0 +1,140 @@
+//! The scripts of ordered delivery. For a destination with an `ordering_key`, one replica at a
+//! time (the sequencer, holding a lease) admits the source stream's events in stream order:
+//! an event whose key is free becomes the key's head and goes to the destination's ready
+//! stream (its retry stream); one whose key is held waits in the key's list. Settling a head
+//! releases the key's next event. Every step is one script in the partition's slot, so the
+//! order survives any replica dying between steps.
+//!
+//! Keys of one destination in one partition: `holds` (hash: key → the head's event id),
+//! `blocked` (hash: key → the dead head holding it, with `on_dead = "block"`), `held` (count of
+//! waiting events), the waiting lists `<waiting prefix><key>` of tokens, each token's event in
+//! the hash `<parked prefix><token>`.
+
+/// A Lua function releasing `key` when `eid` is its head: the next waiting event becomes the
+/// head and goes to the ready stream, or the key is free. Returns 1 if released.
+macro_rules! release_fn {
+    () => {
+        r#"
+local function release(holds, blocked, ready, held, wlist, pprefix, key, eid)
+  if redis.call('HGET', holds, key) ~= eid then return 0 end
+  redis.call('HDEL', blocked, key)
+  while true do
+    local token = redis.call('LPOP', wlist)
+    if not token then
+      redis.call('HDEL', holds, key)
+      return 1
+    end
+    redis.call('DECR', held)
+    local hash = pprefix .. token
+    local fields = redis.call('HGETALL', hash)
+    redis.call('DEL', hash)
+    if #fields > 0 then
+      for i = 1, #fields, 2 do
+        if fields[i] == 'id' then redis.call('HSET', holds, key, fields[i + 1]) end
+      end
+      redis.call('XADD', ready, '*', unpack(fields))
+      return 1
+    end
+  end
+end
+"#
+    };
+}
+
+/// Admits entries of the source stream, in the order given, if the caller still holds the
+/// sequencer lease. KEYS[1] source stream, KEYS[2] ready stream, KEYS[3] holds, KEYS[4]
+/// blocked, KEYS[5] held counter, KEYS[6] lease; ARGV[1] group, ARGV[2] lease token, ARGV[3]
+/// parked prefix, ARGV[4] waiting prefix, then five per entry: stream id, event id, ordering
+/// key ('' for none: delivered unordered), the key's list suffix, the id it replays ('' if
+/// none: a replay under a new id takes over its original's hold). Entries already
+/// acknowledged are skipped, so a batch admitted twice admits once. Returns how many were
+/// admitted, or -1 when the lease is gone.
+pub const ORDER_ADMIT_LUA: &str = r#"
+if redis.call('GET', KEYS[6]) ~= ARGV[2] then return -1 end
+local admitted = 0
+for i = 5, #ARGV, 5 do
+  local sid, eid, key, wname, of = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local entry = redis.call('XRANGE', KEYS[1], sid, sid)
+  if redis.call('XACK', KEYS[1], ARGV[1], sid) == 1 and #entry > 0 then
+    local fields = entry[1][2]
+    if key == '' then
+      redis.call('XADD', KEYS[2], '*', unpack(fields))
+    else
+      local head = redis.call('HGET', KEYS[3], key)
+      if (not head) or head == eid or (of ~= '' and head == of) then
+        redis.call('HSET', KEYS[3], key, eid)
+        if head then redis.call('HDEL', KEYS[4], key) end
+        redis.call('XADD', KEYS[2], '*', 'okey', key, unpack(fields))
+      else
+        local token = 'w:' .. eid .. ':' .. sid
+        redis.call('HSET', ARGV[3] .. token, 'okey', key, unpack(fields))
+        redis.call('RPUSH', ARGV[4] .. wname, token)
+        redis.call('INCR', KEYS[5])
+      end
+    end
+    admitted = admitted + 1
+  end
+end
+return admitted
+"#;
+
+/// Takes or keeps the sequencer lease. KEYS[1] lease; ARGV[1] token, ARGV[2] ms. Returns 2
+/// when newly taken, 1 when kept, 0 when another replica holds it.
+pub const ORDER_LEASE_LUA: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not cur then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 2
+end
+return 0
+"#;
+
+/// Gives the lease up (at shutdown), if still ours. KEYS[1] lease; ARGV[1] token.
+pub const ORDER_UNLEASE_LUA: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
+/// An operator discards the dead head blocking a key: the key's next event goes. KEYS[1]
+/// holds, KEYS[2] blocked, KEYS[3] ready stream, KEYS[4] held counter, KEYS[5] the key's
+/// waiting list; ARGV[1] parked prefix, ARGV[2] key. Returns the dead event's id, or false
+/// when the key is not blocked.
+pub const ORDER_DISCARD_LUA: &str = concat!(
+    release_fn!(),
+    r#"
+local eid = redis.call('HGET', KEYS[2], ARGV[2])
+if not eid then return false end
+redis.call('HDEL', KEYS[2], ARGV[2])
+release(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1], ARGV[2], eid)
+return eid
+"#
+);
+
+/// The ordered part of settling a head, appended to a settle script (see `settle.rs`): its
+/// keys come after the script's own two (KEYS[6] holds, KEYS[7] blocked, KEYS[8] ready, KEYS[9]
+/// held, KEYS[10] the key's waiting list) and its arguments first among the script's own
+/// (ARGV[a] key, ARGV[a + 1] event id, ARGV[a + 2] parked prefix, ARGV[a + 3] 'block' to
+/// keep the key held by a dead head, else 'release'), so the script's own start at a + 4.
+macro_rules! ordered_settle {
+    ($own:literal) => {
+        concat!(
+            release_fn!(),
+            r#"
+local block = ARGV[a + 3] == 'block'
+if block then
+  if redis.call('HGET', KEYS[6], ARGV[a]) == ARGV[a + 1] then
+    redis.call('HSET', KEYS[7], ARGV[a], ARGV[a + 1])
+  end
+else
+  release(KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], ARGV[a + 2], ARGV[a], ARGV[a + 1])
+end
+a = a + 4
+"#,
+            $own
+        )
+    };
+}
