@@ -14,6 +14,32 @@ use tokio::net::TcpStream;
 use hookgate::config::SourceConfig;
 use hookgate::send::{sample_body, sign, unix_now};
 
+/// The environment variable that gives every body a `"key"` field of this many distinct
+/// values (`"k<i mod N>"`, for a destination's `ordering_key = "/key"`); unset, bodies have
+/// no such field.
+pub const KEYS_ENV: &str = "HOOKGATE_LOADGEN_KEYS";
+
+/// How many distinct `"key"` values bodies carry ([`KEYS_ENV`]); None when unset.
+pub fn keys_from_env() -> Result<Option<u64>, String> {
+    match std::env::var(KEYS_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(e) => Err(format!("{KEYS_ENV}: {e}")),
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(0) | Err(_) => Err(format!("{KEYS_ENV}={v:?} must be a number of keys above 0")),
+            Ok(n) => Ok(Some(n)),
+        },
+    }
+}
+
+/// `body` (a JSON object) with a `"key"` field first: `"k<i mod keys>"`, so that a key's
+/// events are spread evenly over the run.
+fn with_key(mut body: Vec<u8>, keys: Option<u64>, i: u64) -> Vec<u8> {
+    if let Some(keys) = keys {
+        body.splice(1..1, format!("\"key\":\"k{}\",", i % keys).into_bytes());
+    }
+    body
+}
+
 /// Figures of one load run.
 #[derive(Debug, Clone)]
 pub struct LoadReport {
@@ -50,7 +76,8 @@ impl LoadReport {
 }
 
 /// Builds `count` signed raw requests for `source`; `duplicate_percent` of them repeat an
-/// earlier request byte for byte (a sender's retry).
+/// earlier request byte for byte (a sender's retry). Bodies carry a `"key"` when
+/// [`KEYS_ENV`] says so.
 pub fn signed_requests(
     source: &SourceConfig,
     host: &str,
@@ -58,6 +85,7 @@ pub fn signed_requests(
     duplicate_percent: u8,
 ) -> Result<Vec<Bytes>, String> {
     let now = unix_now();
+    let keys = keys_from_env()?;
     // Ids unique across runs, so repeated benchmarks never hit earlier dedup keys.
     let base = uuid::Uuid::new_v4().as_u64_pair().0 >> 16;
     let mut out: Vec<Bytes> = Vec::with_capacity(count);
@@ -71,7 +99,7 @@ pub fn signed_requests(
             out.push(earlier);
             continue;
         }
-        let body = sample_body(base + i as u64);
+        let body = with_key(sample_body(base + i as u64), keys, i as u64);
         let signed = sign(source, &body, now)?;
         out.push(raw_request(host, &signed.path, &signed.headers, &body));
     }
@@ -260,7 +288,8 @@ async fn read_response(s: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result
 
 /// Sends webhooks at a fixed rate for `duration`, signing each at send time with the send
 /// instant in its body (`sent_at_us`, unix µs), so a sink can measure ingest-to-delivery
-/// latency. Returns how many were accepted.
+/// latency. Bodies carry a `"key"` when [`KEYS_ENV`] says so. Returns how many were
+/// accepted.
 pub async fn run_rate(
     addr: SocketAddr,
     source: &SourceConfig,
@@ -269,6 +298,10 @@ pub async fn run_rate(
     duration: Duration,
     connections: usize,
 ) -> LoadReport {
+    let keys = keys_from_env().unwrap_or_else(|e| {
+        eprintln!("{e}: bodies carry no key");
+        None
+    });
     let per_conn = (rate as f64 / connections.max(1) as f64).max(0.001);
     let period = Duration::from_secs_f64(1.0 / per_conn);
     let started = Instant::now();
@@ -287,12 +320,13 @@ pub async fn run_rate(
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             while started.elapsed() < duration {
                 tick.tick().await;
-                let n = base + next.fetch_add(1, Ordering::Relaxed) as u64;
+                let i = next.fetch_add(1, Ordering::Relaxed) as u64;
+                let n = base + i;
                 let sent_at = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_micros() as u64)
                     .unwrap_or_default();
-                let mut body = sample_body(n);
+                let mut body = with_key(sample_body(n), keys, i);
                 body.splice(1..1, format!("\"sent_at_us\":{sent_at},").into_bytes());
                 let Ok(signed) = sign(&source, &body, unix_now()) else {
                     break;
@@ -305,4 +339,18 @@ pub async fn run_rate(
         }));
     }
     report(started, tasks).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_keyed_body_stays_json_and_cycles_through_its_keys() {
+        let body = with_key(sample_body(7), Some(1000), 1234);
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(v["key"], "k234");
+        assert_eq!(v["eventId"], "evt-7");
+        assert_eq!(with_key(sample_body(7), None, 1234), sample_body(7));
+    }
 }
