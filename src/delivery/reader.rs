@@ -34,6 +34,9 @@ impl Worker {
 
     /// Reads new work until stopped.
     pub async fn run_reader(self: Rc<Self>) {
+        if let Err(e) = self.release_left_over_order().await {
+            log::warn!("{}: cannot release events left ordered: {e}", self.name());
+        }
         // Lanes whose groups exist; a layout change may add lanes while this runs.
         let mut groups_ready = 0;
         while !self.stopping.get() {

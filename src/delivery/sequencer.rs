@@ -227,3 +227,51 @@ impl Worker {
         Ok(reply.keys.into_iter().flat_map(|k| k.ids).collect())
     }
 }
+
+/// Most waiting events moved per script call when a destination stops being ordered.
+const FLUSH_BATCH: usize = 500;
+
+impl Worker {
+    /// Lets go of whatever an earlier configuration left waiting behind keys, when this
+    /// destination is no longer ordered: its events would otherwise wait for good.
+    pub(super) async fn release_left_over_order(&self) -> redis::RedisResult<()> {
+        if self.is_ordered() {
+            return Ok(());
+        }
+        let script = redis::Script::new(queue::ORDER_FLUSH_LUA);
+        for lane in self.active_lanes() {
+            let k = &lane.keys;
+            let mut conn = self.conn().await?;
+            let mut moved_total = 0;
+            loop {
+                let keys: Vec<String> = redis::cmd("HKEYS")
+                    .arg(&k.order_holds)
+                    .query_async(&mut *conn)
+                    .await?;
+                if keys.is_empty() {
+                    break;
+                }
+                let mut inv = script.prepare_invoke();
+                inv.key(&k.order_holds)
+                    .key(&k.order_blocked)
+                    .key(&k.retry_stream)
+                    .key(&k.order_held)
+                    .arg(&k.order_waiting_prefix)
+                    .arg(&k.parked_prefix)
+                    .arg(FLUSH_BATCH);
+                for key in &keys {
+                    inv.arg(key).arg(SourceKeys::waiting_suffix(key));
+                }
+                let moved: usize = inv.invoke_async(&mut *conn).await?;
+                moved_total += moved;
+            }
+            if moved_total > 0 {
+                log::warn!(
+                    "{}: no longer ordered; {moved_total} events that waited behind their key are delivered now",
+                    self.name()
+                );
+            }
+        }
+        Ok(())
+    }
+}

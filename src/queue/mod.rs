@@ -18,7 +18,9 @@ pub use enqueue::{
 };
 pub use groups::{ensure_group, is_nogroup, stream_groups};
 pub use layout::{agree_layouts, follow_layouts, Agreed};
-pub use ordering::{ORDER_ADMIT_LUA, ORDER_DISCARD_LUA, ORDER_LEASE_LUA, ORDER_UNLEASE_LUA};
+pub use ordering::{
+    ORDER_ADMIT_LUA, ORDER_DISCARD_LUA, ORDER_FLUSH_LUA, ORDER_LEASE_LUA, ORDER_UNLEASE_LUA,
+};
 pub use pool::{connection, pool, pool_of, RedisManager, RedisPool};
 pub use rate::{take_tokens, RateGrant, RATE_TAKE_LUA};
 pub use settle::{

@@ -138,3 +138,30 @@ a = a + 4
         )
     };
 }
+
+/// A destination no longer ordered lets every waiting event go: up to ARGV[3] of them per
+/// call. KEYS[1] holds, KEYS[2] blocked, KEYS[3] ready stream, KEYS[4] held counter; ARGV[1]
+/// waiting prefix, ARGV[2] parked prefix, ARGV[3] the bound, then pairs of key and list
+/// suffix. A key is forgotten once its list is empty. Returns how many events moved.
+pub const ORDER_FLUSH_LUA: &str = r#"
+local budget = tonumber(ARGV[3])
+local moved = 0
+for i = 4, #ARGV, 2 do
+  local key, wlist = ARGV[i], ARGV[1] .. ARGV[i + 1]
+  while moved < budget do
+    local token = redis.call('LPOP', wlist)
+    if not token then break end
+    redis.call('DECR', KEYS[4])
+    local hash = ARGV[2] .. token
+    local fields = redis.call('HGETALL', hash)
+    redis.call('DEL', hash)
+    if #fields > 0 then redis.call('XADD', KEYS[3], '*', unpack(fields)) end
+    moved = moved + 1
+  end
+  if redis.call('LLEN', wlist) == 0 then
+    redis.call('HDEL', KEYS[1], key)
+    redis.call('HDEL', KEYS[2], key)
+  end
+end
+return moved
+"#;

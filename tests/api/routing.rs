@@ -288,3 +288,55 @@ async fn a_dead_event_blocks_its_key_until_replayed_or_discarded_or_is_skipped()
     let (_, body) = app.call("GET", "/api/blocked", Some(TOKEN)).await;
     assert_eq!(body["blocked"], json!([]), "{body}");
 }
+
+#[actix_web::test]
+async fn events_waiting_behind_a_key_go_when_the_destination_stops_being_ordered() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    sink.set(
+        "/crm",
+        Behaviour::RefuseBodies {
+            needle: "\"poison\":true".into(),
+            status: 410,
+        },
+    );
+    let config = |ordering: &str| {
+        format!(
+            "[[sources]]\nname = \"gh\"\nkind = \"github\"\nsecrets = [\"s3cret\"]\n\
+             [[sources.destinations]]\nname = \"crm\"\nurl = \"{}\"\n{ordering}\n",
+            sink.url("/crm")
+        )
+    };
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut settings = env.settings(&config("ordering_key = \"/lead\"\non_dead = \"block\""));
+    settings.admin_token = Some(hookgate::config::Secret::new(TOKEN.to_string()));
+    let app = spawn_app(settings).await;
+    post_lead(&app, &run, "A", 0, true).await;
+    let waiting = [
+        post_lead(&app, &run, "A", 1, false).await,
+        post_lead(&app, &run, "A", 2, false).await,
+    ];
+    eventually(Duration::from_secs(30), "key A blocked", || async {
+        let (_, body) = app.call("GET", "/api/blocked", Some(TOKEN)).await;
+        (body["blocked"][0]["waiting"] == 2).then_some(())
+    })
+    .await;
+    drop(app);
+
+    // The same destination without ordering_key: what waited is delivered, in order.
+    let app = spawn_app(env.settings(&config(""))).await;
+    eventually(
+        Duration::from_secs(30),
+        "the waiting events delivered",
+        || async { (delivered_in_order(&sink, "/crm") == waiting).then_some(()) },
+    )
+    .await;
+    let mut redis = env.redis().await;
+    let holds: usize = redis::cmd("HLEN")
+        .arg(format!("{}:{{gh}}:dest:crm:order:holds", env.prefix))
+        .query_async(&mut redis)
+        .await
+        .expect("HLEN");
+    assert_eq!(holds, 0, "no key is held any more");
+    drop(app);
+}
