@@ -16,6 +16,7 @@ async fn the_dashboard_replays_a_dead_letter_and_resets_a_circuit() {
     let sink = Sink::start();
     sink.set("/gone", Behaviour::Status(410));
     sink.set("/down", Behaviour::Status(500));
+    sink.set("/feed", Behaviour::Status(410));
     let toml = format!(
         r#"
 [[sources]]
@@ -41,9 +42,20 @@ open_seconds = 600
 name = "app"
 url = "{down}"
 max_in_flight = 1
+
+[[sources]]
+name = "items"
+kind = "github"
+secrets = ["i"]
+[[sources.destinations]]
+name = "feed"
+url = "{feed}"
+ordering_key = "/account/id"
+on_dead = "block"
 "#,
         gone = sink.url("/gone"),
-        down = sink.url("/down")
+        down = sink.url("/down"),
+        feed = sink.url("/feed")
     );
     let mut settings = env.settings(&toml);
     let no_admin = spawn_app(settings.clone()).await;
@@ -79,6 +91,11 @@ max_in_flight = 1
     for i in 0..3 {
         app.post_signed("orders", &sample_body(100 + i)).await;
     }
+    // Both of account 1: the first dies and blocks the key; the second waits behind it.
+    let (_, blocking) = app.post_signed("items", &sample_body(200)).await;
+    let blocking = blocking["id"].as_str().expect("id").to_string();
+    let (_, waiting) = app.post_signed("items", &sample_body(201)).await;
+    let waiting = waiting["id"].as_str().expect("id").to_string();
     eventually(
         Duration::from_secs(30),
         "a dead letter and an open circuit",
@@ -91,13 +108,16 @@ max_in_flight = 1
             let open = c["circuits"]
                 .as_array()
                 .is_some_and(|c| c.iter().any(|c| c["state"] == "open"));
-            (dead && open).then_some(())
+            let (_, b) = app.call("GET", "/api/blocked", Some(TOKEN)).await;
+            let blocked = b["blocked"][0]["waiting"] == 1;
+            (dead && open && blocked).then_some(())
         },
     )
     .await;
     // The destinations are fixed; the operator acts in the browser.
     sink.set("/gone", Behaviour::Ok);
     sink.set("/down", Behaviour::Ok);
+    sink.set("/feed", Behaviour::Ok);
     let dir = format!("{}/tests/browser", env!("CARGO_MANIFEST_DIR"));
     let args = [
         "dashboard.mjs".to_string(),
@@ -105,6 +125,7 @@ max_in_flight = 1
         TOKEN.to_string(),
         dead_id.clone(),
         "orders-app".to_string(),
+        "1".to_string(),
     ];
     let mut node = std::process::Command::new("node");
     node.args(args).current_dir(dir);
@@ -115,8 +136,21 @@ max_in_flight = 1
         "the browser test failed (scripts/dev-services.sh installs chromium and playwright-core):\n{stdout}\n{stderr}"
     );
     assert!(
-        stdout.contains("replayed and delivered") && stdout.contains("reset and closed"),
+        stdout.contains("replayed and delivered")
+            && stdout.contains("reset and closed")
+            && stdout.contains("discarded and free"),
         "{stdout}"
+    );
+    sink.await_events(
+        "/feed",
+        std::slice::from_ref(&waiting),
+        Duration::from_secs(30),
+        "the event that waited behind the discarded one",
+    )
+    .await;
+    assert!(
+        sink.delivered("/feed").get(&blocking).is_none(),
+        "the discarded event is not delivered"
     );
     assert_eq!(
         sink.by_event("/gone").get(&dead_id).map(Vec::len),
