@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Delivery benchmark, end to end with the audit trail on:
-#  1. ingest-to-delivery latency (p50/p99) at a fixed 1,000 events/s;
+#  1. ingest-to-delivery latency (p50/p99) at a fixed 1,000 events/s, without and with
+#     `ordering_key`;
 #  2. sustained events/s: N signed webhooks as fast as they are accepted, timed until the
 #     local sink (answering 200) has received every one; run twice, one after the other on
 #     the same gateway: to a destination without `ordering_key`, then to one with
@@ -72,18 +73,27 @@ if [ "$ordering" != 0 ]; then
 fi
 wait_delivered "$warm" 60
 
-echo "== latency at a fixed $rate events/s for $seconds s"
-curl -s -XPOST "http://127.0.0.1:$sink_port/reset" >/dev/null
-lat=$("$tools" --config "$workdir/bench.toml" loadgen --source chatwoot --url "http://127.0.0.1:$port" \
-  --rate "$rate" --seconds "$seconds" --connections 16 2>/dev/null | grep '^figures:')
-sent=$(sed -n 's/.*ok=\([0-9]*\).*/\1/p' <<<"$lat")
-wait_delivered "$sent" 60
-p50=$(sink_stat p50_us); p99=$(sink_stat p99_us)
-printf 'ingest-to-delivery at %s/s: %s events, p50 %.2f ms, p99 %.2f ms\n' "$rate" "$sent" \
-  "$(echo "$p50/1000" | bc -l)" "$(echo "$p99/1000" | bc -l)"
-
-# Events accepted so far (warm-up, latency run, sustained runs): each must reach the trail.
+latency() { # source, label: sets sent, p50 and p99 (µs)
+  echo "== latency at a fixed $rate events/s for $seconds s, $2"
+  curl -s -XPOST "http://127.0.0.1:$sink_port/reset" >/dev/null
+  local lat
+  lat=$("$tools" --config "$workdir/bench.toml" loadgen --source "$1" --url "http://127.0.0.1:$port" \
+    --rate "$rate" --seconds "$seconds" --connections 16 2>/dev/null | grep '^figures:')
+  sent=$(sed -n 's/.*ok=\([0-9]*\).*/\1/p' <<<"$lat")
+  wait_delivered "$sent" 60
+  p50=$(sink_stat p50_us); p99=$(sink_stat p99_us)
+  printf 'ingest-to-delivery at %s/s: %s events, p50 %.2f ms, p99 %.2f ms\n' "$rate" "$sent" \
+    "$(echo "$p50/1000" | bc -l)" "$(echo "$p99/1000" | bc -l)"
+}
+latency chatwoot "without ordering_key"
 total=$((warm + sent))
+if [ "$ordering" != 0 ]; then
+  plain_p50=$p50; plain_p99=$p99
+  latency chatwoot-ordered "with ordering_key = \"/key\" ($keys keys)"
+  total=$((total + sent))
+  ordered_p50=$p50; ordered_p99=$p99; p50=$plain_p50; p99=$plain_p99
+fi
+# Events accepted so far (warm-up, latency runs, sustained runs) must each reach the trail.
 audit_rows() { psql "$pg/$db" -Atc "select count(*) from webhook_events where status = 'delivered'" 2>/dev/null || echo 0; }
 
 sustained() { # source, label: sets took (s until all delivered) and lag (s until the trail had them all)
@@ -138,8 +148,8 @@ fi
 printf 'RESULT e2e_events_per_s=%.0f latency_p50_ms=%.2f latency_p99_ms=%.2f at_rate=%s audit_lag_s=%.1f' "$e2e_plain" \
   "$(echo "$p50/1000" | bc -l)" "$(echo "$p99/1000" | bc -l)" "$rate" "$lag_plain"
 if [ "$ordering" != 0 ]; then
-  printf ' ordered_e2e_events_per_s=%.0f ordered_ratio=%.2f ordered_keys=%s ordered_audit_lag_s=%.1f' \
-    "$e2e_ordered" "$ratio" "$keys" "$lag_ordered"
+  printf ' ordered_e2e_events_per_s=%.0f ordered_ratio=%.2f ordered_keys=%s ordered_audit_lag_s=%.1f ordered_latency_p50_ms=%.2f ordered_latency_p99_ms=%.2f' \
+    "$e2e_ordered" "$ratio" "$keys" "$lag_ordered" "$(echo "$ordered_p50/1000" | bc -l)" "$(echo "$ordered_p99/1000" | bc -l)"
 fi
 echo
 echo "targets on 2 cores: >= 8000 events/s sustained; p50 < 5 ms at 1000 events/s"

@@ -66,13 +66,17 @@ pub fn run(settings: &Settings) {
             s.dedup_ttl_seconds
         );
         for d in &s.destinations {
-            println!(
-                "      -> {} {} (timeout {} ms{})",
-                d.name,
-                d.url,
-                d.timeout_ms,
-                if d.secret.is_some() { ", signed" } else { "" }
-            );
+            let mut notes = vec![format!("timeout {} ms", d.timeout_ms)];
+            if d.secret.is_some() {
+                notes.push("signed".into());
+            }
+            if !d.filter.wants_everything() {
+                notes.push("filtered".into());
+            }
+            if let Some(o) = &d.ordering {
+                notes.push(format!("ordered by {} (on_dead {})", o.key, o.on_dead));
+            }
+            println!("      -> {} {} ({})", d.name, d.url, notes.join(", "));
         }
     }
 }
