@@ -24,7 +24,7 @@ impl Worker {
             // An ordered destination's source stream is its sequencer's alone.
             let claimable = self
                 .origins()
-                .filter(|o| o.retry || !self.is_ordered())
+                .filter(|o| o.retry || !self.sequenced(o.lane))
                 .collect::<Vec<_>>();
             for from in claimable {
                 if let Err(e) = self.claim(from).await {

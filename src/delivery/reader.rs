@@ -34,12 +34,21 @@ impl Worker {
 
     /// Reads new work until stopped.
     pub async fn run_reader(self: Rc<Self>) {
-        if let Err(e) = self.release_left_over_order().await {
-            log::warn!("{}: cannot release events left ordered: {e}", self.name());
-        }
+        // Events an earlier, ordered configuration left waiting: released before reading.
+        let mut left_over_released = false;
         // Lanes whose groups exist; a layout change may add lanes while this runs.
         let mut groups_ready = 0;
         while !self.stopping.get() {
+            if !left_over_released {
+                match self.release_left_over_order().await {
+                    Ok(()) => left_over_released = true,
+                    Err(e) => {
+                        log::warn!("{}: cannot release events left ordered: {e}", self.name());
+                        self.pause_reader(self.poll() * 4).await;
+                        continue;
+                    }
+                }
+            }
             if groups_ready < self.active_lanes().len() {
                 match self.ensure_groups(groups_ready).await {
                     Ok(n) => groups_ready = n,
@@ -116,7 +125,7 @@ impl Worker {
                 .arg("COUNT")
                 .arg(want - got)
                 .arg("STREAMS");
-            if self.is_ordered() {
+            if self.sequenced(lane) {
                 // The sequencer reads the source stream; deliveries come from the ready one.
                 read.arg(&keys.keys.retry_stream).arg(">");
             } else {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 
-use super::worker::{Origin, Worker, READ_BATCH};
+use super::worker::{Lane, Origin, Worker, READ_BATCH};
 use crate::event::QueuedEvent;
 use crate::queue;
 use crate::routing::OrderedDelivery;
@@ -59,7 +59,9 @@ impl Worker {
                         log::info!("{}: this replica admits events in order now", self.name());
                         (held, sweep) = (true, true);
                     }
-                    Ok(Lease::Kept) => {}
+                    // Sweep again now and then: entries read by a sequencer whose lease ran
+                    // out as it read must not wait for the next change of hands.
+                    Ok(Lease::Kept) => sweep = true,
                     Ok(Lease::Elsewhere) => held = false,
                     Err(e) => {
                         log::warn!("{}: cannot take the sequencer lease: {e}", self.name());
@@ -129,7 +131,10 @@ impl Worker {
         sweep: &mut bool,
     ) -> redis::RedisResult<Round> {
         let lane = &self.lanes[0];
-        let entries = self.read_in_order(sweep).await?;
+        let entries = match self.read_in_order(token, sweep).await {
+            Err(e) if e.code() == Some(queue::LEASE_LOST) => return Ok(Round::LeaseLost),
+            other => other?,
+        };
         if entries.is_empty() {
             return Ok(Round::Read(0));
         }
@@ -184,21 +189,34 @@ impl Worker {
     /// The next entries of the source stream in stream order: those pending (read by a
     /// sequencer that died or failed before admitting them) while `sweep`, else new ones;
     /// `sweep` ends when nothing is left pending.
-    async fn read_in_order(&self, sweep: &mut bool) -> redis::RedisResult<Vec<StreamId>> {
+    async fn read_in_order(
+        &self,
+        token: &str,
+        sweep: &mut bool,
+    ) -> redis::RedisResult<Vec<StreamId>> {
         let lane = &self.lanes[0];
         let mut conn = self.conn().await?;
+        // Both reads are fenced by the lease: a replica that lost it takes nothing.
+        fn fenced<'s>(
+            w: &Worker,
+            script: &'s redis::Script,
+            lane: &Lane,
+            token: &str,
+        ) -> redis::ScriptInvocation<'s> {
+            let mut inv = script.prepare_invoke();
+            inv.key(&lane.stream)
+                .key(&lane.keys.order_sequencer)
+                .arg(token)
+                .arg(&w.keys.group)
+                .arg(&w.consumer)
+                .arg(READ_BATCH);
+            inv
+        }
         if *sweep {
             // Only sequencers read this stream through the group, one at a time: whatever is
             // pending there is not being worked on, however recently it was read.
-            let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-                .arg(&lane.stream)
-                .arg(&self.keys.group)
-                .arg(&self.consumer)
-                .arg(0)
-                .arg("0-0")
-                .arg("COUNT")
-                .arg(READ_BATCH)
-                .query_async(&mut *conn)
+            let reply: StreamAutoClaimReply = fenced(self, &self.scripts.sweep, lane, token)
+                .invoke_async(&mut *conn)
                 .await?;
             if !reply.deleted_ids.is_empty() {
                 let _: i64 = redis::cmd("XACK")
@@ -213,18 +231,12 @@ impl Worker {
             }
             *sweep = false;
         }
-        let reply: StreamReadReply = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(&self.keys.group)
-            .arg(&self.consumer)
-            .arg("COUNT")
-            .arg(READ_BATCH)
-            .arg("STREAMS")
-            .arg(&lane.stream)
-            .arg(">")
-            .query_async(&mut *conn)
+        let reply: Option<StreamReadReply> = fenced(self, &self.scripts.read_in_order, lane, token)
+            .invoke_async(&mut *conn)
             .await?;
-        Ok(reply.keys.into_iter().flat_map(|k| k.ids).collect())
+        Ok(reply
+            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+            .unwrap_or_default())
     }
 }
 

@@ -111,11 +111,13 @@ impl Worker {
         // dead with `on_dead = "block"`, keeps the key held).
         let ordered = self.dest.ordering.as_ref().zip(event.okey.as_deref());
         let settles_head = matches!(status, Status::Delivered | Status::Dead);
+        let mut releases = false;
         if let Some((ordering, key)) = ordered.filter(|_| settles_head) {
             let mode = match (status, ordering.on_dead) {
                 (Status::Dead, OnDead::Block) => "block",
                 _ => "release",
             };
+            releases = mode == "release";
             if status == Status::Delivered {
                 script = &self.scripts.delivered_ordered;
                 // The ordered part's keys follow two of the script's own.
@@ -162,7 +164,12 @@ impl Worker {
             }
             inv
         })
-        .await
+        .await;
+        if releases {
+            // The key's next event may be in the ready stream now: read it at once rather
+            // than at the next poll (a busy key would move once per poll otherwise).
+            self.notify_ready();
+        }
     }
 
     /// Acknowledges an entry that cannot be delivered at all (malformed): nothing to record.

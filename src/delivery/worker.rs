@@ -35,6 +35,8 @@ pub(super) struct Scripts {
     /// Ordered delivery: admission, the sequencer lease, and settling a key's head.
     pub admit: redis::Script,
     pub lease: redis::Script,
+    pub read_in_order: redis::Script,
+    pub sweep: redis::Script,
     pub delivered_ordered: redis::Script,
     pub dead_ordered: redis::Script,
 }
@@ -152,6 +154,8 @@ impl Worker {
                 rate: redis::Script::new(queue::RATE_TAKE_LUA),
                 admit: redis::Script::new(queue::ORDER_ADMIT_LUA),
                 lease: redis::Script::new(queue::ORDER_LEASE_LUA),
+                read_in_order: redis::Script::new(queue::ORDER_READ_LUA),
+                sweep: redis::Script::new(queue::ORDER_SWEEP_LUA),
                 delivered_ordered: redis::Script::new(queue::SETTLE_DELIVERED_ORDERED_LUA),
                 dead_ordered: redis::Script::new(queue::SETTLE_DEAD_ORDERED_LUA),
             },
@@ -232,6 +236,13 @@ impl Worker {
     /// Whether the destination's events are delivered in order per key.
     pub fn is_ordered(&self) -> bool {
         self.dest.ordering.is_some()
+    }
+
+    /// Whether a lane's source stream is read by the sequencer (ordered destinations order
+    /// their source's one partition; partitions left from before `partitions = 1` are read
+    /// and delivered unordered, so that nothing in them is stranded).
+    pub(super) fn sequenced(&self, lane: usize) -> bool {
+        self.is_ordered() && lane == 0
     }
 
     /// `source/destination`, for log lines.

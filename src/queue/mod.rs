@@ -19,7 +19,8 @@ pub use enqueue::{
 pub use groups::{ensure_group, is_nogroup, stream_groups};
 pub use layout::{agree_layouts, follow_layouts, Agreed};
 pub use ordering::{
-    ORDER_ADMIT_LUA, ORDER_DISCARD_LUA, ORDER_FLUSH_LUA, ORDER_LEASE_LUA, ORDER_UNLEASE_LUA,
+    LEASE_LOST, ORDER_ADMIT_LUA, ORDER_DISCARD_LUA, ORDER_FLUSH_LUA, ORDER_LEASE_LUA,
+    ORDER_READ_LUA, ORDER_SWEEP_LUA, ORDER_UNLEASE_LUA,
 };
 pub use pool::{connection, pool, pool_of, RedisManager, RedisPool};
 pub use rate::{take_tokens, RateGrant, RATE_TAKE_LUA};

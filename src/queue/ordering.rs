@@ -46,7 +46,7 @@ end
 /// blocked, KEYS[5] held counter, KEYS[6] lease; ARGV[1] group, ARGV[2] lease token, ARGV[3]
 /// parked prefix, ARGV[4] waiting prefix, then five per entry: stream id, event id, ordering
 /// key ('' for none: delivered unordered), the key's list suffix, the id it replays ('' if
-/// none: a replay under a new id takes over its original's hold). Entries already
+/// none: a replay under a new id takes over its original's hold if that one is blocking). Entries already
 /// acknowledged are skipped, so a batch admitted twice admits once. Returns how many were
 /// admitted, or -1 when the lease is gone.
 pub const ORDER_ADMIT_LUA: &str = r#"
@@ -61,7 +61,10 @@ for i = 5, #ARGV, 5 do
       redis.call('XADD', KEYS[2], '*', unpack(fields))
     else
       local head = redis.call('HGET', KEYS[3], key)
-      if (not head) or head == eid or (of ~= '' and head == of) then
+      -- A copy under a new id takes over from the dead original blocking the key, never
+      -- from a live one (both would then be in flight).
+      local takes_over = of ~= '' and head == of and redis.call('HGET', KEYS[4], key) == of
+      if (not head) or head == eid or takes_over then
         redis.call('HSET', KEYS[3], key, eid)
         if head then redis.call('HDEL', KEYS[4], key) end
         redis.call('XADD', KEYS[2], '*', 'okey', key, unpack(fields))
@@ -76,6 +79,30 @@ for i = 5, #ARGV, 5 do
   end
 end
 return admitted
+"#;
+
+/// The error code of a sequencer's read refused because its lease is gone.
+pub const LEASE_LOST: &str = "LEASELOST";
+
+/// Reads new entries of the source stream for the sequencer holding the lease, so that a
+/// replica that lost it cannot take entries off the group that nobody would admit. KEYS[1]
+/// source stream, KEYS[2] lease; ARGV[1] token, ARGV[2] group, ARGV[3] consumer, ARGV[4] how
+/// many at most. Returns XREADGROUP's reply, or a LEASELOST error.
+pub const ORDER_READ_LUA: &str = r#"
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return redis.error_reply('LEASELOST the sequencer lease is held by another replica')
+end
+return redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4], 'STREAMS', KEYS[1], '>')
+"#;
+
+/// Takes over, for the sequencer holding the lease, every entry of the source stream read
+/// and not admitted (by a sequencer that died, lost its lease, or failed), oldest first.
+/// Arguments as [`ORDER_READ_LUA`]'s. Returns XAUTOCLAIM's reply, or a LEASELOST error.
+pub const ORDER_SWEEP_LUA: &str = r#"
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+  return redis.error_reply('LEASELOST the sequencer lease is held by another replica')
+end
+return redis.call('XAUTOCLAIM', KEYS[1], ARGV[2], ARGV[3], 0, '0-0', 'COUNT', ARGV[4])
 "#;
 
 /// Takes or keeps the sequencer lease. KEYS[1] lease; ARGV[1] token, ARGV[2] ms. Returns 2
@@ -165,3 +192,244 @@ for i = 4, #ARGV, 2 do
 end
 return moved
 "#;
+
+#[cfg(test)]
+mod redis_tests {
+    use super::*;
+
+    async fn shared_redis() -> redis::aio::MultiplexedConnection {
+        let url =
+            std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        redis::Client::open(url)
+            .expect("URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("the shared Redis runs (scripts/dev-services.sh)")
+    }
+
+    /// The keys of one ordered destination, under a fresh prefix.
+    struct Keys {
+        stream: String,
+        ready: String,
+        holds: String,
+        blocked: String,
+        held: String,
+        lease: String,
+        parked: String,
+        waiting: String,
+        tag: String,
+    }
+
+    fn keys() -> Keys {
+        let tag = format!("hgtest-{}:{{s}}", uuid::Uuid::new_v4().simple());
+        let k = |s: &str| format!("{tag}:{s}");
+        Keys {
+            stream: k("stream"),
+            ready: k("ready"),
+            holds: k("holds"),
+            blocked: k("blocked"),
+            held: k("held"),
+            lease: k("lease"),
+            parked: k("parked:"),
+            waiting: k("waiting:"),
+            tag,
+        }
+    }
+
+    async fn cleanup(conn: &mut redis::aio::MultiplexedConnection, k: &Keys) {
+        let names: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", k.tag))
+            .query_async(conn)
+            .await
+            .expect("KEYS");
+        if !names.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(names)
+                .query_async(conn)
+                .await
+                .expect("DEL");
+        }
+    }
+
+    /// Appends an event of `id` and reads it through the group as consumer `c` (as a
+    /// sequencer that read it); returns its stream id.
+    async fn appended_and_read(
+        conn: &mut redis::aio::MultiplexedConnection,
+        k: &Keys,
+        id: &str,
+    ) -> String {
+        let sid: String = redis::cmd("XADD")
+            .arg(&k.stream)
+            .arg("*")
+            .arg("id")
+            .arg(id)
+            .query_async(conn)
+            .await
+            .expect("XADD");
+        let _: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&k.stream)
+            .arg("g")
+            .arg("0")
+            .query_async(conn)
+            .await;
+        let _: redis::Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("g")
+            .arg("c")
+            .arg("STREAMS")
+            .arg(&k.stream)
+            .arg(">")
+            .query_async(conn)
+            .await
+            .expect("XREADGROUP");
+        sid
+    }
+
+    async fn admit(
+        conn: &mut redis::aio::MultiplexedConnection,
+        k: &Keys,
+        token: &str,
+        entry: (&str, &str, &str, &str),
+    ) -> i64 {
+        let (sid, id, key, replay_of) = entry;
+        redis::Script::new(ORDER_ADMIT_LUA)
+            .key(&k.stream)
+            .key(&k.ready)
+            .key(&k.holds)
+            .key(&k.blocked)
+            .key(&k.held)
+            .key(&k.lease)
+            .arg("g")
+            .arg(token)
+            .arg(&k.parked)
+            .arg(&k.waiting)
+            .arg(sid)
+            .arg(id)
+            .arg(key)
+            .arg(key)
+            .arg(replay_of)
+            .invoke_async(conn)
+            .await
+            .expect("admit")
+    }
+
+    #[actix_web::test]
+    async fn a_sequencer_without_the_lease_reads_and_admits_nothing() {
+        let mut conn = shared_redis().await;
+        let k = keys();
+        let _: () = redis::cmd("SET")
+            .arg(&k.lease)
+            .arg("theirs")
+            .query_async(&mut conn)
+            .await
+            .expect("SET");
+        let _: String = redis::cmd("XADD")
+            .arg(&k.stream)
+            .arg("*")
+            .arg("id")
+            .arg("e1")
+            .query_async(&mut conn)
+            .await
+            .expect("XADD");
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&k.stream)
+            .arg("g")
+            .arg("0")
+            .query_async(&mut conn)
+            .await
+            .expect("group");
+        for script in [ORDER_READ_LUA, ORDER_SWEEP_LUA] {
+            let err = redis::Script::new(script)
+                .key(&k.stream)
+                .key(&k.lease)
+                .arg("mine")
+                .arg("g")
+                .arg("c")
+                .arg(10)
+                .invoke_async::<redis::Value>(&mut conn)
+                .await
+                .expect_err("fenced");
+            assert_eq!(err.code(), Some(LEASE_LOST), "{err:?}");
+        }
+        let pending: redis::streams::StreamPendingReply = redis::cmd("XPENDING")
+            .arg(&k.stream)
+            .arg("g")
+            .query_async(&mut conn)
+            .await
+            .expect("XPENDING");
+        assert_eq!(pending.count(), 0, "nothing taken off the group");
+        cleanup(&mut conn, &k).await;
+    }
+
+    #[actix_web::test]
+    async fn a_copy_under_a_new_id_takes_over_only_from_a_blocking_original() {
+        let mut conn = shared_redis().await;
+        let k = keys();
+        let _: () = redis::cmd("SET")
+            .arg(&k.lease)
+            .arg("mine")
+            .query_async(&mut conn)
+            .await
+            .expect("SET");
+        let s1 = appended_and_read(&mut conn, &k, "orig").await;
+        assert_eq!(
+            admit(&mut conn, &k, "mine", (&s1, "orig", "K", "")).await,
+            1
+        );
+        // The original is the live head: its copy waits behind it.
+        let s2 = appended_and_read(&mut conn, &k, "copy").await;
+        assert_eq!(
+            admit(&mut conn, &k, "mine", (&s2, "copy", "K", "orig")).await,
+            1
+        );
+        let head: String = redis::cmd("HGET")
+            .arg(&k.holds)
+            .arg("K")
+            .query_async(&mut conn)
+            .await
+            .expect("HGET");
+        assert_eq!(head, "orig");
+        let waiting: usize = redis::cmd("LLEN")
+            .arg(format!("{}K", k.waiting))
+            .query_async(&mut conn)
+            .await
+            .expect("LLEN");
+        assert_eq!(waiting, 1);
+        // Once the original blocks the key (dead), a copy takes over at once.
+        let _: () = redis::cmd("HSET")
+            .arg(&k.blocked)
+            .arg("K")
+            .arg("orig")
+            .query_async(&mut conn)
+            .await
+            .expect("HSET");
+        let s3 = appended_and_read(&mut conn, &k, "copy2").await;
+        assert_eq!(
+            admit(&mut conn, &k, "mine", (&s3, "copy2", "K", "orig")).await,
+            1
+        );
+        let head: String = redis::cmd("HGET")
+            .arg(&k.holds)
+            .arg("K")
+            .query_async(&mut conn)
+            .await
+            .expect("HGET");
+        assert_eq!(head, "copy2");
+        let blocked: bool = redis::cmd("HEXISTS")
+            .arg(&k.blocked)
+            .arg("K")
+            .query_async(&mut conn)
+            .await
+            .expect("HEXISTS");
+        assert!(!blocked, "the key is no longer blocked");
+        let ready: usize = redis::cmd("XLEN")
+            .arg(&k.ready)
+            .query_async(&mut conn)
+            .await
+            .expect("XLEN");
+        assert_eq!(ready, 2, "the original, then the copy that took over");
+        cleanup(&mut conn, &k).await;
+    }
+}

@@ -95,10 +95,21 @@ impl EventFilter {
     }
 }
 
-/// JSON equality, except that numbers compare by value (`3` accepts `3.0`).
+/// JSON equality, except that numbers compare by value (`3` accepts `3.0`); two integers
+/// compare exactly (64-bit ids are beyond a float's precision).
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
+        (Value::Number(x), Value::Number(y)) => {
+            let int = |n: &serde_json::Number| {
+                n.as_i64()
+                    .map(i128::from)
+                    .or_else(|| n.as_u64().map(i128::from))
+            };
+            match (int(x), int(y)) {
+                (Some(i), Some(j)) => i == j,
+                _ => x.as_f64() == y.as_f64(),
+            }
+        }
         _ => a == b,
     }
 }
@@ -156,6 +167,13 @@ mod tests {
         assert!(!f.wants("", Some(&missing)));
         let text = json!({"action": "opened", "account": {"id": "3"}});
         assert!(!f.wants("", Some(&text)), "a string is not the number");
+        let big =
+            EventFilter::new(&[], vec![("/id".into(), json!(9_007_199_254_740_993u64))]).unwrap();
+        assert!(big.wants("", Some(&json!({"id": 9_007_199_254_740_993u64}))));
+        assert!(
+            !big.wants("", Some(&json!({"id": 9_007_199_254_740_992u64}))),
+            "integers beyond a float's precision compare exactly"
+        );
         assert!(
             !f.wants("", None),
             "a payload that is not JSON holds nothing"
