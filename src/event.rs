@@ -19,6 +19,11 @@ pub fn ms_of_time(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
+/// The stream entry field naming the event a replay under a new id copies.
+pub const REPLAY_OF_FIELD: &str = "replay_of";
+/// The stream entry field naming the one destination a source stream entry is for.
+pub const ONLY_FIELD: &str = "only";
+
 /// A verified webhook, ready to be queued.
 pub struct NewEvent {
     /// The id the sender is given (UUIDv7: ordered by arrival).
@@ -84,8 +89,10 @@ impl QueuedEvent {
             headers: text("hdr"),
             body: Bytes::from(body),
             attempt: entry.get::<u32>("attempt").unwrap_or(1).max(1),
-            only: entry.get::<String>("only").filter(|d| !d.is_empty()),
-            replay_of: entry.get::<String>("replay_of").filter(|d| !d.is_empty()),
+            only: entry.get::<String>(ONLY_FIELD).filter(|d| !d.is_empty()),
+            replay_of: entry
+                .get::<String>(REPLAY_OF_FIELD)
+                .filter(|d| !d.is_empty()),
             okey: entry.get::<String>("okey"),
         })
     }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::audit::PgPool;
 use crate::circuit::now_ms;
-use crate::event::ms_of_time;
+use crate::event::{ms_of_time, QueuedEvent, ONLY_FIELD, REPLAY_OF_FIELD};
 use crate::queue::{self, EnqueueItem, EnqueueOutcome, RedisPool, ReplicaAcks};
 use crate::source::{partition_index, Source, Sources};
 
@@ -58,17 +58,53 @@ struct StoredEvent {
     /// Whether its status is final (delivered, dead or filtered).
     #[diesel(sql_type = Bool)]
     settled: bool,
+    /// The event it replays under a new id, and the one destination it is for.
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    replay_of: Option<Uuid>,
+    #[diesel(sql_type = Nullable<Text>)]
+    only_destination: Option<String>,
 }
 
 /// Events of a source still to deliver, or received within the de-duplication window.
 const PAGE_SQL: &str = "SELECT e.id, e.idempotency_key, e.event_type, e.received_at, \
      e.content_type, e.headers::text AS headers, p.payload, \
-     e.status IN ('delivered', 'dead', 'filtered') AS settled \
+     e.status IN ('delivered', 'dead', 'filtered') AS settled, e.replay_of, e.only_destination \
      FROM webhook_events e \
      LEFT JOIN event_payloads p ON p.event_id = e.id AND p.received_at = e.received_at \
      WHERE e.source = $1 AND e.id > $2 \
        AND (e.status NOT IN ('delivered', 'dead', 'filtered') OR e.received_at > $3) \
      ORDER BY e.id LIMIT $4";
+
+/// The stream entry that queues a replay copy again as it was: its own id, its original,
+/// the one destination it is for.
+fn requeue_copy(source: &Source, event: &StoredEvent, body: &[u8]) -> redis::Cmd {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(&source.partition_of(&event.idempotency_key).stream)
+        .arg("*");
+    let entry = QueuedEvent {
+        id: event.id.to_string(),
+        key: event.idempotency_key.clone(),
+        event_type: event.event_type.clone().unwrap_or_default(),
+        received_at_ms: ms_of_time(event.received_at),
+        content_type: event.content_type.clone().unwrap_or_default(),
+        headers: event.headers.clone(),
+        body: bytes::Bytes::copy_from_slice(body),
+        attempt: 1,
+        only: None,
+        replay_of: None,
+        okey: None,
+    };
+    for (field, value) in entry.fields(1) {
+        cmd.arg(field).arg(value);
+    }
+    if let Some(original) = event.replay_of {
+        cmd.arg(REPLAY_OF_FIELD).arg(original.to_string());
+    }
+    if let Some(only) = &event.only_destination {
+        cmd.arg(ONLY_FIELD).arg(only);
+    }
+    cmd
+}
 
 /// What to do with a stored event of a partition Redis lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,6 +330,7 @@ impl Recovery {
             let ids: Vec<String> = page.iter().map(|e| e.id.to_string()).collect();
             let mut items = Vec::new();
             let mut keys = Vec::new();
+            let mut copies = Vec::new();
             for (event, id) in page.iter().zip(&ids) {
                 if !lost.contains(&partition_index(&event.idempotency_key, count)) {
                     continue;
@@ -301,6 +338,9 @@ impl Recovery {
                 let received_ms = ms_of_time(event.received_at);
                 match restore(event.settled, received_ms.max(0) as u64, ttl, now) {
                     Restore::Requeue => match &event.payload {
+                        // A copy shares its original's key: it is no duplicate of it, so it
+                        // goes back as it was, past de-duplication.
+                        Some(body) if event.replay_of.is_some() => copies.push((event, body)),
                         Some(body) => items.push(EnqueueItem {
                             id,
                             key: &event.idempotency_key,
@@ -334,6 +374,17 @@ impl Recovery {
                             return Err(RecoveryError::Connection(error));
                         }
                     }
+                }
+                source.wake();
+            }
+            if !copies.is_empty() {
+                let mut conn = self.conn().await?;
+                // One command at a time: the entries go to their partitions' slots.
+                for (event, body) in copies {
+                    let _: String = requeue_copy(source, event, body)
+                        .query_async(&mut *conn)
+                        .await?;
+                    requeued += 1;
                 }
                 source.wake();
             }

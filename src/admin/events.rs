@@ -162,7 +162,15 @@ pub(super) async fn list(
     })))
 }
 
-type Full = (Summary, String, Option<String>, Value, i32);
+type Full = (
+    Summary,
+    String,
+    Option<String>,
+    Value,
+    i32,
+    Option<Uuid>,
+    Option<String>,
+);
 type DeliveryRow = (
     String,
     String,
@@ -199,6 +207,8 @@ pub(super) async fn detail(
                 e::content_type,
                 e::headers,
                 e::destinations,
+                e::replay_of,
+                e::only_destination,
             ))
             .first(conn)?;
         let deliveries: Vec<DeliveryRow> = deliveries::table
@@ -237,12 +247,15 @@ pub(super) async fn detail(
         Ok((event, payload, deliveries, attempts))
     })
     .await?;
-    let (summary, stream_id, content_type, headers, destinations) = event;
+    let (summary, stream_id, content_type, headers, destinations, replay_of, only) = event;
     let mut body = summary_json(&summary);
     body["stream_id"] = json!(stream_id);
     body["content_type"] = json!(content_type);
     body["headers"] = headers;
     body["destinations"] = json!(destinations);
+    // A replay under a new id: the event it copies, and the one destination it was for.
+    body["replay_of"] = json!(replay_of);
+    body["only_destination"] = json!(only);
     match payload.map(String::from_utf8) {
         Some(Ok(text)) => {
             body["payload"] = json!(text);

@@ -30,11 +30,9 @@ const PAGE: i64 = 500;
 /// How long a replay's progress is kept.
 const PROGRESS_TTL_SECONDS: u64 = 7 * 86_400;
 
-/// Stream entry field of a copy replayed with `new_id`: the id of the event it copies.
-pub const REPLAY_OF: &str = "replay_of";
-/// Stream entry field of a copy replayed with `new_id` to one destination: that destination
-/// (the other destinations' workers treat the entry as filtered).
-pub const ONLY: &str = "only";
+// Stream entry fields of a copy replayed with `new_id`: the id of the event it copies, and
+// the one destination it is for (the others' workers treat the entry as filtered).
+use crate::event::{ONLY_FIELD as ONLY, REPLAY_OF_FIELD as REPLAY_OF};
 
 /// What a replay needs of an event's audit row.
 #[derive(Debug, Queryable, Selectable)]

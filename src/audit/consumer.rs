@@ -399,11 +399,19 @@ fn event_row(source: &Source, entry: &StreamId) -> Option<NewEventRow> {
             return None;
         }
     };
+    let replay_of = event
+        .replay_of
+        .as_deref()
+        .and_then(|id| uuid::Uuid::parse_str(id).ok());
+    let only = event.only.clone();
     let event = event.into_new_event()?;
-    Some(NewEventRow::new(
-        &source.config.name,
-        source.config.destinations.len(),
-        event,
-        entry.id.clone(),
-    ))
+    Some(
+        NewEventRow::new(
+            &source.config.name,
+            source.config.destinations.len(),
+            event,
+            entry.id.clone(),
+        )
+        .replaying(replay_of, only),
+    )
 }

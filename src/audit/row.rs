@@ -29,6 +29,10 @@ pub struct NewEventRow {
     pub(super) attempts: i32,
     pub(super) last_error: Option<String>,
     pub(super) delivered_at: Option<OffsetDateTime>,
+    /// The event this one replays under a new id.
+    replay_of: Option<Uuid>,
+    /// The one destination a replay under a new id is for.
+    only_destination: Option<String>,
 }
 
 impl NewEventRow {
@@ -51,7 +55,17 @@ impl NewEventRow {
             attempts: 0,
             last_error: None,
             delivered_at: None,
+            replay_of: None,
+            only_destination: None,
         }
+    }
+
+    /// The row of a replay under a new id: which event it copies, and for which destination
+    /// when it is for one only.
+    pub fn replaying(mut self, replay_of: Option<Uuid>, only: Option<String>) -> Self {
+        self.replay_of = replay_of;
+        self.only_destination = only.map(pg_text);
+        self
     }
 }
 

@@ -15,6 +15,8 @@ diesel::table! {
         content_type -> Nullable<Text>,
         headers -> Jsonb,
         destinations -> Int4,
+        replay_of -> Nullable<Uuid>,
+        only_destination -> Nullable<Text>,
     }
 }
 

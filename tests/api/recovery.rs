@@ -119,3 +119,102 @@ url = "{}"
         "{metrics}"
     );
 }
+
+#[actix_web::test]
+async fn a_replay_under_a_new_id_comes_back_as_it_was_when_redis_restarts_empty() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    sink.set("/app", Behaviour::Status(503));
+    sink.set("/crm", Behaviour::Status(503));
+    let mut redis = RedisServer::start();
+    let toml = format!(
+        r#"
+[[sources]]
+name = "replayed"
+kind = "pluggy"
+secrets = ["pluggy-secret"]
+[sources.retry]
+max_attempts = 100
+base_delay_ms = 1000
+max_delay_ms = 2000
+[sources.circuit]
+failure_threshold = 1000000
+[[sources.destinations]]
+name = "app"
+url = "{}"
+[[sources.destinations]]
+name = "crm"
+url = "{}"
+"#,
+        sink.url("/app"),
+        sink.url("/crm")
+    );
+    let mut settings = env.settings(&toml);
+    settings.redis.topology = RedisTopology::Single(redis.url());
+    settings.admin_token = Some(hookgate::config::Secret::new(TOKEN));
+    let app = spawn_app(settings).await;
+    eventually(Duration::from_secs(30), "the source marked", || async {
+        (env.count("redis_markers", "marker LIKE '%{replayed}%'").await == 1).then_some(())
+    })
+    .await;
+    let base = uuid::Uuid::new_v4().as_u64_pair().0 >> 16;
+    let (_, answer) = app
+        .post_signed("replayed", &hookgate::send::sample_body(base))
+        .await;
+    let original = answer["id"].as_str().expect("an id").to_string();
+    env.await_events(
+        &format!("id = '{original}' AND status = 'retrying'"),
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    let (status, answer) = app
+        .call(
+            "POST",
+            &format!("/api/events/{original}/replay?new_id=true&destination=crm"),
+            Some(TOKEN),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let copy = answer["id"].as_str().expect("the copy's id").to_string();
+    env.await_events(
+        &format!("id = '{copy}' AND replay_of = '{original}' AND only_destination = 'crm' AND status = 'retrying'"),
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+
+    redis.kill();
+    redis.restart();
+    sink.set("/app", Behaviour::Ok);
+    sink.set("/crm", Behaviour::Ok);
+    eventually(
+        Duration::from_secs(60),
+        "the original and its copy delivered",
+        || async {
+            let crm = sink.delivered("/crm");
+            let app_got = sink.delivered("/app");
+            (crm.contains_key(&copy)
+                && crm.contains_key(&original)
+                && app_got.contains_key(&original))
+            .then_some(())
+        },
+    )
+    .await;
+    env.await_events(
+        &format!("id IN ('{original}', '{copy}') AND status = 'delivered'"),
+        2,
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        !sink.delivered("/app").contains_key(&copy),
+        "the copy is still for crm only"
+    );
+    let (status, detail) = app
+        .call("GET", &format!("/api/events/{copy}"), Some(TOKEN))
+        .await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["replay_of"], original.as_str(), "{detail}");
+    assert_eq!(detail["only_destination"], "crm", "{detail}");
+}
