@@ -12,39 +12,46 @@ use crate::sink::{Behaviour, Sink};
 const EVENTS: u64 = 200;
 const TOKEN: &str = "recovery-admin-token";
 
-#[actix_web::test]
-async fn redis_restarted_empty_loses_no_retrying_delivery_and_keeps_its_keys() {
-    let env = TestEnv::new();
-    let sink = Sink::start();
-    sink.set("/app", Behaviour::Status(503));
-    // No persistence: a restart comes back empty.
-    let mut redis = RedisServer::start();
-    let toml = format!(
-        r#"
-[[sources]]
-name = "pluggy"
-kind = "pluggy"
-secrets = ["pluggy-secret"]
-[sources.retry]
-max_attempts = 100
-base_delay_ms = 1000
-max_delay_ms = 2000
-[sources.circuit]
-failure_threshold = 1000000
-[[sources.destinations]]
-name = "app"
-url = "{}"
-"#,
-        sink.url("/app")
+/// A pluggy source `name` retrying slowly to these sink paths (destinations named after them),
+/// on a private Redis without persistence (a restart comes back empty), once its partition
+/// is marked.
+async fn recovering_app(
+    env: &TestEnv,
+    sink: &Sink,
+    name: &str,
+    paths: &[&str],
+) -> (crate::helpers::TestApp, RedisServer) {
+    let redis = RedisServer::start();
+    let mut toml = format!(
+        "[[sources]]\nname = \"{name}\"\nkind = \"pluggy\"\nsecrets = [\"pluggy-secret\"]\n\
+         [sources.retry]\nmax_attempts = 100\nbase_delay_ms = 1000\nmax_delay_ms = 2000\n\
+         [sources.circuit]\nfailure_threshold = 1000000\n"
     );
+    for path in paths {
+        sink.set(path, Behaviour::Status(503));
+        toml.push_str(&format!(
+            "[[sources.destinations]]\nname = \"{}\"\nurl = \"{}\"\n",
+            path.trim_start_matches('/'),
+            sink.url(path)
+        ));
+    }
     let mut settings = env.settings(&toml);
     settings.redis.topology = RedisTopology::Single(redis.url());
     settings.admin_token = Some(hookgate::config::Secret::new(TOKEN));
     let app = spawn_app(settings).await;
+    let marker = format!("marker LIKE '%{{{name}}}%'");
     eventually(Duration::from_secs(30), "the source marked", || async {
-        (env.count("redis_markers", "marker LIKE '%{pluggy}%'").await == 1).then_some(())
+        (env.count("redis_markers", &marker).await == 1).then_some(())
     })
     .await;
+    (app, redis)
+}
+
+#[actix_web::test]
+async fn redis_restarted_empty_loses_no_retrying_delivery_and_keeps_its_keys() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    let (app, mut redis) = recovering_app(&env, &sink, "pluggy", &["/app"]).await;
 
     let base = uuid::Uuid::new_v4().as_u64_pair().0 >> 16;
     let mut ids = Vec::new();
@@ -124,39 +131,7 @@ url = "{}"
 async fn a_replay_under_a_new_id_comes_back_as_it_was_when_redis_restarts_empty() {
     let env = TestEnv::new();
     let sink = Sink::start();
-    sink.set("/app", Behaviour::Status(503));
-    sink.set("/crm", Behaviour::Status(503));
-    let mut redis = RedisServer::start();
-    let toml = format!(
-        r#"
-[[sources]]
-name = "replayed"
-kind = "pluggy"
-secrets = ["pluggy-secret"]
-[sources.retry]
-max_attempts = 100
-base_delay_ms = 1000
-max_delay_ms = 2000
-[sources.circuit]
-failure_threshold = 1000000
-[[sources.destinations]]
-name = "app"
-url = "{}"
-[[sources.destinations]]
-name = "crm"
-url = "{}"
-"#,
-        sink.url("/app"),
-        sink.url("/crm")
-    );
-    let mut settings = env.settings(&toml);
-    settings.redis.topology = RedisTopology::Single(redis.url());
-    settings.admin_token = Some(hookgate::config::Secret::new(TOKEN));
-    let app = spawn_app(settings).await;
-    eventually(Duration::from_secs(30), "the source marked", || async {
-        (env.count("redis_markers", "marker LIKE '%{replayed}%'").await == 1).then_some(())
-    })
-    .await;
+    let (app, mut redis) = recovering_app(&env, &sink, "replayed", &["/app", "/crm"]).await;
     let base = uuid::Uuid::new_v4().as_u64_pair().0 >> 16;
     let (_, answer) = app
         .post_signed("replayed", &hookgate::send::sample_body(base))
