@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 use crate::dispatch::{DispatchError, Dispatcher, Enqueue, Enqueued, NewEvent};
 use crate::error::ApiError;
-use crate::source::{Source, Sources};
+use crate::source::Source;
+use crate::sources::Sources;
 use crate::telemetry::{IngestStats, Outcome};
 use crate::verify::{self, Inbound, Kind, VerifyError};
 
@@ -83,7 +84,7 @@ async fn handle(
     dispatcher: web::Data<WorkerDispatcher>,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
-    let Some(source) = state.sources.get(&source_name).cloned() else {
+    let Some(source) = state.sources.get(&source_name) else {
         let err = ApiError::UnknownSource(source_name);
         state
             .stats

@@ -19,7 +19,8 @@ use crate::audit::PgPool;
 use crate::circuit::now_ms;
 use crate::event::{ms_of_time, QueuedEvent, ONLY_FIELD, REPLAY_OF_FIELD};
 use crate::queue::{self, EnqueueItem, EnqueueOutcome, RedisPool, ReplicaAcks};
-use crate::source::{partition_index, Source, Sources};
+use crate::source::{partition_index, Source};
+use crate::sources::Sources;
 
 /// Events read from the trail per round trip.
 const PAGE: i64 = 500;
@@ -146,7 +147,7 @@ impl Recovery {
         metrics::counter!("hookgate_recovered_from_audit_total").increment(0);
         loop {
             for source in self.sources.iter() {
-                if let Err(e) = self.check(source).await {
+                if let Err(e) = self.check(&source).await {
                     log::warn!("recovery of source {}: {e}", source.config.name);
                 }
             }

@@ -1,13 +1,12 @@
 //! A configured source at run time: its settings, its verifier and its Redis keys.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix_web::http::header::HeaderMap;
 use serde_json::Value;
 
-use crate::config::{Settings, SourceConfig, MAX_PARTITIONS};
+use crate::config::{SourceConfig, MAX_PARTITIONS};
 use crate::idempotency::{body_hash, from_selectors};
 use crate::partition_layout::Layout;
 use crate::verify::{self, Verifier};
@@ -249,6 +248,16 @@ impl Source {
         &self.partitions[..lanes]
     }
 
+    /// How it routes now, as a layout (kept by a source rebuilt on a configuration reload).
+    pub fn layout(&self) -> Layout {
+        Layout {
+            partitions: self.routing.load(Ordering::Relaxed),
+            previous: self.previous.load(Ordering::Relaxed),
+            until_ms: self.previous_until_ms.load(Ordering::Relaxed),
+            lanes: self.lanes.load(Ordering::Relaxed) as u16,
+        }
+    }
+
     /// Routes as `layout` says (another replica started with a new setting), and reads every
     /// partition it was ever routed to.
     pub fn follow_layout(&self, layout: &Layout) {
@@ -341,41 +350,6 @@ pub fn partition_index(key: &str, count: usize) -> usize {
         return 0;
     }
     crc32fast::hash(key.as_bytes()) as usize % count
-}
-
-/// All configured sources by name.
-#[derive(Clone, Default)]
-pub struct Sources(Arc<HashMap<String, Arc<Source>>>);
-
-impl Sources {
-    /// Builds every source of the settings, each routing as its entry of `layouts` says
-    /// (its own setting when it has none).
-    pub fn from_settings(
-        settings: &Settings,
-        layouts: &[(String, Layout)],
-    ) -> Result<Self, String> {
-        let mut map = HashMap::new();
-        for config in &settings.sources {
-            let layout = layouts
-                .iter()
-                .find(|(name, _)| *name == config.name)
-                .map_or(Layout::configured(config.partitions), |(_, l)| *l);
-            let source = Source::new(config.clone(), &settings.redis.key_prefix, layout)
-                .map_err(|e| format!("source {}: {e}", config.name))?;
-            map.insert(config.name.clone(), Arc::new(source));
-        }
-        Ok(Sources(Arc::new(map)))
-    }
-
-    /// The source with this name.
-    pub fn get(&self, name: &str) -> Option<&Arc<Source>> {
-        self.0.get(name)
-    }
-
-    /// Every source, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Source>> {
-        self.0.values()
-    }
 }
 
 #[cfg(test)]

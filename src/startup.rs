@@ -4,7 +4,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Addr, Arbiter};
+use actix::{Actor, Arbiter};
 use actix_http::{HttpService, Protocol};
 use actix_service::{
     fn_service, map_config, IntoServiceFactory, ServiceFactory, ServiceFactoryExt,
@@ -16,7 +16,7 @@ use actix_web::{web, App, HttpResponse};
 use crate::admin::{self, AdminState};
 use crate::audit::{self, db, AuditConsumer};
 use crate::config::Settings;
-use crate::delivery::{AuditLink, Budget, Shutdown, SourceSupervisor};
+use crate::delivery::Fleet;
 use crate::dispatch::{Dispatcher, Landing};
 use crate::error::{self, ApiError};
 use crate::health::{self, Readiness};
@@ -27,7 +27,8 @@ use crate::recovery::Recovery;
 use crate::redis_circuit::RedisCircuit;
 use crate::redis_client::RedisClient;
 use crate::redis_durability::DurabilityMonitor;
-use crate::source::Sources;
+use crate::reload::Reloader;
+use crate::sources::Sources;
 use crate::spool;
 use crate::stats;
 use crate::telemetry::{self, IngestStats};
@@ -41,8 +42,10 @@ const RECOVERY_CHECK: Duration = Duration::from_secs(2);
 pub struct Application {
     port: u16,
     server: Server,
-    supervisors: Vec<Addr<SourceSupervisor>>,
-    grace: Duration,
+    /// The delivery supervisors, replaced source by source on a reload.
+    fleet: Arc<tokio::sync::Mutex<Fleet>>,
+    /// What a reload needs (SIGHUP).
+    reloader: Reloader,
     /// The threads of the delivery supervisors and the audit consumer.
     arbiters: Vec<Arbiter>,
 }
@@ -137,46 +140,12 @@ impl Application {
 
         // One supervisor per source with destinations, each on its own arbiter (thread): a
         // busy or stuck source cannot take another's thread.
-        let mut supervisors = Vec::new();
-        let audit = AuditLink {
-            max_backlog: settings.audit.max_backlog,
-        };
-        if settings.delivery.enabled {
-            let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-            let highest = settings
-                .sources
-                .iter()
-                .map(|s| s.priority)
-                .max()
-                .unwrap_or(0);
-            for source in sources.iter().filter(|s| !s.config.destinations.is_empty()) {
-                let budget = Budget::new(
-                    in_flight.clone(),
-                    settings.delivery.max_in_flight,
-                    source.config.priority,
-                    highest,
-                );
-                let source = source.clone();
-                let redis_settings = settings.redis.clone();
-                let delivery = settings.delivery.clone();
-                let consumer = settings.server.replica_id.clone();
-                let arbiter = Arbiter::new();
-                supervisors.push(actix::Supervisor::start_in_arbiter(
-                    &arbiter.handle(),
-                    move |_| {
-                        SourceSupervisor::new(
-                            source,
-                            budget,
-                            redis_settings,
-                            delivery,
-                            consumer,
-                            audit,
-                        )
-                    },
-                ));
-                arbiters.push(arbiter);
-            }
+        let mut fleet = Fleet::new(&settings);
+        for source in sources.iter() {
+            fleet.start(source);
         }
+        let fleet = Arc::new(tokio::sync::Mutex::new(fleet));
+        telemetry::config_generation(sources.generation());
 
         let stats = Arc::new(IngestStats::default());
         let summary_stats = stats.clone();
@@ -220,6 +189,8 @@ impl Application {
         let acks = queue::ReplicaAcks::from_settings(&settings.redis);
         let spool =
             spool::start(&settings, redis.clone(), sources.clone(), circuit.clone()).await?;
+        let sources_for_reload = sources.clone();
+        let settings_for_reload = settings.clone();
         let ingest_state = web::Data::new(IngestState {
             sources,
             stats,
@@ -260,7 +231,12 @@ impl Application {
         let probe_keys = move || {
             let keys: Vec<String> = probe_sources
                 .iter()
-                .flat_map(|s| s.lanes().iter().map(|p| p.replication_marker.clone()))
+                .flat_map(|s| {
+                    s.lanes()
+                        .iter()
+                        .map(|p| p.replication_marker.clone())
+                        .collect::<Vec<_>>()
+                })
                 .collect();
             if keys.is_empty() {
                 vec![own_key.clone()]
@@ -342,8 +318,8 @@ impl Application {
         Ok(Application {
             port,
             server,
-            supervisors,
-            grace: Duration::from_secs(settings.delivery.shutdown_grace_seconds + 1),
+            fleet: fleet.clone(),
+            reloader: Reloader::new(settings_for_reload, sources_for_reload, fleet),
             arbiters,
         })
     }
@@ -356,7 +332,16 @@ impl Application {
     /// Takes the threads of the delivery supervisors and the audit consumer, so that an embedder
     /// (the tests) can stop and join them: they outlive the actix System that started them.
     pub fn take_arbiters(&mut self) -> Vec<Arbiter> {
-        std::mem::take(&mut self.arbiters)
+        let mut all = std::mem::take(&mut self.arbiters);
+        if let Ok(mut fleet) = self.fleet.try_lock() {
+            all.extend(fleet.take_arbiters());
+        }
+        all
+    }
+
+    /// What reloads the configuration (the binary calls it on SIGHUP).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// A handle to stop the server gracefully.
@@ -369,14 +354,8 @@ impl Application {
     /// Redis for the next replica's audit consumer).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
-        let stops =
-            futures_util::future::join_all(self.supervisors.iter().map(|s| s.send(Shutdown)));
-        if actix_web::rt::time::timeout(self.grace, stops)
-            .await
-            .is_err()
-        {
-            log::warn!("delivery: shutdown grace period over");
-        }
+        // Within the grace period each: what is still in flight after it stays pending.
+        self.fleet.lock().await.stop_all().await;
         result
     }
 }

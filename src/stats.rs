@@ -4,7 +4,7 @@ use redis::streams::StreamInfoGroupsReply;
 use serde::Serialize;
 
 use crate::circuit::{self, CircuitState, CircuitStatus};
-use crate::source::Sources;
+use crate::sources::Sources;
 
 /// One queue's figures (a destination of a source, or a source in all).
 #[derive(Debug, Default, Clone, Copy, Serialize)]

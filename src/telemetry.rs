@@ -94,6 +94,17 @@ pub fn describe_durable_ingest() {
     });
 }
 
+/// Which configuration generation this process runs (1 at start, one more per reload
+/// applied).
+pub fn config_generation(generation: u64) {
+    metrics::gauge!("hookgate_config_generation").set(generation as f64);
+}
+
+/// Counts a reload by its result: `applied`, `unchanged` or `refused` (a mistake in the file).
+pub fn config_reload(result: &'static str) {
+    metrics::counter!("hookgate_config_reloads_total", "result" => result).increment(1);
+}
+
 /// A histogram of microseconds from 1 µs to 10 minutes. Explicit bounds matter:
 /// `saturating_record` clamps at the highest trackable value instead of growing.
 pub fn latency_histogram() -> Histogram<u64> {

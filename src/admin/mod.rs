@@ -10,7 +10,7 @@ use crate::audit::PgPool;
 use crate::config::Secret;
 use crate::error::ApiError;
 use crate::queue::RedisPool;
-use crate::source::Sources;
+use crate::sources::Sources;
 use crate::verify::secret_eq;
 
 mod circuits;

@@ -101,11 +101,11 @@ pub(super) async fn discard(
 }
 
 /// The source, if `destination` is one of its ordered destinations.
-fn ordered_destination<'a>(
-    state: &'a AdminState,
+fn ordered_destination(
+    state: &AdminState,
     source: &str,
     destination: &str,
-) -> Result<&'a std::sync::Arc<Source>, ApiError> {
+) -> Result<std::sync::Arc<Source>, ApiError> {
     let s = state
         .sources
         .get(source)

@@ -226,7 +226,7 @@ pub(super) async fn one(
         ApiError::NotFoundWhat(format!("source {} is no longer configured", ev.source))
     })?;
     let to = target(
-        source,
+        &source,
         &ev.idempotency_key,
         query.destination.as_deref(),
         query.new_id,
@@ -337,7 +337,7 @@ pub(super) async fn bulk(
             .sources
             .get(s)
             .ok_or_else(|| ApiError::UnknownSource(s.clone()))?;
-        target(source, "", Some(d), new_id)?;
+        target(&source, "", Some(d), new_id)?;
     } else if destination.is_some() {
         return Err(ApiError::BadRequest("destination needs a source".into()));
     }
@@ -453,7 +453,7 @@ async fn run_bulk(
                     continue;
                 };
                 let to = target(
-                    source,
+                    &source,
                     &ev.idempotency_key,
                     options.destination.as_deref(),
                     options.new_id,

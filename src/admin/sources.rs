@@ -75,5 +75,8 @@ pub(super) async fn list(_: Admin, state: web::Data<AdminState>) -> HttpResponse
             })
         })
         .collect();
-    HttpResponse::Ok().json(json!({ "sources": body }))
+    HttpResponse::Ok().json(json!({
+        "config_generation": state.sources.generation(),
+        "sources": body
+    }))
 }

@@ -19,7 +19,8 @@ use super::store::write_batch;
 use crate::config::AuditSettings;
 use crate::event::{AttemptRecord, QueuedEvent};
 use crate::queue::{self, RedisPool, AUDIT_GROUP};
-use crate::source::{Source, Sources};
+use crate::source::Source;
+use crate::sources::Sources;
 
 /// How often pending entries of other replicas are looked for, at most.
 const CLAIM_EVERY: Duration = Duration::from_secs(10);
@@ -227,7 +228,7 @@ impl AuditConsumer {
             };
             let source = self.sources.get(&tap.source);
             for entry in entries {
-                match (tap.kind, source) {
+                match (tap.kind, source.as_ref()) {
                     // Gone from the stream (trimmed past the backlog bound): nothing to write.
                     _ if entry.map.is_empty() => {}
                     (Kind::Events, Some(source)) => {

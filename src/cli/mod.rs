@@ -12,6 +12,7 @@ mod check_config;
 mod health;
 mod migrate;
 mod prune;
+mod reload;
 mod send;
 mod serve;
 
@@ -44,6 +45,9 @@ enum Command {
     Events(admin::EventsArgs),
     /// Queue events again: one (--event) or every one matching the filter (admin API).
     Replay(admin::ReplayArgs),
+    /// Ask the gateway running here to reload its configuration (SIGHUP), once the file
+    /// loads without a mistake.
+    Reload(reload::ReloadArgs),
     /// Exit 0 when the local server's /health answers 200 (a container HEALTHCHECK: the
     /// image has no curl).
     Health(health::HealthArgs),
@@ -75,6 +79,7 @@ pub fn run() -> ExitCode {
         Command::Events(args) => args.run(&settings),
         Command::Replay(args) => args.run(&settings),
         Command::Health(args) => args.run(&settings),
+        Command::Reload(args) => args.run(&settings),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

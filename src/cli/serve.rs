@@ -1,6 +1,8 @@
-//! `hookgate serve`: the API and the workers until SIGTERM or SIGINT.
+//! `hookgate serve`: the API and the workers until SIGTERM or SIGINT; SIGHUP reloads the
+//! configuration.
 
 use crate::config::Settings;
+use crate::reload::Reloader;
 use crate::startup::Application;
 
 /// Serves until a stop signal, then drains (a second signal exits at once).
@@ -8,6 +10,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings).await?;
         let handle = app.handle();
+        actix_web::rt::spawn(reload_on_sighup(app.reloader()));
         actix_web::rt::spawn(async move {
             stop_signal().await;
             log::info!(
@@ -23,6 +26,33 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
         log::info!("stopped");
         Ok(())
     })
+}
+
+/// Reloads the configuration at each SIGHUP, one reload at a time.
+async fn reload_on_sighup(reloader: Reloader) {
+    use actix_web::rt::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot listen for SIGHUP (no configuration reload): {e}");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        log::info!("SIGHUP: reloading the configuration");
+        match reloader.reload().await {
+            Ok((plan, generation)) if plan.is_empty() => log::info!(
+                "configuration reloaded: no source changed (generation {generation})"
+            ),
+            Ok((plan, generation)) => log::info!(
+                "configuration reloaded: generation {generation}; sources added {:?}, removed {:?}, changed {:?}",
+                plan.added,
+                plan.removed,
+                plan.changed
+            ),
+            Err(e) => log::error!("configuration reload refused, the running one is kept: {e}"),
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

@@ -6,6 +6,7 @@ mod budget;
 mod claimer;
 mod decision;
 mod deliver;
+mod fleet;
 pub mod http;
 mod metrics;
 mod promoter;
@@ -18,4 +19,5 @@ mod worker;
 
 pub use crate::event::QueuedEvent;
 pub use budget::Budget;
+pub use fleet::Fleet;
 pub use supervisor::{AuditLink, Shutdown, SourceSupervisor};

@@ -294,6 +294,13 @@ impl Worker {
                 None => this.permits.clone().acquire_owned().await.ok(),
             };
             let entry_id = entry.id.clone();
+            if this.stopping.get() {
+                // Stopping (shutdown or reload) began while it waited for a slot: it is not
+                // started now, but left pending for whoever claims it.
+                this.budget.give_back();
+                this.in_flight.borrow_mut().remove(&(from, entry_id));
+                return;
+            }
             let work = AssertUnwindSafe(this.clone().deliver(entry, from, probe)).catch_unwind();
             let panicked = work.await.is_err();
             this.budget.give_back();

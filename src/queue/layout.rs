@@ -8,7 +8,8 @@ use super::RedisPool;
 use crate::circuit::now_ms;
 use crate::config::{Settings, SourceConfig};
 use crate::partition_layout::Layout;
-use crate::source::{SourceKeys, Sources};
+use crate::source::SourceKeys;
+use crate::sources::Sources;
 
 /// Reads the record, applies [`Layout::agree`] and writes it back, in one atomic step.
 /// KEYS[1] the record, KEYS[2] the first partition's stream; ARGV[1] the configured count,

@@ -16,7 +16,8 @@ use crate::queue::{
     enqueue_acked, EnqueueItem, EnqueueOutcome, RedisPool, ReplicaAcks, ENQUEUE_BATCH_LUA,
 };
 use crate::redis_circuit::{RedisCircuit, RedisMode, Signal};
-use crate::source::{Source, Sources};
+use crate::source::Source;
+use crate::sources::Sources;
 
 /// Webhooks read from the spool per pass.
 const PASS: usize = 256;
@@ -138,7 +139,7 @@ impl Drainer {
                 stop = Some(Stop::UnknownSource(name.clone()));
                 break;
             };
-            let outcomes = match self.enqueue(script, source, call).await {
+            let outcomes = match self.enqueue(script, &source, call).await {
                 Ok(outcomes) => outcomes,
                 Err(e) => {
                     stop = Some(Stop::Redis(e));

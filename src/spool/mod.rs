@@ -20,7 +20,7 @@ use std::time::Duration;
 use crate::config::Settings;
 use crate::queue::RedisPool;
 use crate::redis_circuit::RedisCircuit;
-use crate::source::Sources;
+use crate::sources::Sources;
 
 /// Time a webhook may take to be spooled once Redis gave up on it: the sender's wait is the
 /// Redis bound plus this.

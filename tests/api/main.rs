@@ -17,6 +17,7 @@ mod recovery;
 mod redis_durability;
 mod redis_server;
 mod registration;
+mod reload;
 mod replay_new_id;
 mod resilience;
 mod retention;

@@ -16,6 +16,8 @@ use crate::sink::{Behaviour, Sink};
 pub(crate) struct Gateway {
     child: Child,
     pub(crate) port: u16,
+    /// Every line it logged so far.
+    pub(crate) log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Gateway {
@@ -35,6 +37,8 @@ impl Gateway {
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
         let name = replica.to_string();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let lines = log.clone();
         std::thread::spawn(move || {
             let show = std::env::var("TEST_LOG").is_ok();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -45,12 +49,15 @@ impl Gateway {
                 if show {
                     eprintln!("[{name}] {line}");
                 }
+                if let Ok(mut lines) = lines.lock() {
+                    lines.push(line);
+                }
             }
         });
         let port = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("the gateway reports its port");
-        Gateway { child, port }
+        Gateway { child, port, log }
     }
 
     pub(crate) fn signal(&self, sig: &str) {
