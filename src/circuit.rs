@@ -39,22 +39,47 @@ return {0, probe_until - now}
 "#;
 
 /// Records an outcome. KEYS[1] the state hash; ARGV[1] now (ms), ARGV[2] '1' success,
-/// ARGV[3] threshold, ARGV[4] open ms. Returns {state, failures, open_until}.
+/// ARGV[3] threshold, ARGV[4] open ms. Returns {state, failures, open_until, state before}:
+/// the one call that changes the state sees the change, whichever replica makes it.
 const RECORD_LUA: &str = r#"
 local now = tonumber(ARGV[1])
+local before = redis.call('HGET', KEYS[1], 'state') or 'closed'
 if ARGV[2] == '1' then
   redis.call('HSET', KEYS[1], 'state', 'closed', 'failures', 0)
-  return {'closed', 0, 0}
+  return {'closed', 0, 0, before}
 end
 local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
-local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
-if state ~= 'closed' or failures >= tonumber(ARGV[3]) then
+if before ~= 'closed' or failures >= tonumber(ARGV[3]) then
   local until_ms = now + tonumber(ARGV[4])
   redis.call('HSET', KEYS[1], 'state', 'open', 'open_until', until_ms, 'opened_at', now)
-  return {'open', failures, until_ms}
+  return {'open', failures, until_ms, before}
 end
-return {state, failures, 0}
+return {before, failures, 0, before}
 "#;
+
+/// A change of a circuit's state worth telling an operator about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Closed → open, after this many consecutive failures, open until (unix ms).
+    Opened { failures: u64, until_ms: u64 },
+    /// Open or half-open → closed.
+    Closed,
+}
+
+/// The transition from `before` to `after`, if it is one: a half-open probe that fails
+/// re-opens a circuit that was never closed, which is no news.
+pub fn transition(before: CircuitStatus, after: &CircuitState) -> Option<Transition> {
+    match (before, after.state) {
+        (CircuitStatus::Closed, CircuitStatus::Open) => Some(Transition::Opened {
+            failures: after.failures,
+            until_ms: after.open_until_ms,
+        }),
+        (CircuitStatus::Open | CircuitStatus::HalfOpen, CircuitStatus::Closed) => {
+            Some(Transition::Closed)
+        }
+        _ => None,
+    }
+}
 
 /// The state of a circuit as stored in Redis.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -226,14 +251,14 @@ impl Circuit {
         &self,
         conn: &mut impl redis::aio::ConnectionLike,
         success: bool,
-    ) -> redis::RedisResult<()> {
+    ) -> redis::RedisResult<Option<Transition>> {
         {
             let view = self.view.borrow();
             if success && view.state.state == CircuitStatus::Closed && view.state.failures == 0 {
-                return Ok(());
+                return Ok(None);
             }
         }
-        let (state, failures, open_until): (String, u64, u64) = self
+        let (state, failures, open_until, before): (String, u64, u64, String) = self
             .record
             .key(&self.key)
             .arg(now_ms())
@@ -246,13 +271,14 @@ impl Circuit {
         if state == CircuitStatus::Open {
             log::warn!("circuit {} opened after {failures} failures", self.key);
         }
-        let mut view = self.view.borrow_mut();
-        view.state = CircuitState {
+        let now = CircuitState {
             state,
             failures,
             open_until_ms: open_until,
         };
-        Ok(())
+        let change = transition(stored_status(Some(&before)), &now);
+        self.view.borrow_mut().state = now;
+        Ok(change)
     }
 }
 

@@ -84,7 +84,12 @@ async fn handle(
     dispatcher: web::Data<WorkerDispatcher>,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
-    let Some(source) = state.sources.get(&source_name) else {
+    // The built-in source of notifications takes no webhooks.
+    let Some(source) = state
+        .sources
+        .get(&source_name)
+        .filter(|s| !s.config.internal)
+    else {
         let err = ApiError::UnknownSource(source_name);
         state
             .stats

@@ -20,6 +20,7 @@ pub mod health;
 pub mod http_refusals;
 pub mod idempotency;
 pub mod ingest;
+pub mod notify;
 pub mod partition_layout;
 pub mod queue;
 pub mod recovery;

@@ -60,6 +60,8 @@ pub struct DestinationKeys {
     pub dead: String,
     /// Count of events the destination did not want (never attempted).
     pub filtered: String,
+    /// Dead letters counted for the next notification digest (`notify`).
+    pub dead_digest: String,
     /// Prefix of the outbound rate limit's state (a GCRA arrival time, see `queue::rate`).
     pub rate_prefix: String,
     /// Ordered delivery (`queue::ORDER_ADMIT_LUA`): each key's head event.
@@ -115,6 +117,7 @@ impl SourceKeys {
             delivered: format!("{d}:delivered"),
             dead: format!("{d}:dead"),
             filtered: format!("{d}:filtered"),
+            dead_digest: format!("{d}:dead-digest"),
             order_holds: format!("{d}:order:holds"),
             order_blocked: format!("{d}:order:blocked"),
             order_held: format!("{d}:order:held"),

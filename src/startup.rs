@@ -22,6 +22,7 @@ use crate::error::{self, ApiError};
 use crate::health::{self, Readiness};
 use crate::http_refusals::{RefusalIo, Refusals};
 use crate::ingest::{self, IngestState, WorkerDispatcher};
+use crate::notify::Notifier;
 use crate::queue;
 use crate::recovery::Recovery;
 use crate::redis_circuit::RedisCircuit;
@@ -140,7 +141,13 @@ impl Application {
 
         // One supervisor per source with destinations, each on its own arbiter (thread): a
         // busy or stuck source cannot take another's thread.
-        let mut fleet = Fleet::new(&settings);
+        let notifier = Notifier::new(
+            sources.clone(),
+            settings.notify.clone(),
+            queue::ReplicaAcks::from_settings(&settings.redis),
+        );
+        actix_web::rt::spawn(notifier.clone().run_digests(redis.clone()));
+        let mut fleet = Fleet::new(&settings, notifier);
         for source in sources.iter() {
             fleet.start(source);
         }

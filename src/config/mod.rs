@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 mod interpolate;
+mod notifications;
 mod raw;
 mod secret;
 mod settings;
@@ -13,6 +14,7 @@ mod topology;
 mod validate;
 
 pub use interpolate::expand;
+pub use notifications::{NotifyKind, NotifySettings, NOTIFICATIONS_SOURCE, NOTIFY_EVENTS};
 pub use secret::{is_placeholder, RedactedUrl, Secret};
 pub use settings::{
     AuditSettings, CircuitPolicy, DatabaseSettings, DeliverySettings, DestinationConfig,

@@ -19,6 +19,18 @@ pub(super) struct RawConfig {
     pub(super) admin: RawAdmin,
     pub(super) spool: RawSpool,
     pub(super) sources: Vec<RawSource>,
+    pub(super) notifications: Vec<RawNotification>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotification {
+    pub(super) name: Option<String>,
+    pub(super) kind: String,
+    pub(super) url: String,
+    pub(super) secret: Option<String>,
+    pub(super) events: Option<Vec<String>>,
+    pub(super) digest_seconds: Option<u64>,
 }
 
 #[derive(Default, Deserialize)]
@@ -143,6 +155,31 @@ pub(super) struct RawDestination {
     pub(super) forward_headers: Option<Vec<String>>,
     pub(super) ordering_key: Option<String>,
     pub(super) on_dead: Option<String>,
+}
+
+impl RawSource {
+    /// A source built by hookgate itself (no sender posts to it), with these defaults.
+    pub(super) fn internal(name: &str, kind: &str, secret: String) -> Self {
+        RawSource {
+            name: name.to_string(),
+            kind: kind.to_string(),
+            secrets: vec![secret],
+            tolerance_seconds: default_tolerance(),
+            dedup_ttl_seconds: default_dedup_ttl(),
+            max_body_bytes: default_max_body(),
+            idempotency_key: None,
+            event_type: None,
+            path_token: None,
+            signature_header: None,
+            signature_prefix: None,
+            signature_encoding: None,
+            priority: 0,
+            partitions: default_partitions(),
+            destinations: Vec::new(),
+            retry: RetryPolicy::default(),
+            circuit: CircuitPolicy::default(),
+        }
+    }
 }
 
 fn default_tolerance() -> u64 {

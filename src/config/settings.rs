@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{ConfigOrigin, RedactedUrl, RedisTopology, Secret};
+use super::{ConfigOrigin, NotifySettings, RedactedUrl, RedisTopology, Secret};
 use crate::idempotency::Selector;
 use crate::routing::{EventFilter, OrderedDelivery};
 use crate::signature_kind::{Encoding, Kind};
@@ -22,6 +22,8 @@ pub struct Settings {
     pub spool: SpoolSettings,
     pub admin_token: Option<Secret>,
     pub sources: Vec<SourceConfig>,
+    /// `[[notifications]]` beyond their built-in source (which is among `sources`).
+    pub notify: NotifySettings,
     /// Secret fields that took the default of a `${VAR:-default}`, or whose value is a known
     /// placeholder (such as `change-me`): fine for trying hookgate out, wrong in production;
     /// `check-config` and start-up warn about each.
@@ -141,6 +143,8 @@ pub struct SourceConfig {
     pub destinations: Vec<DestinationConfig>,
     pub retry: RetryPolicy,
     pub circuit: CircuitPolicy,
+    /// Built by hookgate (the notifications), not posted to by a sender: ingest refuses it.
+    pub internal: bool,
 }
 
 /// One operator service a source's events are delivered to.

@@ -179,7 +179,7 @@ pub(super) fn validate_source(s: RawSource, field: &str) -> Result<SourceConfig,
                 format!("duplicate destination name {:?}", d.name),
             ));
         }
-        validate_url(&d.url).map_err(|e| ConfigError::at(format!("{dfield}.url"), e))?;
+        check_destination_url(&d.url).map_err(|e| ConfigError::at(format!("{dfield}.url"), e))?;
         if d.timeout_ms == 0 || d.timeout_ms > 600_000 {
             return Err(ConfigError::at(
                 format!("{dfield}.timeout_ms"),
@@ -278,13 +278,15 @@ pub(super) fn validate_source(s: RawSource, field: &str) -> Result<SourceConfig,
         destinations,
         retry: s.retry,
         circuit: s.circuit,
+        internal: false,
     };
     // Building the verifier checks the kind-specific fields (secret formats, header names).
     verify::build(&config).map_err(|e| ConfigError::at(&field, e))?;
     Ok(config)
 }
 
-fn validate_url(url: &str) -> Result<(), String> {
+/// Checks a destination URL: http(s) with a host.
+pub(super) fn check_destination_url(url: &str) -> Result<(), String> {
     let uri: actix_web::http::Uri = url
         .parse()
         .map_err(|e| format!("{url:?} is not a URL: {e}"))?;

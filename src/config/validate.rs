@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 
+use super::notifications::validate_notifications;
 use super::raw::RawConfig;
 use super::source::validate_source;
 use super::*;
@@ -107,8 +108,16 @@ impl Settings {
                     format!("duplicate source name {:?}", s.name),
                 ));
             }
+            if s.name == NOTIFICATIONS_SOURCE {
+                return Err(ConfigError::at(
+                    format!("{field}.name"),
+                    format!("{NOTIFICATIONS_SOURCE:?} is the built-in source of [[notifications]]"),
+                ));
+            }
             sources.push(validate_source(s, &field)?);
         }
+        let (notifications, notify) = validate_notifications(raw.notifications)?;
+        sources.extend(notifications);
 
         let settings = Settings {
             origin,
@@ -164,6 +173,7 @@ impl Settings {
             },
             admin_token: admin_token.map(Secret::new),
             sources,
+            notify,
             defaulted_secrets: Vec::new(),
         };
         // The WAIT runs inside the bound a batch waits for Redis (shorter than
@@ -277,6 +287,23 @@ mod tests {
                 "[[sources]]\nname='a'\nkind='github'\nsecrets=['x']\npartitions=2\n[[sources.destinations]]\nname='d'\nurl='http://x'\nordering_key='/id'",
                 "ordering_key: needs the source's partitions = 1",
             ),
+            (
+                "[[notifications]]\nkind='email'\nurl='http://x'",
+                "notifications[0].kind: \"email\" must be \"slack\" or \"webhook\"",
+            ),
+            (
+                "[[notifications]]\nkind='slack'\nurl='http://x'\nevents=['dead']",
+                "notifications[0].events: unknown event \"dead\"",
+            ),
+            (
+                "[[notifications]]\nkind='slack'\nurl='http://x'\ndigest_seconds=0",
+                "notifications[0].digest_seconds: must be at least 1",
+            ),
+            ("[[notifications]]\nkind='slack'\nurl='ftp://x'", "notifications[0].url"),
+            (
+                "[[sources]]\nname='hookgate-notifications'\nkind='github'\nsecrets=['x']",
+                "sources[0].name: \"hookgate-notifications\" is the built-in source",
+            ),
         ];
         for (text, expected) in cases {
             let err = load(text, &[]).expect_err(text).to_string();
@@ -286,6 +313,31 @@ mod tests {
             );
             assert!(!err.contains('\n'), "multi-line error: {err:?}");
         }
+    }
+
+    #[test]
+    fn notifications_become_destinations_of_the_built_in_source() {
+        let s = load(
+            "[[notifications]]\nkind='slack'\nurl='http://s'\nevents=['circuit_opened', 'redis']\n\
+             [[notifications]]\nname='ops'\nkind='webhook'\nurl='http://w'\ndigest_seconds=30",
+            &[],
+        )
+        .expect("loads");
+        let n = s
+            .source(crate::config::NOTIFICATIONS_SOURCE)
+            .expect("built in");
+        assert!(n.internal);
+        assert_eq!(n.destinations[0].name, "slack-0");
+        assert!(n.destinations[0].filter.wants("slack:circuit_opened", None));
+        assert!(n.destinations[0].filter.wants("slack:redis_down", None));
+        assert!(!n.destinations[0].filter.wants("slack:dead_letters", None));
+        assert!(!n.destinations[0]
+            .filter
+            .wants("webhook:circuit_opened", None));
+        assert!(n.destinations[1].filter.wants("webhook:dead_letters", None));
+        assert_eq!(s.notify.digest_seconds, 30);
+        assert_eq!(s.notify.kinds.len(), 2);
+        assert!(load("", &[]).expect("loads").sources.is_empty());
     }
 
     #[test]

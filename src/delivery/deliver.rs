@@ -8,8 +8,9 @@ use redis::streams::StreamId;
 use super::decision::{self, Outcome};
 use super::http::{self, Attempt};
 use super::worker::{Origin, Worker};
-use crate::circuit::now_ms;
+use crate::circuit::{now_ms, Transition};
 use crate::event::{time_of_ms, AttemptRecord, QueuedEvent};
+use crate::notify::Notice;
 use crate::retry;
 use crate::status::Status;
 
@@ -75,6 +76,13 @@ impl Worker {
             result.duration.as_millis()
         );
         let error = outcome.error(&result.verdict);
+        if let Outcome::Dead { reason } = &outcome {
+            if self.notifier.watches(&self.source.config.name) {
+                self.notifier
+                    .dead_letter(&self.redis, &self.keys.dead_digest, reason)
+                    .await;
+            }
+        }
         let record = self.attempt_record(&event, n, Some(&result), status, error);
         self.settle(
             &entry.id,
@@ -87,13 +95,38 @@ impl Worker {
         .await;
     }
 
-    /// Tells the shared breaker how the attempt went; a failure to do so only delays it.
+    /// Tells the shared breaker how the attempt went (a failure to do so only delays it),
+    /// and operators when this outcome opened or closed it.
     async fn record_circuit(&self, success: bool) {
-        if let Ok(mut conn) = self.conn().await {
-            if let Err(e) = self.circuit.record(&mut *conn, success).await {
+        let recorded = match self.conn().await {
+            Ok(mut conn) => self.circuit.record(&mut *conn, success).await,
+            Err(e) => Err(e),
+        };
+        let transition = match recorded {
+            Ok(t) => t,
+            Err(e) => {
                 log::warn!("{}: cannot record circuit outcome: {e}", self.name());
+                return;
             }
+        };
+        if !self.notifier.watches(&self.source.config.name) {
+            return;
         }
+        let (source, destination) = (self.source.config.name.clone(), self.dest.name.clone());
+        let notice = match transition {
+            Some(Transition::Opened { failures, until_ms }) => Notice::CircuitOpened {
+                source,
+                destination,
+                failures,
+                until_ms,
+            },
+            Some(Transition::Closed) => Notice::CircuitClosed {
+                source,
+                destination,
+            },
+            None => return,
+        };
+        self.notifier.send(&self.redis, notice).await;
     }
 
     /// Settles an event the destination does not want: no attempt, status `filtered`.

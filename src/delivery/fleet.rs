@@ -12,6 +12,7 @@ use actix::{Addr, Arbiter};
 use super::budget::Budget;
 use super::supervisor::{AuditLink, Shutdown, SourceSupervisor};
 use crate::config::{DeliverySettings, RedisSettings, Settings};
+use crate::notify::Notifier;
 use crate::source::Source;
 
 /// A running supervisor and its thread (None once an embedder took the thread).
@@ -32,11 +33,12 @@ pub struct Fleet {
     audit: AuditLink,
     /// The highest source priority of the configuration the budgets are shared by.
     highest: u8,
+    notifier: Notifier,
 }
 
 impl Fleet {
     /// No supervisor yet: [`Fleet::start`] starts them.
-    pub fn new(settings: &Settings) -> Self {
+    pub fn new(settings: &Settings, notifier: Notifier) -> Self {
         Fleet {
             running: HashMap::new(),
             in_flight: Arc::new(AtomicUsize::new(0)),
@@ -48,6 +50,7 @@ impl Fleet {
                 max_backlog: settings.audit.max_backlog,
             },
             highest: highest_priority(settings),
+            notifier,
         }
     }
 
@@ -70,9 +73,10 @@ impl Fleet {
         let name = source.config.name.clone();
         let (redis, delivery) = (self.redis.clone(), self.delivery.clone());
         let (consumer, audit) = (self.consumer.clone(), self.audit);
+        let notifier = self.notifier.clone();
         let arbiter = Arbiter::new();
         let addr = actix::Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
-            SourceSupervisor::new(source, budget, redis, delivery, consumer, audit)
+            SourceSupervisor::new(source, budget, redis, delivery, consumer, audit, notifier)
         });
         self.running.insert(
             name,

@@ -14,6 +14,7 @@ use super::budget::Budget;
 use super::trimmer::trim_loop;
 use super::worker::Worker;
 use crate::config::{DeliverySettings, RedisSettings};
+use crate::notify::Notifier;
 use crate::queue;
 use crate::source::Source;
 
@@ -31,6 +32,7 @@ pub struct SourceSupervisor {
     settings: DeliverySettings,
     consumer: String,
     audit: AuditLink,
+    notifier: Notifier,
     stopping: Rc<Cell<bool>>,
     workers: Vec<Rc<Worker>>,
 }
@@ -44,6 +46,7 @@ impl SourceSupervisor {
         settings: DeliverySettings,
         consumer: String,
         audit: AuditLink,
+        notifier: Notifier,
     ) -> Self {
         SourceSupervisor {
             source,
@@ -52,6 +55,7 @@ impl SourceSupervisor {
             settings,
             consumer,
             audit,
+            notifier,
             stopping: Rc::new(Cell::new(false)),
             workers: Vec::new(),
         }
@@ -127,6 +131,7 @@ impl Actor for SourceSupervisor {
                     self.stopping.clone(),
                     self.audit.max_backlog,
                     self.budget.clone(),
+                    self.notifier.clone(),
                 ))
             })
             .collect();

@@ -17,6 +17,7 @@ use super::http;
 use super::metrics::DeliveryMetrics;
 use crate::circuit::Circuit;
 use crate::config::{DeliverySettings, DestinationConfig};
+use crate::notify::Notifier;
 use crate::queue::{self, RedisPool};
 use crate::routing::ForwardHeaders;
 use crate::source::{DestinationKeys, Source};
@@ -70,7 +71,7 @@ pub struct Worker {
     /// The lane the reader starts its next read with.
     pub(super) next_lane: Cell<usize>,
     pub(super) consumer: String,
-    redis: RedisPool,
+    pub(super) redis: RedisPool,
     pub(super) client: awc::Client,
     /// The GCRA state of the destination's outbound rate limit.
     pub(super) rate_key: String,
@@ -94,6 +95,8 @@ pub struct Worker {
     /// visibility timeout is claimed back by XAUTOCLAIM, but must not be started twice.
     in_flight: RefCell<HashSet<(Origin, String)>>,
     pub(super) budget: Budget,
+    /// Tells operators about circuits and dead letters (`[[notifications]]`).
+    pub(super) notifier: Notifier,
 }
 
 impl Worker {
@@ -108,6 +111,7 @@ impl Worker {
         stopping: Rc<Cell<bool>>,
         max_backlog: u64,
         budget: Budget,
+        notifier: Notifier,
     ) -> Self {
         let dest = source.config.destinations[index].clone();
         let keys = source.destination_keys(&source.keys, &dest.name);
@@ -173,6 +177,7 @@ impl Worker {
             max_backlog,
             in_flight: RefCell::new(HashSet::new()),
             budget,
+            notifier,
         }
     }
 

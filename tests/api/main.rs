@@ -10,6 +10,7 @@ mod helpers;
 mod ingest;
 mod ingest_errors;
 mod metrics;
+mod notifications;
 mod openapi;
 mod ordering;
 mod partitions;

@@ -1,0 +1,172 @@
+//! What a notification says: the event, its text, and its body for each kind. Pure.
+
+use serde_json::{json, Value};
+
+use crate::config::NotifyKind;
+
+/// Something an operator should hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A destination's circuit opened: deliveries to it wait.
+    CircuitOpened {
+        source: String,
+        destination: String,
+        failures: u64,
+        until_ms: u64,
+    },
+    /// A destination's circuit closed again.
+    CircuitClosed { source: String, destination: String },
+    /// Deliveries to a destination ended dead: how many since `since_ms`, the first reasons.
+    DeadLetters {
+        source: String,
+        destination: String,
+        count: u64,
+        reasons: Vec<String>,
+        since_ms: u64,
+    },
+}
+
+impl Notice {
+    /// The event, as `[[notifications]].events` names it.
+    pub fn event(&self) -> &'static str {
+        match self {
+            Notice::CircuitOpened { .. } => "circuit_opened",
+            Notice::CircuitClosed { .. } => "circuit_closed",
+            Notice::DeadLetters { .. } => "dead_letters",
+        }
+    }
+
+    fn route(&self) -> (&str, &str) {
+        match self {
+            Notice::CircuitOpened {
+                source,
+                destination,
+                ..
+            }
+            | Notice::CircuitClosed {
+                source,
+                destination,
+            }
+            | Notice::DeadLetters {
+                source,
+                destination,
+                ..
+            } => (source, destination),
+        }
+    }
+
+    /// One line for people.
+    pub fn text(&self) -> String {
+        let (source, destination) = self.route();
+        match self {
+            Notice::CircuitOpened { failures, .. } => format!(
+                "hookgate: the circuit of {source} → {destination} opened after {failures} failures in a row; its deliveries wait until it closes"
+            ),
+            Notice::CircuitClosed { .. } => format!(
+                "hookgate: the circuit of {source} → {destination} closed; deliveries resume"
+            ),
+            Notice::DeadLetters { count, reasons, .. } => {
+                let plural = if *count == 1 { "y" } else { "ies" };
+                format!(
+                    "hookgate: {count} deliver{plural} of {source} → {destination} ended in the dead letters; first reasons: {}",
+                    reasons.join("; ")
+                )
+            }
+        }
+    }
+
+    /// The body a notification of `kind` carries.
+    pub fn body(&self, kind: NotifyKind) -> Value {
+        let (source, destination) = self.route();
+        match kind {
+            NotifyKind::Slack => json!({ "text": self.text() }),
+            NotifyKind::Webhook => {
+                let mut body = json!({
+                    "event": self.event(),
+                    "source": source,
+                    "destination": destination,
+                    "text": self.text(),
+                });
+                match self {
+                    Notice::CircuitOpened {
+                        failures, until_ms, ..
+                    } => {
+                        body["failures"] = json!(failures);
+                        body["open_until_ms"] = json!(until_ms);
+                    }
+                    Notice::CircuitClosed { .. } => {}
+                    Notice::DeadLetters {
+                        count,
+                        reasons,
+                        since_ms,
+                        ..
+                    } => {
+                        body["count"] = json!(count);
+                        body["reasons"] = json!(reasons);
+                        body["since_ms"] = json!(since_ms);
+                    }
+                }
+                body
+            }
+        }
+    }
+
+    /// What identifies this occurrence, so that it is queued once whoever notices it: a
+    /// circuit opening by the time it opens until, a digest by the time it began; a closing
+    /// is seen by one replica only (the one whose call closed it), so it needs no more.
+    pub fn occurrence(&self) -> Option<String> {
+        let (source, destination) = self.route();
+        match self {
+            Notice::CircuitOpened { until_ms, .. } => {
+                Some(format!("circuit_opened:{source}/{destination}:{until_ms}"))
+            }
+            Notice::CircuitClosed { .. } => None,
+            Notice::DeadLetters { since_ms, .. } => {
+                Some(format!("dead_letters:{source}/{destination}:{since_ms}"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opened() -> Notice {
+        Notice::CircuitOpened {
+            source: "github".into(),
+            destination: "ci".into(),
+            failures: 5,
+            until_ms: 1_000,
+        }
+    }
+
+    #[test]
+    fn a_slack_body_is_text_naming_the_source_and_destination() {
+        let body = opened().body(NotifyKind::Slack);
+        let text = body["text"].as_str().expect("text");
+        assert!(
+            text.contains("github → ci") && text.contains("opened"),
+            "{text}"
+        );
+        assert_eq!(body.as_object().map(|o| o.len()), Some(1), "{body}");
+    }
+
+    #[test]
+    fn a_webhook_body_carries_the_details() {
+        let digest = Notice::DeadLetters {
+            source: "s".into(),
+            destination: "d".into(),
+            count: 50,
+            reasons: vec!["410 gone".into()],
+            since_ms: 7,
+        };
+        let body = digest.body(NotifyKind::Webhook);
+        assert_eq!(body["event"], "dead_letters");
+        assert_eq!(body["count"], 50);
+        assert_eq!(body["reasons"][0], "410 gone");
+        assert!(digest.text().contains("50 deliveries"), "{}", digest.text());
+        assert_eq!(digest.occurrence().as_deref(), Some("dead_letters:s/d:7"));
+        assert_eq!(opened().body(NotifyKind::Webhook)["open_until_ms"], 1_000);
+    }
+}

@@ -1,0 +1,160 @@
+//! Notifications (`[[notifications]]`): circuits that open and close, digests of dead letters.
+//! A notice becomes an event of the built-in source [`NOTIFICATIONS_SOURCE`], one per kind
+//! of body, de-duplicated by its occurrence, so that it is delivered like any webhook
+//! (retries, dead letters, signatures, the audit trail) and never queued twice for the same
+//! occurrence, whichever replicas notice it.
+
+mod digest;
+mod message;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use digest::{DIGEST_ADD_LUA, DIGEST_TAKE_LUA};
+pub use message::Notice;
+
+use crate::circuit::now_ms;
+use crate::config::{NotifySettings, NOTIFICATIONS_SOURCE};
+use crate::queue::{self, EnqueueItem, RedisPool, ReplicaAcks};
+use crate::sources::Sources;
+
+/// Queues notices; clones share it. Does nothing when no notification is configured.
+#[derive(Clone)]
+pub struct Notifier(Option<Arc<Inner>>);
+
+struct Inner {
+    sources: Sources,
+    settings: NotifySettings,
+    acks: ReplicaAcks,
+    enqueue: redis::Script,
+    digest_add: redis::Script,
+    digest_take: redis::Script,
+}
+
+impl Notifier {
+    /// A notifier for the process's sources, as the configuration says.
+    pub fn new(sources: Sources, settings: NotifySettings, acks: ReplicaAcks) -> Self {
+        if !settings.enabled() {
+            return Notifier(None);
+        }
+        Notifier(Some(Arc::new(Inner {
+            sources,
+            settings,
+            acks,
+            enqueue: redis::Script::new(queue::ENQUEUE_BATCH_LUA),
+            digest_add: redis::Script::new(DIGEST_ADD_LUA),
+            digest_take: redis::Script::new(DIGEST_TAKE_LUA),
+        })))
+    }
+
+    /// None configured: a notifier that does nothing.
+    pub fn off() -> Self {
+        Notifier(None)
+    }
+
+    /// Whether notices about `source` are sent (never about the notifications themselves).
+    pub fn watches(&self, source: &str) -> bool {
+        self.0.is_some() && source != NOTIFICATIONS_SOURCE
+    }
+
+    /// Queues `notice`, one event per kind of body; a failure is logged (a notice is not
+    /// worth failing a delivery for).
+    pub async fn send(&self, pool: &RedisPool, notice: Notice) {
+        let Some(inner) = &self.0 else { return };
+        let Some(source) = inner.sources.get(NOTIFICATIONS_SOURCE) else {
+            return;
+        };
+        let occurrence = notice
+            .occurrence()
+            .unwrap_or_else(|| format!("{}:{}", notice.event(), uuid::Uuid::now_v7()));
+        let bodies: Vec<(String, String, String, Vec<u8>)> = inner
+            .settings
+            .kinds
+            .iter()
+            .map(|kind| {
+                (
+                    uuid::Uuid::now_v7().to_string(),
+                    format!("{}:{occurrence}", kind.as_str()),
+                    format!("{}:{}", kind.as_str(), notice.event()),
+                    notice.body(*kind).to_string().into_bytes(),
+                )
+            })
+            .collect();
+        let items: Vec<EnqueueItem<'_>> = bodies
+            .iter()
+            .map(|(id, key, event_type, body)| EnqueueItem {
+                id,
+                key,
+                event_type,
+                received_at_ms: now_ms() as i64,
+                content_type: "application/json",
+                headers: "{}",
+                body,
+            })
+            .collect();
+        match queue::enqueue_acked(pool, &inner.enqueue, &source, &items, inner.acks).await {
+            Ok(_) => {
+                log::info!("notification queued: {}", notice.text());
+                source.wake();
+            }
+            Err(e) => log::warn!("notification not queued ({e}): {}", notice.text()),
+        }
+    }
+
+    /// Counts a dead letter of `source`/`destination` into its digest (in `digest_key`).
+    pub async fn dead_letter(&self, pool: &RedisPool, digest_key: &str, reason: &str) {
+        let Some(inner) = &self.0 else { return };
+        let reason: String = reason.chars().take(200).collect();
+        let added: redis::RedisResult<i64> = match queue::connection(pool).await {
+            Ok(mut conn) => {
+                inner
+                    .digest_add
+                    .key(digest_key)
+                    .arg(now_ms())
+                    .arg(reason)
+                    .invoke_async(&mut *conn)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = added {
+            log::warn!("dead letter not counted for its notification digest: {e}");
+        }
+    }
+
+    /// Sends the digests whose window is over, every second, until the process ends. Each
+    /// digest is taken whole by one replica's script, so it is sent once.
+    pub async fn run_digests(self, pool: RedisPool) {
+        let Some(inner) = self.0.clone() else { return };
+        let window_ms = inner.settings.digest_seconds * 1000;
+        let mut tick = actix_web::rt::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            for source in inner.sources.iter().filter(|s| !s.config.internal) {
+                for d in &source.config.destinations {
+                    let key = source.keys.destination(&d.name).dead_digest;
+                    let taken = match queue::connection(&pool).await {
+                        Ok(mut conn) => {
+                            digest::take(&inner.digest_take, &mut *conn, &key, window_ms).await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    match taken {
+                        Ok(Some(d2)) => {
+                            let notice = Notice::DeadLetters {
+                                source: source.config.name.clone(),
+                                destination: d.name.clone(),
+                                count: d2.count,
+                                reasons: d2.reasons,
+                                since_ms: d2.since_ms,
+                            };
+                            self.send(&pool, notice).await;
+                        }
+                        Ok(None) => {}
+                        Err(e) => log::debug!("dead-letter digest not read: {e}"),
+                    }
+                }
+            }
+        }
+    }
+}
