@@ -17,6 +17,11 @@
 #   HOOKGATE_BIN     the hookgate binary (default: built with cargo build --release)
 #   CLUSTER_UNLIMITED  addresses (CIDR, space-separated) that Nginx does not rate limit, as
 #                    the geo $unlimited_sender block of nginx.conf (a benchmark's client)
+#   CLUSTER_TLS      1: Nginx serves HTTPS as well, with a throwaway certificate for 127.0.0.1
+#                    and localhost made by openssl (its CA is CLUSTER_DIR/nginx/ca.pem, for
+#                    `curl --cacert`), and redirects plain HTTP to it as compose's Nginx does
+#                    with a certificate (but /health, /ready and ACME challenges)
+#   CLUSTER_HTTPS_PORT  Nginx's HTTPS port with CLUSTER_TLS=1 (default 8443)
 #   REDIS_URL, DATABASE_URL, HOOKGATE_ADMIN_TOKEN, RUST_LOG and the config's ${VARS} are
 #   passed to the replicas as they are when start runs.
 set -euo pipefail
@@ -28,7 +33,7 @@ die() { printf 'cluster: %s\n' "$*" >&2; exit 1; }
 
 alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
 pid_of() { cat "$dir/$1.pid" 2>/dev/null || true; }
-ready() { curl -sf -m 2 "$1" >/dev/null 2>&1; }
+ready() { curl -sf -m 2 "$@" >/dev/null 2>&1; } # url, more curl options
 
 load_state() {
   [ -f "$dir/cluster.env" ] || die "no cluster in $dir: run scripts/cluster.sh start N first"
@@ -36,10 +41,11 @@ load_state() {
   . "$dir/cluster.env"
 }
 
-wait_ready() { # name, url, pid
+wait_ready() { # name, url, pid, more curl options
   local name=$1 url=$2 pid=$3
+  shift 3
   for _ in $(seq 1 600); do
-    ready "$url" && return 0
+    ready "$url" "$@" && return 0
     if ! alive "$pid"; then
       tail -n 20 "$dir/$name.log" >&2 || true
       die "$name exited before it was ready (log: $dir/$name.log)"
@@ -77,11 +83,25 @@ cmd_start() {
   local port=${CLUSTER_PORT:-8080}
   local config=${HOOKGATE_CONFIG:-$root/hookgate.example.toml}
   local bin=${HOOKGATE_BIN:-}
+  local https_port=""
+  case "${CLUSTER_TLS:-}" in
+    1) https_port=${CLUSTER_HTTPS_PORT:-8443}
+       [[ "$https_port" =~ ^[1-9][0-9]*$ ]] || die "CLUSTER_HTTPS_PORT is not a port: $https_port"
+       if [ "$https_port" -ge "$port" ] && [ "$https_port" -le $((port + n)) ]; then
+         die "CLUSTER_HTTPS_PORT $https_port is one of Nginx's or the replicas' ports ($port to $((port + n)))"
+       fi
+       command -v openssl >/dev/null || die "CLUSTER_TLS=1 needs openssl (apt-get install openssl)" ;;
+    "" | 0) ;;
+    *) die "CLUSTER_TLS is 1 (HTTPS as well) or 0/unset (plain HTTP only), not '$CLUSTER_TLS'" ;;
+  esac
   for p in $(seq "$port" $((port + n))); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       die "port $p is in use: set CLUSTER_PORT to a free range of $((n + 1)) ports"
     fi
   done
+  if [ -n "$https_port" ] && (exec 3<>"/dev/tcp/127.0.0.1/$https_port") 2>/dev/null; then
+    die "port $https_port is in use: set CLUSTER_HTTPS_PORT to a free port"
+  fi
   if [ -z "$bin" ]; then
     say "building hookgate (release)"
     (cd "$root" && cargo build --release --quiet)
@@ -93,8 +113,8 @@ cmd_start() {
 
   # Saved for status, kill, restart and stop; it may hold tokens, so it is private.
   (umask 077; {
-    printf 'REPLICAS=%q\nCLUSTER_PORT=%q\nHOOKGATE_BIN=%q\nHOOKGATE_CONFIG=%q\n' \
-      "$n" "$port" "$bin" "$config"
+    printf 'REPLICAS=%q\nCLUSTER_PORT=%q\nCLUSTER_HTTPS_PORT=%q\nHOOKGATE_BIN=%q\nHOOKGATE_CONFIG=%q\n' \
+      "$n" "$port" "$https_port" "$bin" "$config"
   } >"$dir/cluster.env")
   # Spool folders of the replicas, one each, on this cluster's own "volume" (as compose's).
   export HOOKGATE_SPOOL_DIR=${HOOKGATE_SPOOL_DIR:-$dir/spool}
@@ -133,16 +153,35 @@ cmd_start() {
   for i in $(seq 1 "$n"); do
     echo "server 127.0.0.1:$((port + i)) max_fails=1 fail_timeout=2s;" >>"$dir/nginx/upstreams.conf"
   done
+  # What both server blocks share, the HTTPS settings, and the ACME webroot, beside nginx.conf
+  # as in compose; then tls.sh switches HTTPS on or off as compose's Nginx does at start: on
+  # with a certificate in nginx/certs (a throwaway one with CLUSTER_TLS=1), off without.
+  cp "$root/nginx/server.conf" "$root/nginx/https.conf" "$dir/nginx/"
+  mkdir -p "$dir/nginx/acme"
+  rm -rf "$dir/nginx/certs" "$dir/nginx/ca.pem"
+  if [ -n "$https_port" ]; then
+    # shellcheck source=SCRIPTDIR/lib.sh
+    . "$root/scripts/lib.sh"
+    hg_tls_cert "$dir/nginx" 127.0.0.1 localhost || die "openssl could not make a certificate"
+  fi
+  NGINX=$nginx sh "$root/nginx/tls.sh" "$dir/nginx" "127.0.0.1:${https_port:-8443}" "${https_port:-8443}" >/dev/null
   local globals="daemon off; pid $dir/nginx.pid;"
   # As root, Nginx's workers would run as nobody, who may not reach this folder.
   if [ "$(id -u)" -eq 0 ]; then globals="$globals user root;"; fi
   "$nginx" -t -q -e stderr -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -g "$globals"
   nohup "$nginx" -e stderr -p "$dir/nginx" -c "$dir/nginx/nginx.conf" -g "$globals" \
     >"$dir/nginx-access.log" 2>"$dir/nginx.log" &
-  wait_ready nginx "http://127.0.0.1:$port/ready" "$!"
+  local nginx_pid=$!
+  wait_ready nginx "http://127.0.0.1:$port/ready" "$nginx_pid"
+  if [ -n "$https_port" ]; then
+    wait_ready nginx "https://127.0.0.1:$https_port/ready" "$nginx_pid" --cacert "$dir/nginx/ca.pem"
+  fi
 
   cmd_status
   echo "http://127.0.0.1:$port"
+  if [ -n "$https_port" ]; then
+    echo "https://127.0.0.1:$https_port (curl --cacert $dir/nginx/ca.pem)"
+  fi
 }
 
 cmd_status() {
@@ -160,8 +199,18 @@ cmd_status() {
   if alive "$pid"; then state="up"; else state="down"; fi
   printf 'nginx       http://127.0.0.1:%-6s pid %-8s %-10s access log %s\n' \
     "$CLUSTER_PORT" "${pid:--}" "$state" "$dir/nginx-access.log"
-  say "$up of $REPLICAS replicas ready behind http://127.0.0.1:$CLUSTER_PORT"
-  [ "$state" = up ] && [ "$up" -eq "$REPLICAS" ]
+  local https_state=up behind="http://127.0.0.1:$CLUSTER_PORT"
+  if [ -n "${CLUSTER_HTTPS_PORT:-}" ]; then
+    if ! alive "$pid"; then https_state="down"
+    elif ! ready "https://127.0.0.1:$CLUSTER_HTTPS_PORT/ready" --cacert "$dir/nginx/ca.pem"; then
+      https_state="not ready"
+    fi
+    printf 'nginx       https://127.0.0.1:%-5s pid %-8s %-10s CA %s\n' \
+      "$CLUSTER_HTTPS_PORT" "${pid:--}" "$https_state" "$dir/nginx/ca.pem"
+    behind="$behind and https://127.0.0.1:$CLUSTER_HTTPS_PORT"
+  fi
+  say "$up of $REPLICAS replicas ready behind $behind"
+  [ "$state" = up ] && [ "$https_state" = up ] && [ "$up" -eq "$REPLICAS" ]
 }
 
 replica_index() { # index

@@ -31,6 +31,9 @@ if [ ! -e /usr/include/postgresql/libpq-fe.h ]; then
   say "installing libpq-dev"; apt_install libpq-dev pkg-config
 fi
 
+# openssl makes the test certificates of the HTTPS front door (tests/tls.rs, CLUSTER_TLS=1).
+if ! command -v openssl >/dev/null 2>&1; then say "installing openssl"; apt_install openssl; fi
+
 # Redis on 127.0.0.1:6379.
 redis_ping() { redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG; }
 if ! command -v redis-cli >/dev/null 2>&1 || ! redis_ping 2>/dev/null; then

@@ -75,3 +75,35 @@ TOML
 field() { sed -n "s/.*$2=\([^ ]*\).*/\1/p" <<<"$1"; } # "k=v k2=v2" line, key: the value
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }      # pid: CPU ticks used so far
 cpu_pct() { echo $(( $1 * 100000 / $(getconf CLK_TCK) / $2 )); } # ticks, milliseconds: % of a core
+
+# A throwaway certificate for Nginx's HTTPS (scripts/cluster.sh, scripts/check-deploy.sh):
+# a private CA made for the occasion (FOLDER/ca.pem, for clients: `curl --cacert`; its key is
+# not kept) and a certificate for the names signed by it, in the files nginx/https.conf reads
+# (FOLDER/certs/fullchain.pem, FOLDER/certs/privkey.pem). A CA and a leaf rather than one
+# self-signed certificate: TLS libraries such as rustls/webpki refuse a CA certificate
+# presented as the server's own.
+hg_tls_cert() { # folder, names (DNS names or IP addresses; the first is the subject)
+  local out=$1 san="" name tmp
+  shift
+  for name in "$@"; do
+    if [[ $name =~ ^[0-9.]+$ || $name == *:* ]]; then san+="IP:$name,"; else san+="DNS:$name,"; fi
+  done
+  tmp=$(mktemp -d)
+  mkdir -p "$out/certs"
+  # One && chain: `set -e` does not stop a subshell whose status is tested (|| below).
+  (
+    umask 077 &&
+    openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -days 30 \
+      -subj "/CN=hookgate throwaway CA" -keyout "$tmp/ca.key" -out "$out/ca.pem" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" &&
+    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+      -subj "/CN=$1" -keyout "$out/certs/privkey.pem" -out "$tmp/leaf.csr" &&
+    printf 'subjectAltName=%s\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' \
+      "${san%,}" >"$tmp/leaf.ext" &&
+    openssl x509 -req -in "$tmp/leaf.csr" -CA "$out/ca.pem" -CAkey "$tmp/ca.key" \
+      -set_serial "0x$(openssl rand -hex 8)" -days 30 -extfile "$tmp/leaf.ext" \
+      -out "$out/certs/fullchain.pem" &&
+    chmod 644 "$out/ca.pem" "$out/certs/fullchain.pem"
+  ) >"$tmp/openssl.log" 2>&1 || { cat "$tmp/openssl.log" >&2; rm -rf "$tmp"; return 1; }
+  rm -rf "$tmp"
+}

@@ -87,8 +87,8 @@ pub fn describe_durable_ingest() {
             "Spooled webhooks moved into Redis (or found there already)"
         );
         metrics::describe_counter!(
-            "hookgate_spool_dropped_total",
-            "Spooled webhooks of a source no longer configured, dropped at drain"
+            "hookgate_spool_unknown_source_total",
+            "Spool folders left for another replica: they hold webhooks of a source this one lacks"
         );
         metrics::gauge!("hookgate_redis_circuit_state").set(0.0);
     });
