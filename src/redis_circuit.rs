@@ -86,20 +86,27 @@ impl RedisCircuit {
     /// it when all succeed. One key per source: on a cluster each source's slot may live on
     /// another master, and the circuit must not close while one of them is still failing
     /// over (it would open again at the next batch, after that batch waited its full bound).
-    /// Runs for the life of the process.
+    /// Runs for the life of the process; `recovered` hears how long a closed circuit was open
+    /// (as this loop saw it) and since when (unix ms).
     pub async fn probe_forever(
         &self,
         pool: RedisPool,
         keys: impl Fn() -> Vec<String>,
         timeout: Duration,
         acks: ReplicaAcks,
+        recovered: impl Fn(Duration, u64),
     ) {
         let mut interval = actix_web::rt::time::interval(PROBE_INTERVAL);
+        let mut down_since: Option<(std::time::Instant, u64)> = None;
         loop {
             interval.tick().await;
             if self.mode() == RedisMode::Up {
+                if let Some((since, since_ms)) = down_since.take() {
+                    recovered(since.elapsed(), since_ms);
+                }
                 continue;
             }
+            down_since.get_or_insert_with(|| (std::time::Instant::now(), crate::circuit::now_ms()));
             let keys = keys();
             let write = async {
                 let mut conn = pool.get().await.map_err(|e| e.to_string())?;

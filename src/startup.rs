@@ -22,7 +22,7 @@ use crate::error::{self, ApiError};
 use crate::health::{self, Readiness};
 use crate::http_refusals::{RefusalIo, Refusals};
 use crate::ingest::{self, IngestState, WorkerDispatcher};
-use crate::notify::Notifier;
+use crate::notify::{Notice, Notifier};
 use crate::queue;
 use crate::recovery::Recovery;
 use crate::redis_circuit::RedisCircuit;
@@ -147,7 +147,7 @@ impl Application {
             queue::ReplicaAcks::from_settings(&settings.redis),
         );
         actix_web::rt::spawn(notifier.clone().run_digests(redis.clone()));
-        let mut fleet = Fleet::new(&settings, notifier);
+        let mut fleet = Fleet::new(&settings, notifier.clone());
         for source in sources.iter() {
             fleet.start(source);
         }
@@ -251,9 +251,21 @@ impl Application {
                 keys
             }
         };
+        let outage_notifier = notifier.clone();
+        let replica = settings.server.replica_id.clone();
         actix_web::rt::spawn(async move {
+            let told = probe_pool.clone();
+            let recovered = move |down: Duration, since_ms: u64| {
+                let notice = Notice::RedisOutage {
+                    replica: replica.clone(),
+                    seconds: down.as_secs().max(1),
+                    since_ms,
+                };
+                let (notifier, pool) = (outage_notifier.clone(), told.clone());
+                actix_web::rt::spawn(async move { notifier.send(&pool, notice).await });
+            };
             probe
-                .probe_forever(probe_pool, probe_keys, redis_bound, acks)
+                .probe_forever(probe_pool, probe_keys, redis_bound, acks, recovered)
                 .await;
         });
         let workers = settings.server.workers.unwrap_or_else(|| {

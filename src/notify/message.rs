@@ -24,6 +24,12 @@ pub enum Notice {
         reasons: Vec<String>,
         since_ms: u64,
     },
+    /// A replica could not write to Redis for a while: what it accepted meanwhile was spooled.
+    RedisOutage {
+        replica: String,
+        seconds: u64,
+        since_ms: u64,
+    },
 }
 
 impl Notice {
@@ -33,11 +39,14 @@ impl Notice {
             Notice::CircuitOpened { .. } => "circuit_opened",
             Notice::CircuitClosed { .. } => "circuit_closed",
             Notice::DeadLetters { .. } => "dead_letters",
+            Notice::RedisOutage { .. } => "redis_outage",
         }
     }
 
+    /// The source and destination concerned (none for a Redis outage).
     fn route(&self) -> (&str, &str) {
         match self {
+            Notice::RedisOutage { .. } => ("", ""),
             Notice::CircuitOpened {
                 source,
                 destination,
@@ -59,6 +68,11 @@ impl Notice {
     pub fn text(&self) -> String {
         let (source, destination) = self.route();
         match self {
+            Notice::RedisOutage {
+                replica, seconds, ..
+            } => format!(
+                "hookgate: replica {replica} could not write to Redis for {seconds} s; the webhooks it accepted meanwhile were spooled on its disk and are being moved into Redis"
+            ),
             Notice::CircuitOpened { failures, .. } => format!(
                 "hookgate: the circuit of {source} → {destination} opened after {failures} failures in a row; its deliveries wait until it closes"
             ),
@@ -81,12 +95,11 @@ impl Notice {
         match kind {
             NotifyKind::Slack => json!({ "text": self.text() }),
             NotifyKind::Webhook => {
-                let mut body = json!({
-                    "event": self.event(),
-                    "source": source,
-                    "destination": destination,
-                    "text": self.text(),
-                });
+                let mut body = json!({ "event": self.event(), "text": self.text() });
+                if !source.is_empty() {
+                    body["source"] = json!(source);
+                    body["destination"] = json!(destination);
+                }
                 match self {
                     Notice::CircuitOpened {
                         failures, until_ms, ..
@@ -95,6 +108,15 @@ impl Notice {
                         body["open_until_ms"] = json!(until_ms);
                     }
                     Notice::CircuitClosed { .. } => {}
+                    Notice::RedisOutage {
+                        replica,
+                        seconds,
+                        since_ms,
+                    } => {
+                        body["replica"] = json!(replica);
+                        body["seconds"] = json!(seconds);
+                        body["since_ms"] = json!(since_ms);
+                    }
                     Notice::DeadLetters {
                         count,
                         reasons,
@@ -124,6 +146,10 @@ impl Notice {
             Notice::DeadLetters { since_ms, .. } => {
                 Some(format!("dead_letters:{source}/{destination}:{since_ms}"))
             }
+            // Each replica's outage is its own occurrence.
+            Notice::RedisOutage {
+                replica, since_ms, ..
+            } => Some(format!("redis_outage:{replica}:{since_ms}")),
         }
     }
 }
