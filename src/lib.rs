@@ -28,6 +28,7 @@ pub mod redis_circuit;
 pub mod redis_client;
 pub mod redis_durability;
 pub mod reload;
+pub mod replicas;
 pub mod retry;
 pub mod routing;
 pub mod send;

@@ -226,6 +226,18 @@ impl Application {
             circuit: circuit.clone(),
             spool: spool.as_ref().map(|s| s.figures.clone()),
         });
+        // This replica's state, for every replica's GET /api/replicas.
+        actix_web::rt::spawn(
+            crate::replicas::Reporter {
+                redis: redis.clone(),
+                prefix: settings.redis.key_prefix.clone(),
+                replica: settings.server.replica_id.clone(),
+                circuit: circuit.clone(),
+                spool: spool.as_ref().map(|s| s.figures.clone()),
+                sources: ingest_state.sources.clone(),
+            }
+            .run(),
+        );
         let probe = circuit.clone();
         let probe_pool = redis.clone();
         // One probe key per partition of each source, in its slot, read at each probe (the

@@ -23,6 +23,8 @@ pub(super) struct Filter {
     pub since: Option<String>,
     /// RFC 3339; received before.
     pub until: Option<String>,
+    /// The idempotency key, exactly.
+    pub key: Option<String>,
 }
 
 /// A [`Filter`] checked and parsed.
@@ -31,6 +33,7 @@ pub(super) struct ParsedFilter {
     status: Option<Status>,
     since: Option<OffsetDateTime>,
     until: Option<OffsetDateTime>,
+    key: Option<String>,
 }
 
 impl Filter {
@@ -47,6 +50,7 @@ impl Filter {
             until: time_param("until", &self.until)?,
             source: self.source,
             status,
+            key: self.key,
         })
     }
 }
@@ -67,6 +71,9 @@ impl ParsedFilter {
         if let Some(until) = self.until {
             query = query.filter(e::received_at.lt(until));
         }
+        if let Some(key) = &self.key {
+            query = query.filter(e::idempotency_key.eq(key.clone()));
+        }
         query
     }
 }
@@ -79,6 +86,8 @@ pub(super) struct EventQuery {
     status: Option<String>,
     since: Option<String>,
     until: Option<String>,
+    /// The idempotency key, exactly.
+    key: Option<String>,
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
     cursor: Option<Uuid>,
@@ -141,6 +150,7 @@ pub(super) async fn list(
         status: q.status,
         since: q.since,
         until: q.until,
+        key: q.key,
     }
     .parse()?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);

@@ -15,9 +15,11 @@ use crate::verify::secret_eq;
 
 mod circuits;
 mod events;
+mod latency;
 mod ordering;
 mod queues;
 mod replay;
+mod replicas;
 mod sources;
 
 /// What the admin routes need.
@@ -126,6 +128,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/api/circuits/{source}/{destination}/reset",
             web::post().to(circuits::reset),
         )
+        .route("/api/replicas", web::get().to(replicas::list))
+        .route("/api/latency", web::get().to(latency::list))
         .route("/api/blocked", web::get().to(ordering::list))
         .route(
             "/api/blocked/{source}/{destination}/discard",

@@ -303,6 +303,7 @@ impl BulkReplay {
             status: self.status,
             since: self.since,
             until: self.until,
+            key: None,
         };
         let filtered = filter.source.is_some()
             || filter.status.is_some()

@@ -138,7 +138,9 @@ on_dead = "block"
     assert!(
         stdout.contains("replayed and delivered")
             && stdout.contains("reset and closed")
-            && stdout.contains("discarded and free"),
+            && stdout.contains("discarded and free")
+            && stdout.contains("on its timeline")
+            && stdout.contains("replicas listed"),
         "{stdout}"
     );
     sink.await_events(

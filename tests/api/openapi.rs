@@ -147,6 +147,24 @@ url = "{gone}"
     check(
         &doc,
         "get",
+        "/api/latency",
+        &admin(&app, "GET", "/api/latency").await,
+    );
+    check(
+        &doc,
+        "get",
+        "/api/replicas",
+        &admin(&app, "GET", "/api/replicas").await,
+    );
+    check(
+        &doc,
+        "get",
+        "/api/events",
+        &admin(&app, "GET", "/api/events?key=nothing-has-this-key").await,
+    );
+    check(
+        &doc,
+        "get",
         "/api/blocked",
         &admin(&app, "GET", "/api/blocked").await,
     );

@@ -27,6 +27,23 @@ try {
   await page.click(`[data-testid="discard-${blockedKey}"]`);
   await page.waitForFunction(() => document.querySelector('[data-testid="blocked"]').hidden, null, { timeout: 20000 });
   console.log(`dashboard: blocked key ${blockedKey} discarded and free`);
+
+  // The event view: found by its id, with its attempts on a timeline and its payload.
+  // Its first attempt (dead) and the replay's: searched again until the trail has both.
+  await page.fill('[data-testid="find"]', eventId);
+  let attempts = 0;
+  for (const deadline = Date.now() + 20000; attempts < 2; ) {
+    if (Date.now() > deadline) throw new Error(`the timeline shows ${attempts} attempts`);
+    await page.click('[data-testid="find-button"]');
+    await page.waitForSelector('[data-testid="timeline"]', { timeout: 20000 });
+    attempts = await page.$$eval('[data-testid="timeline"] tr[data-testid="attempt"]', (rows) => rows.length);
+    if (attempts < 2) await page.waitForTimeout(300);
+  }
+  const payload = await page.textContent('[data-testid="payload"]');
+  if (!payload.includes("eventId")) throw new Error(`the payload is not shown: ${payload}`);
+  console.log(`dashboard: event ${eventId} shown with ${attempts} attempts on its timeline`);
+  await page.waitForSelector('[data-testid="replicas"] tr[data-testid^="replica-"]', { timeout: 20000 });
+  console.log("dashboard: replicas listed");
   if (shot) await page.screenshot({ path: shot, fullPage: true });
 } finally {
   await browser.close();

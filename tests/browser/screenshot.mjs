@@ -8,6 +8,10 @@ try {
   await page.waitForFunction(() => document.querySelectorAll("#recent tr[data-event]").length > 0, null, { timeout: 20000 });
   // Two more refreshes, so the sparklines have points.
   await page.waitForTimeout(4500);
+  // The event view of the first dead letter (else the latest event): its attempts timeline.
+  const show = (await page.$("#failures a[data-show]")) || (await page.$("#recent a[data-show]"));
+  await show.click();
+  await page.waitForSelector('[data-testid="timeline"] tr', { timeout: 20000 });
   await page.screenshot({ path: out, fullPage: true });
   console.log(`wrote ${out}`);
 } finally {
