@@ -18,6 +18,7 @@ use crate::error::ApiError;
 use crate::source::Source;
 use crate::sources::Sources;
 use crate::telemetry::{IngestStats, Outcome};
+use crate::traces;
 use crate::verify::{self, Inbound, Kind, VerifyError};
 
 /// What the ingest route needs, shared by every worker.
@@ -163,6 +164,7 @@ async fn accept(
     event_type: &mut Option<String>,
 ) -> Result<Reply, ApiError> {
     let config = &source.config;
+    let arrived = SystemTime::now();
     // A token in the path is checked before the body is read: a wrong one costs us nothing.
     if config.kind != Kind::Token {
         match (&config.path_token, token) {
@@ -213,12 +215,28 @@ async fn accept(
         headers: stored_headers(headers, &source.redacted_headers),
         body: body.freeze(),
     };
+    let event_id = event.id;
     let sent = dispatcher.0.send(Enqueue {
         source: source.clone(),
         event,
     });
+    let enqueue_started = SystemTime::now();
     match actix_web::rt::time::timeout(state.enqueue_timeout, sent).await {
-        Ok(Ok(Ok(done))) => Ok(Reply::Enqueued(done)),
+        Ok(Ok(Ok(done))) => {
+            let outcome = match &done {
+                Enqueued::Queued { .. } => "queued",
+                Enqueued::Duplicate { .. } => "duplicate",
+                Enqueued::Spooled { .. } => "spooled",
+            };
+            traces::ingest(
+                event_id,
+                &config.name,
+                arrived,
+                (enqueue_started, SystemTime::now()),
+                outcome,
+            );
+            Ok(Reply::Enqueued(done))
+        }
         Ok(Ok(Err(e))) => {
             log::warn!("enqueue failed for source {}: {e}", config.name);
             Err(ApiError::Unavailable(match e {

@@ -40,4 +40,5 @@ pub mod startup;
 pub mod stats;
 pub mod status;
 pub mod telemetry;
+pub mod traces;
 pub mod verify;

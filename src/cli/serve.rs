@@ -7,6 +7,8 @@ use crate::startup::Application;
 
 /// Serves until a stop signal, then drains (a second signal exits at once).
 pub fn run(settings: Settings) -> anyhow::Result<()> {
+    // Off unless the environment names an OTLP endpoint.
+    crate::traces::init(&settings.server.replica_id);
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings).await?;
         let handle = app.handle();
@@ -23,6 +25,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
             handle.stop(true).await;
         });
         app.run_until_stopped().await?;
+        crate::traces::flush();
         log::info!("stopped");
         Ok(())
     })

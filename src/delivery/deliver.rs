@@ -49,6 +49,7 @@ impl Worker {
             }
         }
         let n = event.attempt;
+        let attempt_started = std::time::SystemTime::now();
         let result = http::attempt(
             &self.client,
             &self.dest,
@@ -65,6 +66,15 @@ impl Worker {
         }
         let policy = &self.source.config.retry;
         let outcome = decision::decide(&result.verdict, n, policy, now_ms(), retry::random);
+        crate::traces::attempt(
+            &event.id,
+            &self.source.config.name,
+            &self.dest.name,
+            n,
+            attempt_started,
+            result.status,
+            outcome.status().as_str(),
+        );
         self.metrics.count(&outcome);
         let status = outcome.status();
         log::debug!(

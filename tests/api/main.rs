@@ -26,3 +26,4 @@ mod routing;
 mod sink;
 mod spool;
 mod takeover;
+mod traces;

@@ -22,7 +22,17 @@ pub(crate) struct Gateway {
 
 impl Gateway {
     pub(crate) fn start(config: &std::path::Path, replica: &str) -> Gateway {
+        Gateway::start_with_env(config, replica, &[])
+    }
+
+    /// As [`Gateway::start`], with these environment variables too.
+    pub(crate) fn start_with_env(
+        config: &std::path::Path,
+        replica: &str,
+        vars: &[(&str, String)],
+    ) -> Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hookgate"))
+            .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
             .arg("--config")
             .arg(config)
             .arg("serve")
