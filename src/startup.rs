@@ -226,6 +226,14 @@ impl Application {
             circuit: circuit.clone(),
             spool: spool.as_ref().map(|s| s.figures.clone()),
         });
+        if let Some(spool) = &spool {
+            actix_web::rt::spawn(crate::notify::watch_spool(
+                notifier.clone(),
+                redis.clone(),
+                settings.server.replica_id.clone(),
+                spool.figures.clone(),
+            ));
+        }
         // This replica's state, for every replica's GET /api/replicas.
         actix_web::rt::spawn(
             crate::replicas::Reporter {

@@ -30,6 +30,12 @@ pub enum Notice {
         seconds: u64,
         since_ms: u64,
     },
+    /// A replica's spool is empty again: the webhooks that went through it are in Redis.
+    SpoolDrained {
+        replica: String,
+        webhooks: u64,
+        since_ms: u64,
+    },
 }
 
 impl Notice {
@@ -40,13 +46,14 @@ impl Notice {
             Notice::CircuitClosed { .. } => "circuit_closed",
             Notice::DeadLetters { .. } => "dead_letters",
             Notice::RedisOutage { .. } => "redis_outage",
+            Notice::SpoolDrained { .. } => "redis_spool_drained",
         }
     }
 
     /// The source and destination concerned (none for a Redis outage).
     fn route(&self) -> (&str, &str) {
         match self {
-            Notice::RedisOutage { .. } => ("", ""),
+            Notice::RedisOutage { .. } | Notice::SpoolDrained { .. } => ("", ""),
             Notice::CircuitOpened {
                 source,
                 destination,
@@ -73,6 +80,16 @@ impl Notice {
             } => format!(
                 "hookgate: replica {replica} could not write to Redis for {seconds} s; the webhooks it accepted meanwhile were spooled on its disk and are being moved into Redis"
             ),
+            Notice::SpoolDrained {
+                replica, webhooks, ..
+            } => {
+                let held = if *webhooks == 1 {
+                    "the webhook it held is".to_string()
+                } else {
+                    format!("the {webhooks} webhooks it held are")
+                };
+                format!("hookgate: replica {replica}'s spool is empty again: {held} in Redis now")
+            }
             Notice::CircuitOpened { failures, .. } => format!(
                 "hookgate: the circuit of {source} → {destination} opened after {failures} failures in a row; its deliveries wait until it closes"
             ),
@@ -108,6 +125,15 @@ impl Notice {
                         body["open_until_ms"] = json!(until_ms);
                     }
                     Notice::CircuitClosed { .. } => {}
+                    Notice::SpoolDrained {
+                        replica,
+                        webhooks,
+                        since_ms,
+                    } => {
+                        body["replica"] = json!(replica);
+                        body["webhooks"] = json!(webhooks);
+                        body["since_ms"] = json!(since_ms);
+                    }
                     Notice::RedisOutage {
                         replica,
                         seconds,
@@ -150,6 +176,9 @@ impl Notice {
             Notice::RedisOutage {
                 replica, since_ms, ..
             } => Some(format!("redis_outage:{replica}:{since_ms}")),
+            Notice::SpoolDrained {
+                replica, since_ms, ..
+            } => Some(format!("redis_spool_drained:{replica}:{since_ms}")),
         }
     }
 }

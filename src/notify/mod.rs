@@ -158,3 +158,41 @@ impl Notifier {
         }
     }
 }
+
+/// Watches a replica's spool and says when it is empty again after webhooks went through
+/// it (how many it moved into Redis meanwhile), until the process ends. A spool that filled
+/// and emptied between two looks is seen by what it moved.
+pub async fn watch_spool(
+    notifier: Notifier,
+    pool: RedisPool,
+    replica: String,
+    figures: Arc<crate::spool::SpoolFigures>,
+) {
+    if notifier.0.is_none() {
+        return;
+    }
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let mut tick = actix_web::rt::time::interval(Duration::from_millis(500));
+    let mut drained_before = load(&figures.drained);
+    // Since when (ms) webhooks go through the spool.
+    let mut since: Option<u64> = None;
+    loop {
+        tick.tick().await;
+        let (held, drained) = (load(&figures.events), load(&figures.drained));
+        if held > 0 || drained > drained_before {
+            since.get_or_insert_with(now_ms);
+        }
+        if let (Some(since_ms), 0) = (since, held) {
+            if drained > drained_before {
+                let notice = Notice::SpoolDrained {
+                    replica: replica.clone(),
+                    webhooks: drained - drained_before,
+                    since_ms,
+                };
+                notifier.send(&pool, notice).await;
+                drained_before = drained;
+                since = None;
+            }
+        }
+    }
+}

@@ -182,6 +182,9 @@ impl Drainer {
             .map_err(|e| Stop::Spool(e.to_string()))?
             .map_err(Stop::Spool)?;
             metrics::counter!("hookgate_spool_drained_total").increment(moved as u64);
+            self.figures
+                .drained
+                .fetch_add(moved as u64, Ordering::Relaxed);
         }
         match stop {
             Some(stop) => Err(stop),

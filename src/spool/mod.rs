@@ -34,6 +34,8 @@ pub struct SpoolFigures {
     pub bytes: AtomicU64,
     /// Bytes in its own folder, which `max_bytes` bounds.
     pub own_bytes: AtomicU64,
+    /// Webhooks moved into Redis since the process started.
+    pub drained: AtomicU64,
     pub max_bytes: u64,
 }
 
@@ -80,6 +82,7 @@ pub async fn start(
         events: AtomicU64::new(events),
         bytes: AtomicU64::new(bytes),
         own_bytes: AtomicU64::new(folders.own_figures().1),
+        drained: AtomicU64::new(0),
         max_bytes: settings.spool.max_bytes,
     });
     let drainer = Drainer {

@@ -157,9 +157,10 @@ async fn a_replica_that_could_not_reach_redis_says_so_when_it_can_again() {
     assert_eq!(answer["status"], "spooled", "{answer}");
     redis.restart();
     let notice = eventually(Duration::from_secs(60), "the outage told", || async {
-        sink.received("/ops")
-            .first()
-            .map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).expect("JSON"))
+        sink.received("/ops").iter().find_map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+            (body["event"] == "redis_outage").then_some(body)
+        })
     })
     .await;
     assert_eq!(notice["event"], "redis_outage", "{notice}");
@@ -170,6 +171,18 @@ async fn a_replica_that_could_not_reach_redis_says_so_when_it_can_again() {
         "{notice}"
     );
     assert!(notice.get("source").is_none(), "about no source: {notice}");
+    let drained = eventually(
+        Duration::from_secs(60),
+        "the spool drained told",
+        || async {
+            sink.received("/ops").iter().find_map(|r| {
+                let body: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+                (body["event"] == "redis_spool_drained").then_some(body)
+            })
+        },
+    )
+    .await;
+    assert_eq!(drained["webhooks"], 1, "{drained}");
     assert!(
         notice["text"]
             .as_str()
