@@ -221,7 +221,15 @@ impl Application {
             redis: redis.clone(),
             postgres,
             // Checks Redis's persistence settings in the background and logs what can lose data.
-            durability: DurabilityMonitor::spawn(redis_client, &settings),
+            durability: DurabilityMonitor::spawn(redis_client, &settings, {
+                let (notifier, pool) = (notifier.clone(), redis.clone());
+                move |from, to| {
+                    let (notifier, pool) = (notifier.clone(), pool.clone());
+                    actix_web::rt::spawn(async move {
+                        notifier.send(&pool, Notice::Failover { from, to }).await;
+                    });
+                }
+            }),
             topology: settings.redis.topology.clone(),
             circuit: circuit.clone(),
             spool: spool.as_ref().map(|s| s.figures.clone()),

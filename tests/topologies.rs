@@ -113,11 +113,18 @@ async fn sentinel_failover_mid_load_loses_no_acknowledged_webhook() {
     );
     let env = TestEnv::new();
     let sink = Sink::start();
-    let mut settings = env.settings(&config(
+    let mut toml = config(
         &sink,
         &["pluggy"],
         "min_replicas_acked = 1\nreplica_ack_timeout_ms = 300",
+    );
+    // The failover is told once, whichever replicas see it.
+    toml.push_str(&format!(
+        "\n[[notifications]]\nkind = \"webhook\"\nurl = \"{}\"\nevents = [\"redis\"]\n",
+        sink.url("/ops")
     ));
+    let mut settings = env.settings(&toml);
+    settings.server.metrics_interval_seconds = 2;
     settings.redis.topology = RedisTopology::Sentinel {
         sentinels: topology.list("REDIS_SENTINELS"),
         master: topology.vars["REDIS_SENTINEL_MASTER"].clone(),
@@ -152,6 +159,34 @@ async fn sentinel_failover_mid_load_loses_no_acknowledged_webhook() {
         },
     )
     .await;
+    let failovers = || {
+        sink.received("/ops")
+            .iter()
+            .filter_map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).ok())
+            .filter(|b| b["event"] == "redis_failover")
+            .collect::<Vec<_>>()
+    };
+    let told = eventually(Duration::from_secs(60), "the failover told", || async {
+        let all = failovers();
+        (!all.is_empty()).then_some(all)
+    })
+    .await;
+    assert_eq!(
+        told[0]["from"],
+        serde_json::json!([format!("127.0.0.1:{port}")]),
+        "{told:?}"
+    );
+    // Both replicas saw it (each reads the masters every 2 s): one message.
+    eventually(
+        Duration::from_secs(30),
+        "both replicas follow the new master",
+        || async {
+            let a = masters(&apps[0], "sentinel").await;
+            (a != vec![format!("127.0.0.1:{port}")]).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(failovers().len(), 1, "{:?}", failovers());
     let bad = forbidden_log_lines();
     assert!(bad.is_empty(), "{bad:#?}");
 }

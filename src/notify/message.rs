@@ -30,6 +30,8 @@ pub enum Notice {
         seconds: u64,
         since_ms: u64,
     },
+    /// The Redis masters in use changed (a Sentinel or Cluster failover).
+    Failover { from: Vec<String>, to: Vec<String> },
     /// A replica's spool is empty again: the webhooks that went through it are in Redis.
     SpoolDrained {
         replica: String,
@@ -47,13 +49,16 @@ impl Notice {
             Notice::DeadLetters { .. } => "dead_letters",
             Notice::RedisOutage { .. } => "redis_outage",
             Notice::SpoolDrained { .. } => "redis_spool_drained",
+            Notice::Failover { .. } => "redis_failover",
         }
     }
 
     /// The source and destination concerned (none for a Redis outage).
     fn route(&self) -> (&str, &str) {
         match self {
-            Notice::RedisOutage { .. } | Notice::SpoolDrained { .. } => ("", ""),
+            Notice::RedisOutage { .. } | Notice::SpoolDrained { .. } | Notice::Failover { .. } => {
+                ("", "")
+            }
             Notice::CircuitOpened {
                 source,
                 destination,
@@ -79,6 +84,11 @@ impl Notice {
                 replica, seconds, ..
             } => format!(
                 "hookgate: replica {replica} could not write to Redis for {seconds} s; the webhooks it accepted meanwhile were spooled on its disk and are being moved into Redis"
+            ),
+            Notice::Failover { from, to } => format!(
+                "hookgate: a Redis failover: the masters were {}, they are {} now",
+                from.join(", "),
+                to.join(", ")
             ),
             Notice::SpoolDrained {
                 replica, webhooks, ..
@@ -125,6 +135,10 @@ impl Notice {
                         body["open_until_ms"] = json!(until_ms);
                     }
                     Notice::CircuitClosed { .. } => {}
+                    Notice::Failover { from, to } => {
+                        body["from"] = json!(from);
+                        body["to"] = json!(to);
+                    }
                     Notice::SpoolDrained {
                         replica,
                         webhooks,
@@ -179,6 +193,13 @@ impl Notice {
             Notice::SpoolDrained {
                 replica, since_ms, ..
             } => Some(format!("redis_spool_drained:{replica}:{since_ms}")),
+            // Every replica sees the same change: one message for it (a flip back and forth
+            // within the de-duplication window is told once).
+            Notice::Failover { from, to } => Some(format!(
+                "redis_failover:{}->{}",
+                from.join(","),
+                to.join(",")
+            )),
         }
     }
 }

@@ -177,6 +177,13 @@ pub async fn read_masters(
     })
 }
 
+/// The addresses of the masters read, sorted.
+fn master_addresses(readings: &Readings) -> Vec<String> {
+    let mut all: Vec<String> = readings.masters.iter().map(|m| m.address.clone()).collect();
+    all.sort();
+    all
+}
+
 /// Reads the settings once (for `check-config`, which has no pool).
 pub async fn check(settings: &RedisSettings, timeout: Duration) -> Result<Readings, String> {
     let client = RedisClient::new(&settings.topology, timeout).map_err(|e| e.to_string())?;
@@ -195,8 +202,13 @@ pub struct DurabilityMonitor {
 impl DurabilityMonitor {
     /// Starts watching without waiting for Redis (it may be down): checks at once, then every
     /// `server.metrics_interval_seconds`; logs the findings the first time Redis answers and
-    /// whenever they change.
-    pub fn spawn(client: Arc<RedisClient>, settings: &Settings) -> Arc<DurabilityMonitor> {
+    /// whenever they change, and tells `failover` (before, after) when the masters in use
+    /// change (a Sentinel or Cluster failover seen).
+    pub fn spawn(
+        client: Arc<RedisClient>,
+        settings: &Settings,
+        failover: impl Fn(Vec<String>, Vec<String>) + 'static,
+    ) -> Arc<DurabilityMonitor> {
         let monitor = Arc::new(DurabilityMonitor {
             client,
             min_replicas_acked: settings.redis.min_replicas_acked,
@@ -208,11 +220,18 @@ impl DurabilityMonitor {
         actix_web::rt::spawn(async move {
             let mut interval = actix_web::rt::time::interval(every);
             let mut logged: Option<Readings> = None;
+            let mut masters: Vec<String> = Vec::new();
             loop {
                 interval.tick().await;
                 match watch.read().await {
                     Ok(readings) if logged.as_ref() != Some(&readings) => {
                         watch.log(&readings);
+                        let now = master_addresses(&readings);
+                        if !masters.is_empty() && now != masters {
+                            log::warn!("redis: the masters changed from {masters:?} to {now:?}");
+                            failover(masters.clone(), now.clone());
+                        }
+                        masters = now;
                         logged = Some(readings);
                     }
                     Ok(_) => {}
