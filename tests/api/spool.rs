@@ -191,7 +191,9 @@ async fn a_webhook_not_on_enough_replicas_in_time_is_spooled_not_refused() {
     let mut settings = env.settings(&config(&env, &sink, &primary));
     settings.redis.topology = RedisTopology::Single(primary.url());
     settings.redis.min_replicas_acked = 1;
-    settings.redis.replica_ack_timeout_ms = 300;
+    // Long enough for a loaded machine's replica to acknowledge the first webhook (at 300 ms
+    // a busy CI run answered it spooled); the second one waits it out.
+    settings.redis.replica_ack_timeout_ms = 1_500;
     let client = redis::Client::open(primary.url()).expect("url");
     let conn = client
         .get_multiplexed_async_connection()
