@@ -45,6 +45,12 @@ const RECORD_LUA: &str = r#"
 local now = tonumber(ARGV[1])
 local before = redis.call('HGET', KEYS[1], 'state') or 'closed'
 if ARGV[2] == '1' then
+  -- A success while open is an attempt begun before it opened: only the half-open probe's
+  -- success closes it (else every straggler would close it and the next failures reopen it).
+  if before == 'open' then
+    local st = redis.call('HMGET', KEYS[1], 'failures', 'open_until')
+    return {'open', tonumber(st[1] or '0'), tonumber(st[2] or '0'), before}
+  end
   redis.call('HSET', KEYS[1], 'state', 'closed', 'failures', 0)
   return {'closed', 0, 0, before}
 end

@@ -168,10 +168,21 @@ impl Reloader {
                 restart.join(", ")
             );
         }
+        // The partition layout is agreed by every replica at start: a new count takes a
+        // restart, and is refused here rather than silently not applied.
+        for (i, s) in next.sources.iter().enumerate() {
+            let before = running.sources.iter().find(|r| r.name == s.name);
+            if before.is_some_and(|r| r.partitions != s.partitions) {
+                telemetry::config_reload("refused");
+                return Err(ReloadError::Invalid(format!(
+                    "sources[{i}] ({}).partitions: a new count takes a restart (the replicas agree on it at start)",
+                    s.name
+                )));
+            }
+        }
         let plan = plan(&running.sources, &next.sources);
         if plan.is_empty() {
             telemetry::config_reload("unchanged");
-            *running = next;
             return Ok((plan, self.0.sources.generation()));
         }
         // Every new source is built before anything changes: one that cannot be built
@@ -186,7 +197,8 @@ impl Reloader {
                     .sources
                     .get(&config.name)
                     .map_or(Layout::configured(config.partitions), |s| s.layout());
-                let source = sources::build(config, &next.redis.key_prefix, layout)
+                // Under the running key prefix: a new one takes a restart.
+                let source = sources::build(config, &running.redis.key_prefix, layout)
                     .map_err(ReloadError::Invalid)?;
                 fresh.push(source);
             }
@@ -214,7 +226,9 @@ impl Reloader {
         for source in fresh {
             fleet.start(source);
         }
-        *running = next;
+        // Only the sources are applied: the other sections keep what runs, so that the next
+        // reload still says they differ.
+        running.sources = next.sources;
         Ok((plan, generation))
     }
 }

@@ -21,6 +21,9 @@ pub struct Sources(Arc<Live>);
 
 struct Live {
     map: ArcSwap<Map>,
+    /// Sources a reload removed: no webhook is taken for them any more, but what they left
+    /// in a spool or a stream is still moved into Redis and written to the audit trail.
+    retired: ArcSwap<Map>,
     /// 1 for the configuration the process started with, one more per reload applied.
     generation: AtomicU64,
 }
@@ -35,6 +38,7 @@ impl Sources {
     fn of(map: Map) -> Self {
         Sources(Arc::new(Live {
             map: ArcSwap::from_pointee(map),
+            retired: ArcSwap::from_pointee(Map::new()),
             generation: AtomicU64::new(1),
         }))
     }
@@ -64,6 +68,12 @@ impl Sources {
         self.0.map.load().get(name).cloned()
     }
 
+    /// The source with this name, or the one a reload removed: for what it left behind.
+    pub fn get_any(&self, name: &str) -> Option<Arc<Source>> {
+        self.get(name)
+            .or_else(|| self.0.retired.load().get(name).cloned())
+    }
+
     /// Every source, in no particular order (those of one generation).
     pub fn iter(&self) -> std::vec::IntoIter<Arc<Source>> {
         self.0
@@ -82,10 +92,18 @@ impl Sources {
 
     /// Runs `sources` from now on; returns the new generation.
     pub fn replace(&self, sources: Vec<Arc<Source>>) -> u64 {
-        let map = sources
+        let map: Map = sources
             .into_iter()
             .map(|s| (s.config.name.clone(), s))
             .collect();
+        let mut retired = (**self.0.retired.load()).clone();
+        for (name, source) in self.0.map.load().iter() {
+            if !map.contains_key(name) {
+                retired.insert(name.clone(), source.clone());
+            }
+        }
+        retired.retain(|name, _| !map.contains_key(name));
+        self.0.retired.store(Arc::new(retired));
         self.0.map.store(Arc::new(map));
         self.0.generation.fetch_add(1, Ordering::Relaxed) + 1
     }

@@ -123,6 +123,7 @@ impl Application {
             consumer: settings.server.replica_id.clone(),
             settings: settings.audit.clone(),
             known: Default::default(),
+            followed: Default::default(),
         };
         audit_arbiter.spawn_fn(move || {
             let consumer = match queue::pool(&audit_redis) {

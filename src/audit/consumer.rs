@@ -74,6 +74,8 @@ pub struct AuditConsumer {
     pub settings: AuditSettings,
     /// Days whose partitions are known to exist in this consumer's database.
     pub known: KnownDays,
+    /// The sources' generation and lane count when their streams were last tapped.
+    pub followed: std::cell::Cell<(u64, usize)>,
 }
 
 impl AuditConsumer {
@@ -158,11 +160,14 @@ impl AuditConsumer {
 
     /// Adds the streams of lanes that appeared since the last round (a layout grew).
     fn follow_lanes(&self, taps: &mut Vec<Tap>) {
-        // Lanes only grow: two taps each, so a count that matches means nothing new.
+        // Lanes only grow, and a reload changes the generation: while neither changed, there
+        // is nothing new to tap.
         let lanes: usize = self.sources.iter().map(|s| s.lanes().len()).sum();
-        if taps.len() == 2 * lanes {
+        let seen = (self.sources.generation(), lanes);
+        if self.followed.get() == seen && !taps.is_empty() {
             return;
         }
+        self.followed.set(seen);
         for source in self.sources.iter() {
             for lane in source.lanes() {
                 for (key, kind) in [
@@ -226,7 +231,8 @@ impl AuditConsumer {
                     continue;
                 }
             };
-            let source = self.sources.get(&tap.source);
+            // A source a reload removed is still written: its entries are accepted webhooks.
+            let source = self.sources.get_any(&tap.source);
             for entry in entries {
                 match (tap.kind, source.as_ref()) {
                     // Gone from the stream (trimmed past the backlog bound): nothing to write.

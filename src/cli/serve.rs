@@ -10,9 +10,19 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
     // Off unless the environment names an OTLP endpoint.
     crate::traces::init(&settings.server.replica_id);
     actix_web::rt::System::new().block_on(async move {
+        // Listened for before the (possibly slow) start: a SIGHUP meanwhile is a reload
+        // applied once started, not the end of the process.
+        let hup = {
+            use actix_web::rt::signal::unix::{signal, SignalKind};
+            signal(SignalKind::hangup())
+                .map_err(|e| log::error!("cannot listen for SIGHUP (no configuration reload): {e}"))
+                .ok()
+        };
         let app = Application::build(settings).await?;
         let handle = app.handle();
-        actix_web::rt::spawn(reload_on_sighup(app.reloader()));
+        if let Some(hup) = hup {
+            actix_web::rt::spawn(reload_on_sighup(hup, app.reloader()));
+        }
         actix_web::rt::spawn(async move {
             stop_signal().await;
             log::info!(
@@ -32,15 +42,7 @@ pub fn run(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// Reloads the configuration at each SIGHUP, one reload at a time.
-async fn reload_on_sighup(reloader: Reloader) {
-    use actix_web::rt::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
-        Err(e) => {
-            log::error!("cannot listen for SIGHUP (no configuration reload): {e}");
-            return;
-        }
-    };
+async fn reload_on_sighup(mut hup: actix_web::rt::signal::unix::Signal, reloader: Reloader) {
     while hup.recv().await.is_some() {
         log::info!("SIGHUP: reloading the configuration");
         match reloader.reload().await {

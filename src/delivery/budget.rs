@@ -31,14 +31,20 @@ impl Budget {
             .saturating_sub(self.in_flight.load(Ordering::Relaxed))
     }
 
-    /// Counts a delivery started.
-    pub fn take(&self) {
+    /// Counts a delivery started; it counts until the share is dropped, however its task
+    /// ends (finished, panicked, or dropped with its thread when a supervisor stops).
+    pub fn take(&self) -> Share {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Share(self.in_flight.clone())
     }
+}
 
-    /// Counts a delivery finished.
-    pub fn give_back(&self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+/// One delivery's share of the process budget, given back when dropped.
+pub struct Share(Arc<AtomicUsize>);
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -52,12 +58,12 @@ mod tests {
         let high = Budget::new(shared.clone(), 100, 3, 3);
         let low = Budget::new(shared.clone(), 100, 0, 3);
         assert_eq!((high.limit, low.limit), (100, 25));
-        for _ in 0..25 {
-            low.take();
-        }
+        let mut shares: Vec<Share> = (0..25).map(|_| low.take()).collect();
         assert_eq!((high.room(), low.room()), (75, 0));
-        low.give_back();
+        shares.pop();
         assert_eq!(low.room(), 1);
+        drop(shares);
+        assert_eq!(low.room(), 25, "dropped shares are given back");
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct Fleet {
     /// The highest source priority of the configuration the budgets are shared by.
     highest: u8,
     notifier: Notifier,
+    /// Stopped for good (shutdown): a reload then starts nothing.
+    closed: bool,
 }
 
 impl Fleet {
@@ -51,6 +53,7 @@ impl Fleet {
             },
             highest: highest_priority(settings),
             notifier,
+            closed: false,
         }
     }
 
@@ -61,7 +64,7 @@ impl Fleet {
 
     /// Starts delivering `source`, when delivery is on and it has destinations.
     pub fn start(&mut self, source: Arc<Source>) {
-        if !self.delivery.enabled || source.config.destinations.is_empty() {
+        if self.closed || !self.delivery.enabled || source.config.destinations.is_empty() {
             return;
         }
         let budget = Budget::new(
@@ -108,6 +111,7 @@ impl Fleet {
 
     /// Stops every supervisor (at shutdown).
     pub async fn stop_all(&mut self) {
+        self.closed = true;
         let names: Vec<String> = self.running.keys().cloned().collect();
         self.stop(&names).await;
     }

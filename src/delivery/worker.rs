@@ -289,9 +289,11 @@ impl Worker {
         // Slot and budget are taken now, before the reader looks again: counting them inside
         // the task let the reader read past both.
         let permit = self.permits.clone().try_acquire_owned().ok();
-        self.budget.take();
+        let share = self.budget.take();
         let this = self.clone();
         actix_web::rt::spawn(async move {
+            // Given back when the task ends, or is dropped with its thread.
+            let _share = share;
             // A lane's two streams are read at once, so a read may bring a little more than
             // the free slots: those wait here for one.
             let _permit = match permit {
@@ -302,13 +304,11 @@ impl Worker {
             if this.stopping.get() {
                 // Stopping (shutdown or reload) began while it waited for a slot: it is not
                 // started now, but left pending for whoever claims it.
-                this.budget.give_back();
                 this.in_flight.borrow_mut().remove(&(from, entry_id));
                 return;
             }
             let work = AssertUnwindSafe(this.clone().deliver(entry, from, probe)).catch_unwind();
             let panicked = work.await.is_err();
-            this.budget.give_back();
             this.in_flight
                 .borrow_mut()
                 .remove(&(from, entry_id.clone()));

@@ -193,12 +193,14 @@ impl Notice {
             Notice::SpoolDrained {
                 replica, since_ms, ..
             } => Some(format!("redis_spool_drained:{replica}:{since_ms}")),
-            // Every replica sees the same change: one message for it (a flip back and forth
-            // within the de-duplication window is told once).
+            // Every replica sees the same change within seconds: one message for it. The hour
+            // tells a later flip to the same masters from this one (at an hour's turn, two
+            // replicas may each send one).
             Notice::Failover { from, to } => Some(format!(
-                "redis_failover:{}->{}",
+                "redis_failover:{}->{}:{}",
                 from.join(","),
-                to.join(",")
+                to.join(","),
+                crate::circuit::now_ms() / 3_600_000
             )),
         }
     }

@@ -135,7 +135,7 @@ impl Drainer {
         // Calls of one source each, in spool order, bounded in count and bytes.
         'calls: for call in calls(&records) {
             let name = &call[0].1.source;
-            let Some(source) = self.sources.get(name) else {
+            let Some(source) = self.sources.get_any(name) else {
                 stop = Some(Stop::UnknownSource(name.clone()));
                 break;
             };

@@ -246,6 +246,9 @@ pub struct TestApp {
     pub handle: ServerHandle,
     client: awc::Client,
     arbiters: Vec<actix::Arbiter>,
+    /// Reloads its configuration file (when it came from one), as SIGHUP does.
+    #[allow(dead_code)] // used by the reload tests
+    pub reloader: hookgate::reload::Reloader,
 }
 
 impl Drop for TestApp {
@@ -273,6 +276,7 @@ pub async fn spawn_app(mut settings: Settings) -> TestApp {
         .await
         .expect("application builds");
     let arbiters = app.take_arbiters();
+    let reloader = app.reloader();
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
     actix_web::rt::spawn(app.run_until_stopped());
@@ -284,6 +288,7 @@ pub async fn spawn_app(mut settings: Settings) -> TestApp {
             .timeout(Duration::from_secs(15))
             .finish(),
         arbiters,
+        reloader,
     }
 }
 

@@ -2,6 +2,7 @@
 //! gets events from then on while deliveries in flight finish; a file with a mistake is
 //! refused, logged with its field, and the running configuration kept.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use hookgate::send::{sample_body, unix_now};
@@ -144,4 +145,103 @@ fn process_config_text(path: &std::path::Path, sources: &str) -> String {
     let text = std::fs::read_to_string(path).expect("the config");
     let head = text.split("[admin]").next().expect("a head").to_string();
     format!("{head}{sources}")
+}
+
+/// github sources of these names, each delivering to the sink path of its name.
+fn named_sources(sink: &Sink, names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| {
+            format!(
+                "[[sources]]\nname = \"{n}\"\nkind = \"github\"\nsecrets = [\"s\"]\n\
+                 [[sources.destinations]]\nname = \"d\"\nurl = \"{}\"\n",
+                sink.url(&format!("/{n}"))
+            )
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn a_reload_that_swaps_sources_loses_nothing_they_accepted_and_audits_the_new_one() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    let mut redis = crate::redis_server::RedisServer::start();
+    let redis_url = redis.url();
+    // The file the replica reads, on its own Redis (stopped and started again below).
+    let write = |names: &[&str]| {
+        let (path, _) = process_config(&env, "poll_interval_ms = 50", &named_sources(&sink, names));
+        let text = std::fs::read_to_string(&path).expect("config");
+        let shared =
+            std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        std::fs::write(&path, text.replace(&shared, &redis_url)).expect("written");
+        path
+    };
+    let path = write(&["a", "b"]);
+    let settings = hookgate::config::Settings::load(Some(&path), &|_| None).expect("valid");
+    let app = crate::helpers::spawn_app(settings).await;
+
+    // Redis away: one webhook of each source waits in the replica's spool.
+    redis.kill();
+    let mut spooled = HashMap::new();
+    for name in ["a", "b"] {
+        let (status, answer) = app.post_signed(name, &sample_body(unix_now() as u64)).await;
+        assert_eq!(
+            (status, answer["status"].as_str()),
+            (200, Some("spooled")),
+            "{answer}"
+        );
+        spooled.insert(name, answer["id"].as_str().expect("id").to_string());
+    }
+    // `a` removed, `c` added.
+    write(&["b", "c"]);
+    let (plan, generation) = app.reloader.reload().await.expect("reloaded");
+    assert_eq!(
+        (plan.added, plan.removed, generation),
+        (vec!["c".to_string()], vec!["a".to_string()], 2)
+    );
+    assert_eq!(
+        app.post_signed("a", b"{}").await.0,
+        404,
+        "a takes no webhook any more"
+    );
+
+    redis.restart();
+    // b's webhook is delivered: the one of a, which this replica no longer has, does not jam
+    // the spool ahead of it.
+    sink.await_events(
+        "/b",
+        std::slice::from_ref(&spooled["b"]),
+        Duration::from_secs(60),
+        "b's spooled webhook delivered",
+    )
+    .await;
+    let next = hookgate::config::Settings::load(Some(&path), &|_| None).expect("valid");
+    let body = sample_body(unix_now() as u64 + 1);
+    let req = Signed::new(next.source("c").expect("c"), &body, unix_now());
+    let (status, answer) = app.post(&req.path, &req.headers, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let c = answer["id"].as_str().expect("id").to_string();
+    sink.await_events(
+        "/c",
+        std::slice::from_ref(&c),
+        Duration::from_secs(30),
+        "the new source delivered",
+    )
+    .await;
+    // The new source is audited; a's webhook is in Redis (its stream waits for a source
+    // named a to come back) and in the audit trail, not lost.
+    let delivered = format!("'{}', '{c}'", spooled["b"]);
+    env.await_events(
+        &format!("id IN ({delivered}) AND status = 'delivered'"),
+        2,
+        Duration::from_secs(30),
+    )
+    .await;
+    env.await_events(
+        &format!("id = '{}' AND source = 'a'", spooled["a"]),
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    let _ = std::fs::remove_file(path);
 }
