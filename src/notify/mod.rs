@@ -58,11 +58,11 @@ impl Notifier {
     }
 
     /// Queues `notice`, one event per kind of body; a failure is logged (a notice is not
-    /// worth failing a delivery for).
-    pub async fn send(&self, pool: &RedisPool, notice: Notice) {
-        let Some(inner) = &self.0 else { return };
+    /// worth failing a delivery for) and said: false.
+    pub async fn send(&self, pool: &RedisPool, notice: Notice) -> bool {
+        let Some(inner) = &self.0 else { return true };
         let Some(source) = inner.sources.get(NOTIFICATIONS_SOURCE) else {
-            return;
+            return true;
         };
         let occurrence = notice
             .occurrence()
@@ -96,8 +96,12 @@ impl Notifier {
             Ok(_) => {
                 log::info!("notification queued: {}", notice.text());
                 source.wake();
+                true
             }
-            Err(e) => log::warn!("notification not queued ({e}): {}", notice.text()),
+            Err(e) => {
+                log::warn!("notification not queued ({e}): {}", notice.text());
+                false
+            }
         }
     }
 
@@ -145,10 +149,20 @@ impl Notifier {
                                 source: source.config.name.clone(),
                                 destination: d.name.clone(),
                                 count: d2.count,
-                                reasons: d2.reasons,
+                                reasons: d2.reasons.clone(),
                                 since_ms: d2.since_ms,
                             };
-                            self.send(&pool, notice).await;
+                            if !self.send(&pool, notice).await {
+                                // Put back, to be sent at a next look (with what came since).
+                                if let Ok(mut conn) = queue::connection(&pool).await {
+                                    if let Err(e) = digest::put_back(&mut *conn, &key, &d2).await {
+                                        log::warn!(
+                                            "dead-letter digest lost ({e}): {} dead",
+                                            d2.count
+                                        );
+                                    }
+                                }
+                            }
                         }
                         Ok(None) => {}
                         Err(e) => log::debug!("dead-letter digest not read: {e}"),
