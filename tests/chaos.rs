@@ -50,14 +50,7 @@ fn config(env: &TestEnv, sink: &Sink) -> String {
 [server]
 workers = 2
 summary_interval_seconds = 3600
-[redis]
-url = "{redis}"
-key_prefix = "{prefix}"
-[database]
-url = "{db}"
-[spool]
-dir = "{spool}"
-[admin]
+{sections}[admin]
 token = "{ADMIN_TOKEN}"
 [delivery]
 claim_margin_ms = 1000
@@ -66,10 +59,7 @@ consumer_idle_seconds = 5
 shutdown_grace_seconds = 5
 trim_interval_seconds = 2
 "#,
-        redis = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
-        prefix = env.prefix,
-        db = env.database_url,
-        spool = env.spool_dir.display(),
+        sections = env.file_sections(),
     );
     for source in SOURCES {
         toml.push_str(&format!(

@@ -83,13 +83,7 @@ mod redis_tests {
 
     #[actix_web::test]
     async fn a_digest_put_back_is_taken_again_with_what_came_since() {
-        let url =
-            std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let mut conn = redis::Client::open(url)
-            .expect("URL")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("the shared Redis runs");
+        let mut conn = crate::queue::test_connection().await;
         let key = format!("hgtest-{}:{{s}}:digest", uuid::Uuid::new_v4().simple());
         let add = redis::Script::new(DIGEST_ADD_LUA);
         let take_script = redis::Script::new(DIGEST_TAKE_LUA);

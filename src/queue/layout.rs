@@ -158,13 +158,7 @@ mod redis_tests {
     /// The script and [`Layout::agree`] decide alike, step by step, on a real Redis.
     #[actix_web::test]
     async fn the_script_agrees_as_the_rust_rule_does() {
-        let url =
-            std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let mut conn = redis::Client::open(url)
-            .expect("URL")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("the shared Redis runs (scripts/dev-services.sh)");
+        let mut conn = crate::queue::test_connection().await;
         let prefix = format!("hgtest-{}", uuid::Uuid::new_v4().simple());
         let keys = crate::source::SourceKeys::new(&prefix, "s");
         let script = redis::Script::new(AGREE_LUA);

@@ -34,23 +34,25 @@ pub use trim::{trim_below, trim_floor, trim_plan, trim_settled, EntryId, Floors}
 /// streams (destination groups are named `dest:<name>`: no clash).
 pub const AUDIT_GROUP: &str = "audit";
 
+/// A connection to the shared Redis of the tests (`TEST_REDIS_URL`, else the local one),
+/// for the unit tests that run scripts on a real Redis.
+#[cfg(test)]
+pub(crate) async fn test_connection() -> redis::aio::MultiplexedConnection {
+    let url = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    redis::Client::open(url)
+        .expect("URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the shared Redis runs (scripts/dev-services.sh)")
+}
+
 #[cfg(test)]
 mod redis_tests {
     use super::*;
 
-    async fn shared_redis() -> redis::aio::MultiplexedConnection {
-        let url =
-            std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        redis::Client::open(url)
-            .expect("URL")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("the shared Redis runs (scripts/dev-services.sh)")
-    }
-
     #[actix_web::test]
     async fn a_missing_group_is_recognised_by_its_code_even_inside_a_script() {
-        let mut conn = shared_redis().await;
+        let mut conn = test_connection().await;
         let stream = format!("hgtest-{}:{{s}}:stream", uuid::Uuid::new_v4().simple());
         let err =
             redis::Script::new("return redis.call('XAUTOCLAIM', KEYS[1], 'g', 'c', 0, '0-0')")
@@ -80,7 +82,7 @@ mod redis_tests {
 
     #[actix_web::test]
     async fn a_batch_queues_new_keys_once_and_answers_repeats_with_the_first_id() {
-        let mut conn = shared_redis().await;
+        let mut conn = test_connection().await;
         let prefix = format!("hgtest-{}", uuid::Uuid::new_v4().simple());
         let keys = crate::source::SourceKeys::new(&prefix, "src");
         let item = |id: &'static str, key: &'static str| EnqueueItem {

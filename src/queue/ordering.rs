@@ -197,16 +197,6 @@ return moved
 mod redis_tests {
     use super::*;
 
-    async fn shared_redis() -> redis::aio::MultiplexedConnection {
-        let url =
-            std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        redis::Client::open(url)
-            .expect("URL")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("the shared Redis runs (scripts/dev-services.sh)")
-    }
-
     /// The keys of one ordered destination, under a fresh prefix.
     struct Keys {
         stream: String,
@@ -316,7 +306,7 @@ mod redis_tests {
 
     #[actix_web::test]
     async fn a_sequencer_without_the_lease_reads_and_admits_nothing() {
-        let mut conn = shared_redis().await;
+        let mut conn = crate::queue::test_connection().await;
         let k = keys();
         let _: () = redis::cmd("SET")
             .arg(&k.lease)
@@ -365,7 +355,7 @@ mod redis_tests {
 
     #[actix_web::test]
     async fn a_copy_under_a_new_id_takes_over_only_from_a_blocking_original() {
-        let mut conn = shared_redis().await;
+        let mut conn = crate::queue::test_connection().await;
         let k = keys();
         let _: () = redis::cmd("SET")
             .arg(&k.lease)

@@ -27,22 +27,12 @@ fn config_with_source(env: &TestEnv, dir: &std::path::Path, source: &str) -> std
         r#"
 [server]
 workers = 1
-[redis]
-url = "{redis}"
-key_prefix = "{prefix}"
-[database]
-url = "{db}"
-[spool]
-dir = "{spool}"
-[[sources]]
+{sections}[[sources]]
 name = "{source}"
 kind = "pluggy"
 secrets = ["s"]
 "#,
-        redis = crate::helpers::redis_base(),
-        prefix = env.prefix,
-        db = env.database_url,
-        spool = env.spool_dir.display(),
+        sections = env.file_sections(),
     );
     std::fs::write(&path, toml).expect("config written");
     path

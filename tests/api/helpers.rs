@@ -150,6 +150,18 @@ impl TestEnv {
         s
     }
 
+    /// The `[redis]`, `[database]` and `[spool]` sections of a configuration file for gateway
+    /// processes of this test (its Redis prefix, database and spool).
+    pub fn file_sections(&self) -> String {
+        format!(
+            "[redis]\nurl = \"{}\"\nkey_prefix = \"{}\"\n[database]\nurl = \"{}\"\n[spool]\ndir = \"{}\"\n",
+            redis_base(),
+            self.prefix,
+            self.database_url,
+            self.spool_dir.display()
+        )
+    }
+
     /// The stream key of a source.
     pub fn stream(&self, source: &str) -> String {
         SourceKeys::new(&self.prefix, source).stream

@@ -99,21 +99,11 @@ pub(crate) fn process_config(
 [server]
 bind = "127.0.0.1:0"
 workers = 1
-[redis]
-url = "{redis}"
-key_prefix = "{prefix}"
-[database]
-url = "{db}"
-[spool]
-dir = "{spool}"
-[delivery]
+{sections}[delivery]
 {delivery}
 {sources}
 "#,
-        redis = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
-        prefix = env.prefix,
-        db = env.database_url,
-        spool = env.spool_dir.display(),
+        sections = env.file_sections(),
     );
     let path = std::env::temp_dir().join(format!("{}.toml", env.prefix));
     std::fs::write(&path, &toml).expect("config written");
