@@ -164,7 +164,7 @@ async fn accept(
     event_type: &mut Option<String>,
 ) -> Result<Reply, ApiError> {
     let config = &source.config;
-    let arrived = SystemTime::now();
+    let arrived = traces::now();
     // A token in the path is checked before the body is read: a wrong one costs us nothing.
     if config.kind != Kind::Token {
         match (&config.path_token, token) {
@@ -220,7 +220,7 @@ async fn accept(
         source: source.clone(),
         event,
     });
-    let enqueue_started = SystemTime::now();
+    let enqueue_started = traces::now();
     match actix_web::rt::time::timeout(state.enqueue_timeout, sent).await {
         Ok(Ok(Ok(done))) => {
             let outcome = match &done {
@@ -232,7 +232,7 @@ async fn accept(
                 event_id,
                 &config.name,
                 arrived,
-                (enqueue_started, SystemTime::now()),
+                (enqueue_started, traces::now()),
                 outcome,
             );
             Ok(Reply::Enqueued(done))

@@ -109,6 +109,11 @@ pub fn flush() {
     }
 }
 
+/// Now, when traces are on (the clock is not read for spans that will not be made).
+pub fn now() -> Option<SystemTime> {
+    ON.load(Ordering::Relaxed).then(SystemTime::now)
+}
+
 fn tracer() -> Option<&'static SdkTracer> {
     if !ON.load(Ordering::Relaxed) {
         return None;
@@ -117,15 +122,21 @@ fn tracer() -> Option<&'static SdkTracer> {
 }
 
 /// The ingest of one webhook, from `started` to now, with its enqueue (`enqueue`: from, to)
-/// as a child; `outcome` is what the sender was answered.
+/// as a child; `outcome` is what the sender was answered. The times are [`now`]'s: None
+/// when traces are off.
 pub fn ingest(
     event: Uuid,
     source: &str,
-    started: SystemTime,
-    enqueue: (SystemTime, SystemTime),
+    started: Option<SystemTime>,
+    enqueue: (Option<SystemTime>, Option<SystemTime>),
     outcome: &'static str,
 ) {
-    let Some(tracer) = tracer() else { return };
+    let (Some(tracer), Some(started), (Some(enqueue_from), Some(enqueue_to))) =
+        (tracer(), started, enqueue)
+    else {
+        return;
+    };
+    let enqueue = (enqueue_from, enqueue_to);
     NEXT_IDS.with(|n| n.set(Some((trace_of(event), root_of(event)))));
     let mut root = tracer
         .span_builder("ingest")
@@ -149,17 +160,20 @@ pub fn ingest(
     root.end();
 }
 
-/// One delivery attempt of an event, from `started` to now: a child of its ingest span.
+/// One delivery attempt of an event, from `started` ([`now`]'s) to now: a child of its
+/// ingest span.
 pub fn attempt(
     event: &str,
     source: &str,
     destination: &str,
     attempt: u32,
-    started: SystemTime,
+    started: Option<SystemTime>,
     status: Option<u16>,
     outcome: &'static str,
 ) {
-    let Some(tracer) = tracer() else { return };
+    let (Some(tracer), Some(started)) = (tracer(), started) else {
+        return;
+    };
     let Ok(event) = Uuid::parse_str(event) else {
         return;
     };
@@ -200,11 +214,5 @@ mod tests {
         assert_eq!(trace_of(event).to_bytes(), *event.as_bytes());
         assert_eq!(root_of(event).to_bytes()[..], event.as_bytes()[8..]);
         assert_ne!(root_of(Uuid::nil()), SpanId::INVALID);
-    }
-
-    #[test]
-    fn off_by_default_and_free() {
-        // No endpoint in the test environment: nothing is built.
-        assert!(tracer().is_none() || std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").is_ok());
     }
 }

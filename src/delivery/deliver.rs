@@ -49,7 +49,7 @@ impl Worker {
             }
         }
         let n = event.attempt;
-        let attempt_started = std::time::SystemTime::now();
+        let attempt_started = crate::traces::now();
         let result = http::attempt(
             &self.client,
             &self.dest,
