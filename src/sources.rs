@@ -85,6 +85,13 @@ impl Sources {
             .into_iter()
     }
 
+    /// Every source, sorted by name (as the admin API and the figures list them).
+    pub fn sorted(&self) -> Vec<Arc<Source>> {
+        let mut all: Vec<_> = self.iter().collect();
+        all.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+        all
+    }
+
     /// The configuration generation running now.
     pub fn generation(&self) -> u64 {
         self.0.generation.load(Ordering::Relaxed)

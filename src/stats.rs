@@ -85,8 +85,7 @@ pub async fn collect(
     conn: &mut impl redis::aio::ConnectionLike,
     sources: &Sources,
 ) -> redis::RedisResult<Vec<SourceFigures>> {
-    let mut all: Vec<_> = sources.iter().collect();
-    all.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+    let all = sources.sorted();
     let mut out = Vec::with_capacity(all.len());
     for s in all {
         let mut dests: Vec<DestinationFigures> = Vec::new();
@@ -200,12 +199,7 @@ mod tests {
 
     #[actix_web::test]
     async fn a_stream_not_created_yet_has_no_groups() {
-        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let client = redis::Client::open(url).expect("a Redis URL");
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("the test Redis answers");
+        let mut conn = crate::queue::test_connection().await;
         let missing = format!("hookgate-unit:{}:stream", uuid::Uuid::new_v4().simple());
         let info = groups(&mut conn, &missing).await.expect("no groups");
         assert!(info.groups.is_empty());

@@ -17,8 +17,7 @@ use crate::source::{Source, SourceKeys};
 pub(super) async fn list(_: Admin, state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
     let mut conn = state.redis.get().await.map_err(redis_down)?;
     let mut out = Vec::new();
-    let mut sources: Vec<_> = state.sources.iter().collect();
-    sources.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+    let sources = state.sources.sorted();
     for s in sources {
         for d in s
             .config

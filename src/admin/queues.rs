@@ -70,8 +70,7 @@ pub(super) async fn clean(
     let mut conn = state.redis.get().await.map_err(redis_down)?;
     let mut out = Map::new();
     let (mut total_entries, mut total_dead) = (0u64, 0u64);
-    let mut sources: Vec<_> = state.sources.iter().collect();
-    sources.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+    let sources = state.sources.sorted();
     for s in sources {
         let (mut entries, mut dead) = (0u64, 0u64);
         for partition in s.lanes() {

@@ -34,8 +34,7 @@ async fn last_recovery(state: &AdminState, source: &Source) -> Value {
 }
 
 pub(super) async fn list(_: Admin, state: web::Data<AdminState>) -> HttpResponse {
-    let mut sources: Vec<_> = state.sources.iter().collect();
-    sources.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+    let sources = state.sources.sorted();
     let mut recoveries = Vec::with_capacity(sources.len());
     for s in &sources {
         recoveries.push(last_recovery(&state, s).await);
