@@ -47,11 +47,6 @@ impl Notifier {
         })))
     }
 
-    /// None configured: a notifier that does nothing.
-    pub fn off() -> Self {
-        Notifier(None)
-    }
-
     /// Whether notices about `source` are sent (never about the notifications themselves).
     pub fn watches(&self, source: &str) -> bool {
         self.0.is_some() && source != NOTIFICATIONS_SOURCE

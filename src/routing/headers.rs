@@ -106,7 +106,7 @@ impl ForwardHeaders {
     /// the text is not one, and no header whose name or value could not be sent as is.
     pub fn select(&self, stored: &str) -> Vec<(String, String)> {
         // Most destinations forward nothing: skip parsing the stored headers for them.
-        if self.patterns.is_empty() {
+        if self.is_empty() {
             return Vec::new();
         }
         let Ok(map) = serde_json::from_str::<Map<String, Value>>(stored) else {
