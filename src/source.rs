@@ -33,6 +33,11 @@ pub struct SourceKeys {
     pub outcomes: String,
     /// Outcomes not appended because `outcomes` was at its bound (PostgreSQL away too long).
     pub outcomes_dropped: String,
+    /// The lease of the replica writing this partition to the audit trail.
+    pub audit_lease: String,
+    /// How far the audit trail has written the partition: the first event (`events`) and
+    /// outcome (`outcomes`) not written yet (see `queue::audit_cursor`).
+    pub audit_cursor: String,
     /// Written once the partition's data is known to be whole; gone when Redis lost it
     /// (see the `recovery` module).
     pub marker: String,
@@ -98,6 +103,8 @@ impl SourceKeys {
             layout: format!("{base}:layout"),
             outcomes: format!("{base}:outcomes"),
             outcomes_dropped: format!("{base}:outcomes-dropped"),
+            audit_lease: format!("{base}:audit:lease"),
+            audit_cursor: format!("{base}:audit:cursor"),
             marker: format!("{base}:marker"),
             recovery: format!("{base}:recovery"),
             base,

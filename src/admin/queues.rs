@@ -77,7 +77,7 @@ pub(super) async fn clean(
             entries += queue::trim_settled(
                 &mut *conn,
                 &s.config.name,
-                &partition.stream,
+                partition,
                 &s.groups(),
                 state.max_backlog,
             )

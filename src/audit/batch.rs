@@ -1,16 +1,17 @@
 //! What the audit consumer has read and not written yet, and when an event waits for its
 //! outcome before it is written.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::row::NewEventRow;
 use crate::event::AttemptRecord;
+use crate::queue::EntryId;
 
 /// An event read from a source stream, not written yet.
 pub(super) struct ReadEvent {
-    pub tap: usize,
-    pub entry: String,
+    /// The index of its partition in the consumer's list.
+    pub lane: usize,
+    pub entry: EntryId,
     pub row: NewEventRow,
     /// When it was first read (it may be held for its outcome).
     pub since: Instant,
@@ -21,14 +22,11 @@ pub(super) struct ReadEvent {
 pub(super) struct Batch {
     pub events: Vec<ReadEvent>,
     pub attempts: Vec<AttemptRecord>,
-    /// Other entry ids to acknowledge once written (outcomes, entries with nothing to
-    /// write), per tap index.
-    pub acks: HashMap<usize, Vec<String>>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.acks.is_empty()
+        self.events.is_empty() && self.attempts.is_empty()
     }
 }
 

@@ -1,14 +1,15 @@
-//! The audit consumer: every replica reads accepted events from the source streams and
-//! delivery outcomes from the outcomes streams through the `audit` consumer group, writes
-//! them to PostgreSQL in one transaction per batch, and acknowledges them only after the
-//! commit. A replica killed at any moment therefore loses no audit row: what it had read and
-//! not written stays pending in Redis and is claimed by another replica, and writing it twice
-//! changes nothing (event rows and attempts have unique keys).
+//! The audit consumer. For each partition whose audit lease it holds, a replica reads
+//! accepted events from the source stream and delivery outcomes from the outcomes stream,
+//! from the partition's cursor in Redis (`queue::audit_cursor`), writes them to PostgreSQL in
+//! one transaction per batch, and moves the cursor only after the commit. A replica killed at
+//! any moment therefore loses no audit row: its leases run out, and the next holder reads
+//! again from the cursor; writing a row twice changes nothing (event rows and attempts have
+//! unique keys).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::streams::{StreamId, StreamRangeReply};
 use uuid::Uuid;
 
 use super::batch::{hold_back, Batch, ReadEvent};
@@ -18,47 +19,52 @@ use super::row::{pg_text, NewEventRow};
 use super::store::write_batch;
 use crate::config::AuditSettings;
 use crate::event::{AttemptRecord, QueuedEvent};
-use crate::queue::{self, RedisPool, AUDIT_GROUP};
-use crate::source::Source;
+use crate::queue::{self, AuditLease, EntryId, RedisPool};
+use crate::source::{Source, SourceKeys};
 use crate::sources::Sources;
-
-/// How often pending entries of other replicas are looked for, at most.
-const CLAIM_EVERY: Duration = Duration::from_secs(10);
-/// Acknowledges written entries of one stream and, for outcomes (ARGV[2] = '1'), deletes
-/// them in the same step: an outcome acknowledged and not deleted would stay for good. A
-/// script, not MULTI: the cluster client follows a failover for scripts, not transactions.
-/// KEYS[1] the stream; ARGV[1] the group, ARGV[3..] the entry ids.
-const ACK_LUA: &str = r#"
-redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 3))
-if ARGV[2] == '1' then redis.call('XDEL', KEYS[1], unpack(ARGV, 3)) end
-return 1
-"#;
 
 /// Longest wait between tries while PostgreSQL or Redis fail.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// What a stream carries for the audit trail.
+/// This replica's hold on a partition's audit lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// A source stream: accepted events.
-    Events,
-    /// An outcomes stream: attempts; entries are deleted once written.
-    Outcomes,
+enum Hold {
+    /// Another replica's (or nobody's yet), as of this check (None: never checked).
+    Elsewhere(Option<Instant>),
+    /// This replica's, renewed then.
+    Held(Instant),
 }
 
-/// One stream as the consumer reads it.
-struct Tap {
-    key: String,
-    kind: Kind,
-    /// The source the stream belongs to.
+/// One partition as the consumer reads it.
+struct Lane {
+    keys: SourceKeys,
+    /// The source the partition belongs to.
     source: String,
-    /// Where this consumer goes on reading its own pending entries (left by a failed write or
-    /// a restart under the same replica id), each once; None once it has read them all.
-    pending_from: Option<String>,
-    /// Whether the group exists as far as this consumer knows.
-    grouped: bool,
-    /// Where the next `XAUTOCLAIM` goes on.
-    claim_cursor: String,
+    hold: Hold,
+    /// The next event and outcome to read: ahead of the cursor while a batch is written.
+    events_from: EntryId,
+    outcomes_from: EntryId,
+    /// Where the cursor stands in Redis, as this replica last took or moved it.
+    committed: (EntryId, EntryId),
+}
+
+impl Lane {
+    fn held(&self) -> bool {
+        matches!(self.hold, Hold::Held(_))
+    }
+
+    /// Reads again from the cursor (after a failed write).
+    fn rewind(&mut self) {
+        (self.events_from, self.outcomes_from) = self.committed;
+    }
+
+    /// Whether the lease is due to be renewed, or looked at again.
+    fn check_due(&self, every: Duration) -> bool {
+        match self.hold {
+            Hold::Held(at) | Hold::Elsewhere(Some(at)) => at.elapsed() >= every,
+            Hold::Elsewhere(None) => true,
+        }
+    }
 }
 
 /// The audit consumer of one replica.
@@ -69,12 +75,12 @@ pub struct AuditConsumer {
     /// Whether the schema is known to be migrated (else it is prepared before the first write).
     pub prepared: bool,
     pub sources: Sources,
-    /// The consumer name: the replica id.
+    /// The replica id, which the lease token starts with.
     pub consumer: String,
     pub settings: AuditSettings,
     /// Days whose partitions are known to exist in this consumer's database.
     pub known: KnownDays,
-    /// The sources' generation and lane count when their streams were last tapped.
+    /// The sources' generation and lane count when their partitions were last followed.
     pub followed: std::cell::Cell<(u64, usize)>,
 }
 
@@ -82,14 +88,10 @@ impl AuditConsumer {
     /// Consumes for the life of the process.
     pub async fn run(mut self) {
         metrics::counter!("hookgate_audit_dropped_total").increment(0);
-        let mut taps: Vec<Tap> = Vec::new();
-        // Twice per idle time: what a dead replica left is taken over soon after it may be.
-        let claim_every = (Duration::from_millis(self.settings.claim_idle_ms) / 2)
-            .clamp(Duration::from_millis(50), CLAIM_EVERY);
-        // The first round looks for entries of dead replicas at once.
-        let mut claimed_at = Instant::now()
-            .checked_sub(claim_every)
-            .unwrap_or_else(Instant::now);
+        // Unique per process: a replica restarted under the same id does not inherit leases
+        // whose batches it never read.
+        let token = format!("{}:{}", self.consumer, Uuid::now_v7().simple());
+        let mut lanes: Vec<Lane> = Vec::new();
         let mut backoff = Duration::from_millis(200);
         let idle = Duration::from_millis(self.settings.flush_interval_ms);
         // Events waiting a round or so for their outcome (see hold_back).
@@ -97,14 +99,16 @@ impl AuditConsumer {
         let mut held: Vec<ReadEvent> = Vec::new();
         let mut round = 0usize;
         loop {
-            self.follow_lanes(&mut taps);
-            let claim = claimed_at.elapsed() >= claim_every;
-            if claim {
-                claimed_at = Instant::now();
+            self.follow_lanes(&mut lanes);
+            if let Err(e) = self.keep_leases(&mut lanes, &mut held, &token).await {
+                log::warn!("audit: cannot reach Redis: {e}");
+                actix_web::rt::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
             }
             round = round.wrapping_add(1);
-            let mut batch = match self.read(&mut taps, claim, round).await {
-                Ok(batch) => batch,
+            let (mut batch, read_any) = match self.read(&mut lanes, round).await {
+                Ok(read) => read,
                 Err(e) => {
                     log::warn!("audit: cannot read from Redis: {e}");
                     actix_web::rt::time::sleep(backoff).await;
@@ -112,7 +116,6 @@ impl AuditConsumer {
                     continue;
                 }
             };
-            let read_nothing = batch.is_empty();
             let outcomes: HashSet<Uuid> = batch.attempts.iter().map(|a| a.event_id).collect();
             let (now, later): (Vec<ReadEvent>, Vec<ReadEvent>) =
                 held.drain(..).chain(batch.events).partition(|e| {
@@ -125,208 +128,221 @@ impl AuditConsumer {
                 });
             batch.events = now;
             held = later;
-            if batch.is_empty() {
-                if read_nothing {
-                    actix_web::rt::time::sleep(idle).await;
-                }
-                continue;
-            }
-            match self.write(batch).await {
-                Ok(acks) => {
-                    if let Err(e) = self.acknowledge(&taps, acks).await {
-                        // Written but not acknowledged: read again later, written again
-                        // without effect.
-                        log::warn!("audit: written rows not acknowledged in Redis: {e}");
-                    }
-                    backoff = Duration::from_millis(200);
-                }
-                Err(e) => {
+            if !batch.is_empty() {
+                if let Err(e) = self.write(batch).await {
                     log::warn!(
                         "audit: cannot write to PostgreSQL ({e}); the rows wait in Redis (up to \
                          audit.max_backlog = {} entries per partition)",
                         self.settings.max_backlog
                     );
-                    // What was read stays pending with this consumer: read again from the start.
-                    for tap in &mut taps {
-                        tap.pending_from = Some("0".into());
-                    }
+                    // Nothing read since the cursor is written: read again from there.
+                    lanes.iter_mut().for_each(Lane::rewind);
                     held.clear();
                     actix_web::rt::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
                 }
+            }
+            backoff = Duration::from_millis(200);
+            if let Err(e) = self.commit(&mut lanes, &mut held, &token).await {
+                // Written, the cursor not moved: read again later, written again to no effect.
+                log::warn!("audit: written rows not marked in Redis: {e}");
+            }
+            if !read_any {
+                actix_web::rt::time::sleep(idle).await;
             }
         }
     }
 
-    /// Adds the streams of lanes that appeared since the last round (a layout grew).
-    fn follow_lanes(&self, taps: &mut Vec<Tap>) {
+    /// Adds the partitions that appeared since the last round (a layout grew, a reload).
+    fn follow_lanes(&self, lanes: &mut Vec<Lane>) {
         // Lanes only grow, and a reload changes the generation: while neither changed, there
-        // is nothing new to tap.
-        let lanes: usize = self.sources.iter().map(|s| s.lanes().len()).sum();
-        let seen = (self.sources.generation(), lanes);
-        if self.followed.get() == seen && !taps.is_empty() {
+        // is nothing new to follow.
+        let count: usize = self.sources.iter().map(|s| s.lanes().len()).sum();
+        let seen = (self.sources.generation(), count);
+        if self.followed.get() == seen && !lanes.is_empty() {
             return;
         }
         self.followed.set(seen);
         for source in self.sources.iter() {
-            for lane in source.lanes() {
-                for (key, kind) in [
-                    (&lane.stream, Kind::Events),
-                    (&lane.outcomes, Kind::Outcomes),
-                ] {
-                    if !taps.iter().any(|t| &t.key == key) {
-                        taps.push(Tap {
-                            key: key.clone(),
-                            kind,
-                            source: source.config.name.clone(),
-                            pending_from: Some("0".into()),
-                            grouped: false,
-                            claim_cursor: "0-0".into(),
-                        });
-                    }
+            for keys in source.lanes() {
+                if !lanes.iter().any(|l| l.keys.stream == keys.stream) {
+                    let start = EntryId(0, 0);
+                    lanes.push(Lane {
+                        keys: keys.clone(),
+                        source: source.config.name.clone(),
+                        hold: Hold::Elsewhere(None),
+                        events_from: start,
+                        outcomes_from: start,
+                        committed: (start, start),
+                    });
                 }
             }
         }
     }
 
-    /// Reads up to a batch: this consumer's own pending entries first, then new ones, and,
-    /// when `claim`, entries other replicas left pending too long. Each round starts at
-    /// another stream, so that none waits behind the others under load. A stream that fails
-    /// (its master failing over) is skipped for the round; an error only when all fail.
-    async fn read(&self, taps: &mut [Tap], claim: bool, round: usize) -> redis::RedisResult<Batch> {
+    /// The lease's lifetime: a dead replica's partitions are taken over after it.
+    fn lease_ms(&self) -> u64 {
+        self.settings.claim_idle_ms
+    }
+
+    /// Renews the leases this replica holds and tries to take free ones, each a third of a
+    /// lease's life after the last time. A lease found lost drops what was read under it.
+    async fn keep_leases(
+        &self,
+        lanes: &mut [Lane],
+        held: &mut Vec<ReadEvent>,
+        token: &str,
+    ) -> redis::RedisResult<()> {
+        let every = Duration::from_millis(self.lease_ms() / 3);
+        if !lanes.iter().any(|l| l.check_due(every)) {
+            return Ok(());
+        }
         let mut conn = queue::connection(&self.redis).await?;
-        let mut batch = Batch::default();
-        let room = self.settings.batch_size;
-        let mut failed: Option<redis::RedisError> = None;
-        let n = taps.len();
-        // Up to a batch of each kind: outcomes must not wait behind a flow of events (their
-        // events would be written without them, and updated after).
-        for i in (0..n).map(|k| (k + round) % n) {
-            let tap = &mut taps[i];
-            let taken = match tap.kind {
-                Kind::Events => batch.events.len(),
-                Kind::Outcomes => batch.attempts.len(),
-            };
-            if taken >= room {
+        let mut failed = None;
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            if !lane.check_due(every) {
                 continue;
             }
-            if !tap.grouped {
-                if let Err(e) = queue::ensure_group(&mut *conn, &tap.key, AUDIT_GROUP).await {
-                    failed = Some(e);
-                    continue;
-                }
-                tap.grouped = true;
-            }
-            let count = room - taken;
-            let entries = match self.read_tap(&mut *conn, tap, count, claim).await {
-                Ok(entries) => entries,
-                Err(e) if queue::is_nogroup(&e) => {
-                    // Redis lost the group (restarted empty): made again at the next round.
-                    tap.grouped = false;
-                    tap.pending_from = Some("0".into());
-                    continue;
-                }
-                Err(e) => {
-                    failed = Some(e);
-                    continue;
-                }
-            };
-            // A source a reload removed is still written: its entries are accepted webhooks.
-            let source = self.sources.get_any(&tap.source);
-            for entry in entries {
-                match (tap.kind, source.as_ref()) {
-                    // Gone from the stream (trimmed past the backlog bound): nothing to write.
-                    _ if entry.map.is_empty() => {}
-                    (Kind::Events, Some(source)) => {
-                        if let Some(row) = event_row(source, &entry) {
-                            batch.events.push(ReadEvent {
-                                tap: i,
-                                entry: entry.id,
-                                row,
-                                since: Instant::now(),
-                            });
-                            continue;
-                        }
+            let was_held = lane.held();
+            match queue::audit_lease(&mut *conn, &lane.keys, token, self.lease_ms()).await {
+                Ok(AuditLease::Kept) => lane.hold = Hold::Held(Instant::now()),
+                Ok(AuditLease::Taken { events, outcomes }) => {
+                    if was_held {
+                        // Redis lost the lease (restarted empty, failed over): start over
+                        // from the cursor it has.
+                        log::warn!(
+                            "audit: {}: the lease was gone; reading from the cursor Redis has",
+                            lane.keys.stream
+                        );
+                        held.retain(|e| e.lane != i);
+                    } else {
+                        log::info!(
+                            "audit: {}: this replica writes the partition to the audit trail now",
+                            lane.keys.stream
+                        );
                     }
-                    (Kind::Outcomes, _) => match AttemptRecord::parse(&entry) {
-                        Ok(mut record) => {
-                            // A destination's answer may carry NUL characters.
-                            record.error = record.error.map(pg_text);
-                            batch.attempts.push(record);
-                        }
-                        Err(e) => log::warn!("audit: {}: {e}", tap.key),
-                    },
-                    (Kind::Events, None) => {}
+                    lane.hold = Hold::Held(Instant::now());
+                    lane.committed = (events, outcomes);
+                    lane.rewind();
                 }
-                batch.acks.entry(i).or_default().push(entry.id);
+                Ok(AuditLease::Elsewhere) => {
+                    if was_held {
+                        log::warn!(
+                            "audit: {}: another replica took the lease over",
+                            lane.keys.stream
+                        );
+                        held.retain(|e| e.lane != i);
+                    }
+                    lane.hold = Hold::Elsewhere(Some(Instant::now()));
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        let ours = lanes.iter().filter(|l| l.held()).count();
+        metrics::gauge!("hookgate_audit_partitions_held").set(ours as f64);
+        match failed {
+            Some(e) if ours == 0 => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads up to a batch of events and one of outcomes from the partitions this replica
+    /// holds, each from where it stopped. Each round starts at another partition, so that none
+    /// waits behind the others under load. A partition that fails (its master failing over)
+    /// is skipped for the round; an error only when all fail. Also says whether anything was
+    /// read at all.
+    async fn read(&self, lanes: &mut [Lane], round: usize) -> redis::RedisResult<(Batch, bool)> {
+        let mut batch = Batch::default();
+        if !lanes.iter().any(Lane::held) {
+            return Ok((batch, false));
+        }
+        let mut conn = queue::connection(&self.redis).await?;
+        let room = self.settings.batch_size;
+        let (mut read_any, mut failed) = (false, None);
+        let n = lanes.len();
+        for i in (0..n).map(|k| (k + round) % n) {
+            let lane = &mut lanes[i];
+            // Up to a batch of each kind: outcomes must not wait behind a flow of events
+            // (their events would be written without them, and updated after).
+            let (events_room, outcomes_room) = (
+                room.saturating_sub(batch.events.len()),
+                room.saturating_sub(batch.attempts.len()),
+            );
+            if !lane.held() || (events_room == 0 && outcomes_room == 0) {
+                continue;
+            }
+            let mut pipe = redis::pipe();
+            for (stream, from, count) in [
+                (&lane.keys.stream, lane.events_from, events_room),
+                (&lane.keys.outcomes, lane.outcomes_from, outcomes_room),
+            ] {
+                // COUNT 0 would mean no limit: ask for one and leave it for the next round.
+                pipe.cmd("XRANGE")
+                    .arg(stream)
+                    .arg(from.to_string())
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(count.max(1));
+            }
+            let (events, outcomes): (StreamRangeReply, StreamRangeReply) =
+                match pipe.query_async(&mut *conn).await {
+                    Ok(read) => read,
+                    Err(e) => {
+                        failed = Some(e);
+                        continue;
+                    }
+                };
+            let events = &events.ids[..events.ids.len().min(events_room)];
+            let outcomes = &outcomes.ids[..outcomes.ids.len().min(outcomes_room)];
+            read_any |= !events.is_empty() || !outcomes.is_empty();
+            if let Some(last) = events.last().and_then(|e| EntryId::parse(&e.id)) {
+                lane.events_from = last.next();
+            }
+            if let Some(last) = outcomes.last().and_then(|e| EntryId::parse(&e.id)) {
+                lane.outcomes_from = last.next();
+            }
+            // A source a reload removed is still written: its entries are accepted webhooks.
+            if let Some(source) = self.sources.get_any(&lane.source) {
+                for entry in events {
+                    let (Some(row), Some(id)) =
+                        (event_row(&source, entry), EntryId::parse(&entry.id))
+                    else {
+                        continue;
+                    };
+                    batch.events.push(ReadEvent {
+                        lane: i,
+                        entry: id,
+                        row,
+                        since: Instant::now(),
+                    });
+                }
+            }
+            for entry in outcomes {
+                match AttemptRecord::parse(entry) {
+                    Ok(mut record) => {
+                        // A destination's answer may carry NUL characters.
+                        record.error = record.error.map(pg_text);
+                        batch.attempts.push(record);
+                    }
+                    Err(e) => log::warn!("audit: {}: {e}", lane.keys.outcomes),
+                }
             }
         }
         match failed {
-            Some(e) if batch.is_empty() => Err(e),
+            Some(e) if !read_any => Err(e),
             Some(e) => {
-                log::warn!("audit: a stream could not be read this round: {e}");
-                Ok(batch)
+                log::warn!("audit: a partition could not be read this round: {e}");
+                Ok((batch, read_any))
             }
-            None => Ok(batch),
+            None => Ok((batch, read_any)),
         }
     }
 
-    /// Entries of one stream for this round.
-    async fn read_tap(
-        &self,
-        conn: &mut impl redis::aio::ConnectionLike,
-        tap: &mut Tap,
-        count: usize,
-        claim: bool,
-    ) -> redis::RedisResult<Vec<StreamId>> {
-        if let Some(from) = &tap.pending_from {
-            let own = read_group(conn, &tap.key, &self.consumer, from, count).await?;
-            match own.last() {
-                Some(last) => {
-                    tap.pending_from = Some(last.id.clone());
-                    return Ok(own);
-                }
-                None => tap.pending_from = None,
-            }
-        }
-        if claim {
-            let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-                .arg(&tap.key)
-                .arg(AUDIT_GROUP)
-                .arg(&self.consumer)
-                .arg(self.settings.claim_idle_ms)
-                .arg(&tap.claim_cursor)
-                .arg("COUNT")
-                .arg(count)
-                .query_async(conn)
-                .await?;
-            tap.claim_cursor = reply.next_stream_id;
-            let claimed = reply.claimed;
-            if !claimed.is_empty() {
-                log::info!(
-                    "audit: took over {} entries of {} another replica left unwritten",
-                    claimed.len(),
-                    tap.key
-                );
-                return Ok(claimed);
-            }
-        }
-        read_group(conn, &tap.key, &self.consumer, ">", count).await
-    }
-
-    /// Writes a batch in one transaction; returns what to acknowledge.
-    async fn write(&mut self, batch: Batch) -> Result<HashMap<usize, Vec<String>>, String> {
-        let Batch {
-            events,
-            attempts,
-            mut acks,
-        } = batch;
-        let mut rows = Vec::with_capacity(events.len());
-        for e in events {
-            acks.entry(e.tap).or_default().push(e.entry);
-            rows.push(e.row);
-        }
-        let mut events = rows;
+    /// Writes a batch in one transaction.
+    async fn write(&mut self, batch: Batch) -> Result<(), String> {
+        let mut events: Vec<NewEventRow> = batch.events.into_iter().map(|e| e.row).collect();
+        let attempts = batch.attempts;
         let (pool, url, prepared, known) = (
             self.postgres.clone(),
             self.database_url.clone(),
@@ -347,54 +363,58 @@ impl AuditConsumer {
             .increment(events_n as u64);
         metrics::counter!("hookgate_audit_written_total", "kind" => "attempts")
             .increment(attempts_n as u64);
-        Ok(acks)
+        Ok(())
     }
 
-    /// Acknowledges written entries; outcomes are deleted too (they served their purpose).
-    async fn acknowledge(
+    /// Moves the cursor of every partition this replica holds up to what is written: the
+    /// first event held back, else the first entry not read. A lease found lost drops what
+    /// was read under it (its new holder reads it again).
+    async fn commit(
         &self,
-        taps: &[Tap],
-        acks: HashMap<usize, Vec<String>>,
+        lanes: &mut [Lane],
+        held: &mut Vec<ReadEvent>,
+        token: &str,
     ) -> redis::RedisResult<()> {
-        let mut conn = queue::connection(&self.redis).await?;
-        let script = redis::Script::new(ACK_LUA);
-        for (i, ids) in acks {
-            let tap = &taps[i];
-            // One stream per call: on a cluster, each stream may live on another master.
-            let mut call = script.key(&tap.key);
-            call.arg(AUDIT_GROUP)
-                .arg(if tap.kind == Kind::Outcomes { "1" } else { "0" })
-                .arg(&ids);
-            call.invoke_async::<()>(&mut *conn).await?;
+        let mut conn = None;
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            if !lane.held() {
+                continue;
+            }
+            let events = queue::first_unwritten(
+                lane.events_from,
+                held.iter().filter(|e| e.lane == i).map(|e| e.entry),
+            );
+            let to = (events, lane.outcomes_from);
+            if to == lane.committed {
+                continue;
+            }
+            let conn = match &mut conn {
+                Some(conn) => conn,
+                None => conn.insert(queue::connection(&self.redis).await?),
+            };
+            let moved = queue::audit_commit(
+                &mut **conn,
+                &lane.keys,
+                token,
+                self.lease_ms(),
+                (to.0 != lane.committed.0).then_some(to.0),
+                (to.1 != lane.committed.1).then_some(to.1),
+            )
+            .await?;
+            if moved {
+                lane.committed = to;
+                lane.hold = Hold::Held(Instant::now());
+            } else {
+                log::warn!(
+                    "audit: {}: another replica took the lease over",
+                    lane.keys.stream
+                );
+                lane.hold = Hold::Elsewhere(Some(Instant::now()));
+                held.retain(|e| e.lane != i);
+            }
         }
         Ok(())
     }
-}
-
-/// `XREADGROUP` of one stream for the audit group: `from` is `0` for this consumer's own
-/// pending entries, `>` for new ones.
-async fn read_group(
-    conn: &mut impl redis::aio::ConnectionLike,
-    stream: &str,
-    consumer: &str,
-    from: &str,
-    count: usize,
-) -> redis::RedisResult<Vec<StreamId>> {
-    let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(AUDIT_GROUP)
-        .arg(consumer)
-        .arg("COUNT")
-        .arg(count)
-        .arg("STREAMS")
-        .arg(stream)
-        .arg(from)
-        .query_async(conn)
-        .await?;
-    Ok(reply
-        .and_then(|r| r.keys.into_iter().next())
-        .map(|k| k.ids)
-        .unwrap_or_default())
 }
 
 /// The audit row of a source stream entry; None (logged) when it is malformed.

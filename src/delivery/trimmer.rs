@@ -48,7 +48,7 @@ pub(super) async fn trim_loop(
         for partition in source.lanes() {
             let stream = &partition.stream;
             let groups = source.groups();
-            match queue::trim_settled(&mut *conn, name, stream, &groups, max_backlog).await {
+            match queue::trim_settled(&mut *conn, name, partition, &groups, max_backlog).await {
                 Ok(n) if n > 0 => log::debug!("{stream}: trimmed {n} delivered entries"),
                 Ok(_) => {}
                 Err(e) => log::warn!("source {name}: {stream} was not trimmed: {e}"),

@@ -1,7 +1,10 @@
 //! Redis Streams: the connection pool, the atomic de-duplicate-and-enqueue scripts, the
-//! settle scripts, the outbound rate limiter (GCRA) and stream upkeep (groups, trimming).
+//! settle scripts, the outbound rate limiter (GCRA), stream upkeep (groups, trimming) and the
+//! audit trail's cursor.
 
+mod audit_cursor;
 mod enqueue;
+mod entry_id;
 mod groups;
 mod layout;
 // Its Lua fragments are macros the settle scripts are built from.
@@ -12,10 +15,15 @@ mod rate;
 mod settle;
 mod trim;
 
+pub use audit_cursor::{
+    audit_commit, audit_lease, audited_floor, first_unwritten, AuditLease, AUDIT_COMMIT_LUA,
+    AUDIT_LEASE_LUA,
+};
 pub use enqueue::{
     enqueue_acked, enqueue_batch, replicated, EnqueueError, EnqueueItem, EnqueueOutcome,
     ReplicaAcks, ENQUEUE_BATCH_LUA,
 };
+pub use entry_id::EntryId;
 pub use groups::{ensure_group, is_nogroup, stream_groups};
 pub use layout::{agree_layouts, follow_layouts, Agreed};
 pub use ordering::{
@@ -28,11 +36,7 @@ pub use settle::{
     PROMOTE_DUE_LUA, SETTLE_DEAD_LUA, SETTLE_DEAD_ORDERED_LUA, SETTLE_DELIVERED_LUA,
     SETTLE_DELIVERED_ORDERED_LUA, SETTLE_RETRY_LUA,
 };
-pub use trim::{trim_below, trim_floor, trim_plan, trim_settled, EntryId, Floors};
-
-/// The consumer group through which the audit trail reads source streams and outcomes
-/// streams (destination groups are named `dest:<name>`: no clash).
-pub const AUDIT_GROUP: &str = "audit";
+pub use trim::{trim_below, trim_floor, trim_plan, trim_settled, Floors};
 
 /// A connection to the shared Redis of the tests (`TEST_REDIS_URL`, else the local one),
 /// for the unit tests that run scripts on a real Redis.

@@ -1,29 +1,9 @@
 //! Trimming a source stream below what every destination still needs.
 
+use super::audit_cursor::audited_floor;
+use super::entry_id::EntryId;
 use super::groups::stream_groups;
-
-/// A stream entry id, `ms-seq`, ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct EntryId(pub u64, pub u64);
-
-impl EntryId {
-    /// Parses `ms-seq`.
-    pub fn parse(id: &str) -> Option<EntryId> {
-        let (ms, seq) = id.split_once('-')?;
-        Some(EntryId(ms.parse().ok()?, seq.parse().ok()?))
-    }
-
-    /// The smallest id after this one.
-    pub fn next(self) -> EntryId {
-        EntryId(self.0, self.1.saturating_add(1))
-    }
-}
-
-impl std::fmt::Display for EntryId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.0, self.1)
-    }
-}
+use crate::source::SourceKeys;
 
 /// The oldest entry any of `groups` still needs: the first it has pending, or the first it
 /// has not read yet. Everything below can be trimmed. None when nothing may go: no stream
@@ -82,7 +62,7 @@ pub async fn trim_below(
 pub struct Floors {
     /// Below what every destination is done with.
     pub delivered: EntryId,
-    /// Below what the audit trail has also written (None: no audit group yet).
+    /// Below what the audit trail has also written (None: it has written nothing yet).
     pub audited: Option<EntryId>,
 }
 
@@ -101,20 +81,21 @@ pub fn trim_plan(
     (safe, beyond)
 }
 
-/// Trims a source stream (of source `source`, for log lines) below what every one of
-/// `groups` and the audit trail are done with, and past `max_backlog` entries below what the
-/// groups are done with (see [`trim_plan`]); returns how many entries went.
+/// Trims the source stream of partition `keys` (of source `source`, for log lines) below what
+/// every one of `groups` and the audit trail are done with, and past `max_backlog` entries
+/// below what the groups are done with (see [`trim_plan`]); returns how many entries went.
 pub async fn trim_settled(
     conn: &mut impl redis::aio::ConnectionLike,
     source: &str,
-    stream: &str,
+    keys: &SourceKeys,
     groups: &[String],
     max_backlog: u64,
 ) -> redis::RedisResult<u64> {
+    let stream = &keys.stream;
     let Some(delivered) = trim_floor(conn, stream, groups).await? else {
         return Ok(0);
     };
-    let audited = trim_floor(conn, stream, &[super::AUDIT_GROUP.to_string()]).await?;
+    let audited = audited_floor(conn, keys).await?;
     let length: u64 = redis::cmd("XLEN").arg(stream).query_async(conn).await?;
     let (safe, beyond) = trim_plan(Floors { delivered, audited }, length, max_backlog);
     let mut trimmed = 0;
@@ -160,7 +141,7 @@ mod tests {
     }
 
     #[test]
-    fn nothing_without_an_audit_group_until_the_backlog_is_past_its_bound() {
+    fn nothing_before_the_audit_trail_wrote_anything_until_the_backlog_is_past_its_bound() {
         assert_eq!(trim_plan(floors(10, None), 100, 1_000), (None, None));
         assert_eq!(
             trim_plan(floors(10, None), 1_001, 1_000),

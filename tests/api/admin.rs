@@ -405,30 +405,34 @@ async fn clean_trims_delivered_entries_and_old_dead_letters() {
     assert_eq!(n, 0);
 }
 
-/// Entries of `stream` the audit consumer `consumer` read and has not written yet.
-async fn audit_pending(env: &TestEnv, stream: &str, consumer: &str) -> u64 {
+/// The replica holding the audit lease of partition `keys`, and how far the audit trail
+/// has written its events (the cursor, if any).
+async fn audit_state(env: &TestEnv, keys: &SourceKeys) -> (Option<String>, Option<String>) {
     let mut r = env.redis().await;
-    let pending: redis::RedisResult<redis::Value> = redis::cmd("XPENDING")
-        .arg(stream)
-        .arg("audit")
-        .arg("-")
-        .arg("+")
-        .arg(1000)
-        .arg(consumer)
+    let holder: Option<String> = redis::cmd("GET")
+        .arg(&keys.audit_lease)
         .query_async(&mut r)
-        .await;
-    match pending {
-        Ok(redis::Value::Array(entries)) => entries.len() as u64,
-        _ => 0,
-    }
+        .await
+        .expect("GET");
+    let cursor: Option<String> = redis::cmd("HGET")
+        .arg(&keys.audit_cursor)
+        .arg("events")
+        .query_async(&mut r)
+        .await
+        .expect("HGET");
+    // The lease's token is the replica id and a per-process suffix.
+    (
+        holder.and_then(|h| h.rsplit_once(':').map(|(id, _)| id.to_string())),
+        cursor,
+    )
 }
 
 #[actix_web::test]
 async fn audit_rows_a_replica_read_and_died_with_are_written_by_another() {
     let env = TestEnv::new();
     let sink = Sink::start();
-    // Replica A cannot reach PostgreSQL: its audit consumer reads events and outcomes from
-    // Redis and cannot write them, then A goes away.
+    // Replica A cannot reach PostgreSQL: its audit consumer holds the partition's lease,
+    // reads events and outcomes from Redis and cannot write them, then A goes away.
     let mut settings = env.settings(&config(&sink));
     settings.admin_token = Some(hookgate::config::Secret::new(TOKEN));
     settings.audit.claim_idle_ms = 500;
@@ -440,16 +444,15 @@ async fn audit_rows_a_replica_read_and_died_with_are_written_by_another() {
     let consumer = a.settings.server.replica_id.clone();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let events = audit_pending(&env, &keys.stream, &consumer).await;
-        let outcomes = audit_pending(&env, &keys.outcomes, &consumer).await;
-        // Its first failed write stops it reading further: what it holds, it retries.
+        let (holder, cursor) = audit_state(&env, &keys).await;
         let delivered = sink.distinct("/ok");
-        if events + outcomes > 0 && delivered == 4 {
+        assert_eq!(cursor, None, "nothing is written, so the cursor stays");
+        if holder.as_deref() == Some(consumer.as_str()) && delivered == 4 {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "A read {events} events and {outcomes} outcomes; delivered {delivered} of 4"
+            "the lease is {holder:?}'s; delivered {delivered} of 4"
         );
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
@@ -460,7 +463,8 @@ async fn audit_rows_a_replica_read_and_died_with_are_written_by_another() {
     );
     drop(a);
 
-    // Replica B takes the entries over once they have idled past audit.claim_idle_ms.
+    // Replica B takes the lease over once it ran out (audit.claim_idle_ms) and writes from
+    // the cursor.
     let b = spawn_app(settings).await;
     env.await_events(
         "source = 'orders' AND status = 'delivered' AND attempts = 1",
@@ -469,10 +473,15 @@ async fn audit_rows_a_replica_read_and_died_with_are_written_by_another() {
     )
     .await;
     assert_eq!(env.count("delivery_attempts", "status_code = 200").await, 4);
-    // Written, so acknowledged: the outcomes are gone and the stream can be trimmed.
+    let holder = audit_state(&env, &keys).await.0;
+    assert_eq!(
+        holder.as_deref(),
+        Some(b.settings.server.replica_id.as_str())
+    );
+    // Written, so the cursor moved: the outcomes are gone and the stream can be trimmed.
     eventually(
         Duration::from_secs(10),
-        "outcomes acknowledged and deleted",
+        "outcomes written and deleted",
         || async {
             let mut r = env.redis().await;
             let left: u64 = redis::cmd("XLEN")

@@ -1,0 +1,255 @@
+//! Where the audit trail stands in each partition: one replica at a time (holding the
+//! partition's audit lease) reads the source stream and the outcomes stream with `XRANGE`
+//! from a cursor kept in Redis, and moves the cursor after PostgreSQL committed.
+//!
+//! Why not a consumer group: `XREADGROUP` and `XACK` are writes, which Redis appends to its
+//! AOF and sends to its replicas for every entry; with the audit trail read that way, an AOF
+//! Redis wrote about twice as much per webhook as the enqueue alone. A cursor costs one small
+//! write per batch.
+
+use super::entry_id::EntryId;
+use crate::source::SourceKeys;
+
+/// Takes or keeps a partition's audit lease. KEYS[1] lease, KEYS[2] cursor hash, KEYS[3]
+/// source stream, KEYS[4] outcomes stream; ARGV[1] token, ARGV[2] ms. Returns `{1}` when
+/// kept, `{0}` when another replica holds it, and `{2, events, outcomes}` when newly taken,
+/// with where reading starts (`0-0` where no cursor is kept yet). Newly taken, it drops the
+/// consumer group the audit trail used to read through (hookgate before the cursor), whose
+/// pending entries would otherwise stay in Redis memory for good.
+pub const AUDIT_LEASE_LUA: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {1}
+end
+if cur then return {0} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+for i = 3, 4 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.pcall('XGROUP', 'DESTROY', KEYS[i], 'audit') end
+end
+local at = redis.call('HMGET', KEYS[2], 'events', 'outcomes')
+return {2, at[1] or '0-0', at[2] or '0-0'}
+"#;
+
+/// Moves the cursor of the lease holder after a commit, removes the outcomes written (they
+/// served their purpose) and renews the lease. KEYS[1] lease, KEYS[2] cursor hash, KEYS[3]
+/// outcomes stream; ARGV[1] token, ARGV[2] ms, ARGV[3] the first event not written yet or
+/// '', ARGV[4] the first outcome not written yet or ''. Returns 0 (nothing moved) when the
+/// lease is gone: its new holder reads from the cursor as it was.
+pub const AUDIT_COMMIT_LUA: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'events', ARGV[3]) end
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[2], 'outcomes', ARGV[4])
+  redis.call('XTRIM', KEYS[3], 'MINID', ARGV[4])
+end
+return 1
+"#;
+
+/// Where a partition's audit lease stands after an attempt to take or keep it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditLease {
+    /// Newly taken: reading starts at these entries of the source and outcomes streams.
+    Taken { events: EntryId, outcomes: EntryId },
+    /// Still this replica's.
+    Kept,
+    /// Another replica's.
+    Elsewhere,
+}
+
+/// Takes or keeps the audit lease of partition `keys` for `ms` milliseconds.
+pub async fn audit_lease(
+    conn: &mut impl redis::aio::ConnectionLike,
+    keys: &SourceKeys,
+    token: &str,
+    ms: u64,
+) -> redis::RedisResult<AuditLease> {
+    let reply: Vec<redis::Value> = redis::Script::new(AUDIT_LEASE_LUA)
+        .key(&keys.audit_lease)
+        .key(&keys.audit_cursor)
+        .key(&keys.stream)
+        .key(&keys.outcomes)
+        .arg(token)
+        .arg(ms)
+        .invoke_async(conn)
+        .await?;
+    let int =
+        |v: Option<&redis::Value>| v.and_then(|v| redis::from_redis_value::<i64>(v.clone()).ok());
+    let id = |v: Option<&redis::Value>| {
+        v.and_then(|v| redis::from_redis_value::<String>(v.clone()).ok())
+            .and_then(|s| EntryId::parse(&s))
+            .unwrap_or(EntryId(0, 0))
+    };
+    Ok(match int(reply.first()) {
+        Some(2) => AuditLease::Taken {
+            events: id(reply.get(1)),
+            outcomes: id(reply.get(2)),
+        },
+        Some(1) => AuditLease::Kept,
+        _ => AuditLease::Elsewhere,
+    })
+}
+
+/// Moves partition `keys`' cursor to the first event and the first outcome not written yet
+/// (None: where it was), if `token` still holds the lease; false when it does not.
+pub async fn audit_commit(
+    conn: &mut impl redis::aio::ConnectionLike,
+    keys: &SourceKeys,
+    token: &str,
+    ms: u64,
+    events: Option<EntryId>,
+    outcomes: Option<EntryId>,
+) -> redis::RedisResult<bool> {
+    let text = |id: Option<EntryId>| id.map(|id| id.to_string()).unwrap_or_default();
+    redis::Script::new(AUDIT_COMMIT_LUA)
+        .key(&keys.audit_lease)
+        .key(&keys.audit_cursor)
+        .key(&keys.outcomes)
+        .arg(token)
+        .arg(ms)
+        .arg(text(events))
+        .arg(text(outcomes))
+        .invoke_async(conn)
+        .await
+}
+
+/// The first event of partition `keys` the audit trail has not written; None while no audit
+/// consumer has written any (everything is kept for it).
+pub async fn audited_floor(
+    conn: &mut impl redis::aio::ConnectionLike,
+    keys: &SourceKeys,
+) -> redis::RedisResult<Option<EntryId>> {
+    let at: Option<String> = redis::cmd("HGET")
+        .arg(&keys.audit_cursor)
+        .arg("events")
+        .query_async(conn)
+        .await?;
+    Ok(at.as_deref().and_then(EntryId::parse))
+}
+
+/// Where the cursor may go after a write: the first entry read and not written (held back),
+/// else the first one not read yet.
+pub fn first_unwritten(unread: EntryId, held: impl IntoIterator<Item = EntryId>) -> EntryId {
+    held.into_iter().fold(unread, EntryId::min)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cursor_stops_at_the_first_event_held_back() {
+        let unread = EntryId(10, 3);
+        assert_eq!(first_unwritten(unread, []), unread);
+        assert_eq!(
+            first_unwritten(unread, [EntryId(9, 1), EntryId(7, 0), EntryId(9, 0)]),
+            EntryId(7, 0)
+        );
+    }
+
+    fn keys() -> SourceKeys {
+        SourceKeys::new(&format!("hgtest-{}", uuid::Uuid::new_v4().simple()), "s")
+    }
+
+    async fn add(conn: &mut redis::aio::MultiplexedConnection, stream: &str) -> EntryId {
+        let id: String = redis::cmd("XADD")
+            .arg(stream)
+            .arg("*")
+            .arg("f")
+            .arg("v")
+            .query_async(conn)
+            .await
+            .expect("XADD");
+        EntryId::parse(&id).expect("an entry id")
+    }
+
+    async fn drop_keys(conn: &mut redis::aio::MultiplexedConnection, k: &SourceKeys) {
+        let _: () = redis::cmd("DEL")
+            .arg(&k.audit_lease)
+            .arg(&k.audit_cursor)
+            .arg(&k.stream)
+            .arg(&k.outcomes)
+            .query_async(conn)
+            .await
+            .expect("DEL");
+    }
+
+    #[actix_web::test]
+    async fn one_holder_moves_the_cursor_and_the_next_starts_there() {
+        let mut conn = crate::queue::test_connection().await;
+        let k = keys();
+        assert_eq!(audited_floor(&mut conn, &k).await.expect("HGET"), None);
+        let first = audit_lease(&mut conn, &k, "a", 5_000).await.expect("lease");
+        assert_eq!(
+            first,
+            AuditLease::Taken {
+                events: EntryId(0, 0),
+                outcomes: EntryId(0, 0)
+            }
+        );
+        assert_eq!(
+            audit_lease(&mut conn, &k, "b", 5_000).await.expect("lease"),
+            AuditLease::Elsewhere
+        );
+        assert_eq!(
+            audit_lease(&mut conn, &k, "a", 5_000).await.expect("lease"),
+            AuditLease::Kept
+        );
+        let o1 = add(&mut conn, &k.outcomes).await;
+        let o2 = add(&mut conn, &k.outcomes).await;
+        let e = EntryId(42, 1);
+        // Another replica's commit moves nothing.
+        assert!(!audit_commit(&mut conn, &k, "b", 5_000, Some(e), Some(o2))
+            .await
+            .expect("commit"));
+        assert_eq!(audited_floor(&mut conn, &k).await.expect("HGET"), None);
+        assert!(audit_commit(&mut conn, &k, "a", 5_000, Some(e), Some(o2))
+            .await
+            .expect("commit"));
+        assert_eq!(audited_floor(&mut conn, &k).await.expect("HGET"), Some(e));
+        let left: Vec<redis::Value> = redis::cmd("XRANGE")
+            .arg(&k.outcomes)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .expect("XRANGE");
+        assert_eq!(left.len(), 1, "the outcome before {o2} ({o1}) is gone");
+        // The holder is gone: the next one starts where the cursor is.
+        let _: () = redis::cmd("DEL")
+            .arg(&k.audit_lease)
+            .query_async(&mut conn)
+            .await
+            .expect("DEL");
+        assert_eq!(
+            audit_lease(&mut conn, &k, "b", 5_000).await.expect("lease"),
+            AuditLease::Taken {
+                events: e,
+                outcomes: o2
+            }
+        );
+        drop_keys(&mut conn, &k).await;
+    }
+
+    #[actix_web::test]
+    async fn taking_the_lease_drops_the_consumer_group_of_older_releases() {
+        let mut conn = crate::queue::test_connection().await;
+        let k = keys();
+        add(&mut conn, &k.stream).await;
+        crate::queue::ensure_group(&mut conn, &k.stream, "audit")
+            .await
+            .expect("group");
+        crate::queue::ensure_group(&mut conn, &k.stream, "dest:d")
+            .await
+            .expect("group");
+        audit_lease(&mut conn, &k, "a", 5_000).await.expect("lease");
+        let groups = crate::queue::stream_groups(&mut conn, &k.stream)
+            .await
+            .expect("XINFO")
+            .expect("the stream");
+        let names: Vec<&str> = groups.groups.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names, ["dest:d"]);
+        drop_keys(&mut conn, &k).await;
+    }
+}
