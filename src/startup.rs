@@ -14,7 +14,7 @@ use actix_web::dev::{AppConfig, Server, ServerHandle, ServiceResponse};
 use actix_web::{web, App, HttpResponse};
 
 use crate::admin::{self, AdminState};
-use crate::audit::{self, db, AuditConsumer};
+use crate::audit::{self, db, AuditConsumer, AuditLeases};
 use crate::config::Settings;
 use crate::delivery::Fleet;
 use crate::dispatch::{Dispatcher, Landing};
@@ -49,6 +49,8 @@ pub struct Application {
     reloader: Reloader,
     /// The threads of the delivery supervisors and the audit consumer.
     arbiters: Vec<Arbiter>,
+    /// The audit consumer's leases, given up at shutdown.
+    audit_leases: AuditLeases,
 }
 
 impl Application {
@@ -114,13 +116,15 @@ impl Application {
         let audit_arbiter = Arbiter::new();
         let mut audit_redis = settings.redis.clone();
         audit_redis.pool_size = 2;
+        let audit_leases =
+            AuditLeases::new(&settings.server.replica_id, redis.clone(), sources.clone());
         let consumer = AuditConsumer {
             redis: redis.clone(),
             postgres: postgres.clone(),
             database_url: settings.database.url.clone(),
             prepared,
             sources: sources.clone(),
-            consumer: settings.server.replica_id.clone(),
+            leases: audit_leases.clone(),
             settings: settings.audit.clone(),
             known: Default::default(),
             followed: Default::default(),
@@ -369,6 +373,7 @@ impl Application {
             fleet: fleet.clone(),
             reloader: Reloader::new(settings_for_reload, sources_for_reload, fleet),
             arbiters,
+            audit_leases,
         })
     }
 
@@ -398,12 +403,13 @@ impl Application {
     }
 
     /// Serves until stopped (SIGTERM/SIGINT or the handle), then lets in-flight deliveries
-    /// finish (the rest stays pending for other replicas; audit rows not written yet wait in
-    /// Redis for the next replica's audit consumer).
+    /// finish (the rest stays pending for other replicas), and gives the audit leases up (rows
+    /// not written yet wait in Redis for the next replica's audit consumer).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         // Within the grace period each: what is still in flight after it stays pending.
         self.fleet.lock().await.stop_all().await;
+        self.audit_leases.release().await;
         result
     }
 }

@@ -7,6 +7,8 @@
 //! unique keys).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::streams::{StreamId, StreamRangeReply};
@@ -67,6 +69,47 @@ impl Lane {
     }
 }
 
+/// The audit leases of one replica: their token, and the way to give them up at shutdown.
+#[derive(Clone)]
+pub struct AuditLeases {
+    /// Unique per process: a replica restarted under the same id does not inherit leases
+    /// whose batches it never read.
+    token: String,
+    stopping: Arc<AtomicBool>,
+    redis: RedisPool,
+    sources: Sources,
+}
+
+impl AuditLeases {
+    /// The leases replica `replica` will hold.
+    pub fn new(replica: &str, redis: RedisPool, sources: Sources) -> Self {
+        AuditLeases {
+            token: format!("{replica}:{}", Uuid::now_v7().simple()),
+            stopping: Arc::default(),
+            redis,
+            sources,
+        }
+    }
+
+    /// Stops taking leases and gives up those held, so that another replica writes their
+    /// partitions at once rather than after `audit.claim_idle_ms`. What was read and not
+    /// written is read again by the next holder.
+    pub async fn release(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        let Ok(mut conn) = queue::connection(&self.redis).await else {
+            return; // Redis away: the leases run out by themselves.
+        };
+        for source in self.sources.iter() {
+            for keys in source.lanes() {
+                if let Err(e) = queue::audit_unlease(&mut *conn, keys, &self.token).await {
+                    log::warn!("audit: {}: the lease was not given up: {e}", keys.stream);
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// The audit consumer of one replica.
 pub struct AuditConsumer {
     pub redis: RedisPool,
@@ -75,8 +118,8 @@ pub struct AuditConsumer {
     /// Whether the schema is known to be migrated (else it is prepared before the first write).
     pub prepared: bool,
     pub sources: Sources,
-    /// The replica id, which the lease token starts with.
-    pub consumer: String,
+    /// Who holds this replica's leases (see [`AuditLeases`]).
+    pub leases: AuditLeases,
     pub settings: AuditSettings,
     /// Days whose partitions are known to exist in this consumer's database.
     pub known: KnownDays,
@@ -88,9 +131,7 @@ impl AuditConsumer {
     /// Consumes for the life of the process.
     pub async fn run(mut self) {
         metrics::counter!("hookgate_audit_dropped_total").increment(0);
-        // Unique per process: a replica restarted under the same id does not inherit leases
-        // whose batches it never read.
-        let token = format!("{}:{}", self.consumer, Uuid::now_v7().simple());
+        let token = self.leases.token.clone();
         let mut lanes: Vec<Lane> = Vec::new();
         let mut backoff = Duration::from_millis(200);
         let idle = Duration::from_millis(self.settings.flush_interval_ms);
@@ -107,7 +148,7 @@ impl AuditConsumer {
                 continue;
             }
             round = round.wrapping_add(1);
-            let (mut batch, read_any) = match self.read(&mut lanes, round).await {
+            let (mut batch, more) = match self.read(&mut lanes, round).await {
                 Ok(read) => read,
                 Err(e) => {
                     log::warn!("audit: cannot read from Redis: {e}");
@@ -148,7 +189,9 @@ impl AuditConsumer {
                 // Written, the cursor not moved: read again later, written again to no effect.
                 log::warn!("audit: written rows not marked in Redis: {e}");
             }
-            if !read_any {
+            // Unless a batch was full, wait for the next one to fill: under load, fewer and
+            // fuller transactions cost PostgreSQL far less per row.
+            if !more {
                 actix_web::rt::time::sleep(idle).await;
             }
         }
@@ -195,6 +238,14 @@ impl AuditConsumer {
         token: &str,
     ) -> redis::RedisResult<()> {
         let every = Duration::from_millis(self.lease_ms() / 3);
+        // Stopping: the leases are given up, not to be taken again.
+        if self.leases.stopping.load(Ordering::Relaxed) {
+            for lane in lanes.iter_mut().filter(|l| l.held()) {
+                lane.hold = Hold::Elsewhere(Some(Instant::now()));
+            }
+            held.clear();
+            return Ok(());
+        }
         if !lanes.iter().any(|l| l.check_due(every)) {
             return Ok(());
         }
@@ -250,8 +301,8 @@ impl AuditConsumer {
     /// Reads up to a batch of events and one of outcomes from the partitions this replica
     /// holds, each from where it stopped. Each round starts at another partition, so that none
     /// waits behind the others under load. A partition that fails (its master failing over)
-    /// is skipped for the round; an error only when all fail. Also says whether anything was
-    /// read at all.
+    /// is skipped for the round; an error only when all fail. Also says whether a kind filled
+    /// its batch (more is likely waiting).
     async fn read(&self, lanes: &mut [Lane], round: usize) -> redis::RedisResult<(Batch, bool)> {
         let mut batch = Batch::default();
         if !lanes.iter().any(Lane::held) {
@@ -329,13 +380,14 @@ impl AuditConsumer {
                 }
             }
         }
+        let more = batch.events.len() >= room || batch.attempts.len() >= room;
         match failed {
             Some(e) if !read_any => Err(e),
             Some(e) => {
                 log::warn!("audit: a partition could not be read this round: {e}");
-                Ok((batch, read_any))
+                Ok((batch, more))
             }
-            None => Ok((batch, read_any)),
+            None => Ok((batch, more)),
         }
     }
 

@@ -13,6 +13,6 @@ pub mod schema;
 mod store;
 
 pub use crate::event::AttemptRecord;
-pub use consumer::AuditConsumer;
+pub use consumer::{AuditConsumer, AuditLeases};
 pub use db::{PgPool, MIGRATIONS};
 pub use row::NewEventRow;

@@ -47,6 +47,14 @@ end
 return 1
 "#;
 
+/// Gives a partition's audit lease up (at shutdown), if still `token`'s, so that another
+/// replica (or this one restarted) takes the partition at once rather than after the lease's
+/// life. KEYS[1] lease; ARGV[1] token.
+pub const AUDIT_UNLEASE_LUA: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#;
+
 /// Where a partition's audit lease stands after an attempt to take or keep it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuditLease {
@@ -110,6 +118,19 @@ pub async fn audit_commit(
         .arg(ms)
         .arg(text(events))
         .arg(text(outcomes))
+        .invoke_async(conn)
+        .await
+}
+
+/// Gives the audit lease of partition `keys` up if `token` holds it.
+pub async fn audit_unlease(
+    conn: &mut impl redis::aio::ConnectionLike,
+    keys: &SourceKeys,
+    token: &str,
+) -> redis::RedisResult<()> {
+    redis::Script::new(AUDIT_UNLEASE_LUA)
+        .key(&keys.audit_lease)
+        .arg(token)
         .invoke_async(conn)
         .await
 }
@@ -217,11 +238,13 @@ mod tests {
             .expect("XRANGE");
         assert_eq!(left.len(), 1, "the outcome before {o2} ({o1}) is gone");
         // The holder is gone: the next one starts where the cursor is.
-        let _: () = redis::cmd("DEL")
-            .arg(&k.audit_lease)
-            .query_async(&mut conn)
-            .await
-            .expect("DEL");
+        audit_unlease(&mut conn, &k, "b").await.expect("unlease");
+        assert_eq!(
+            audit_lease(&mut conn, &k, "b", 5_000).await.expect("lease"),
+            AuditLease::Elsewhere,
+            "only the holder gives the lease up"
+        );
+        audit_unlease(&mut conn, &k, "a").await.expect("unlease");
         assert_eq!(
             audit_lease(&mut conn, &k, "b", 5_000).await.expect("lease"),
             AuditLease::Taken {

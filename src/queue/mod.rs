@@ -16,8 +16,8 @@ mod settle;
 mod trim;
 
 pub use audit_cursor::{
-    audit_commit, audit_lease, audited_floor, first_unwritten, AuditLease, AUDIT_COMMIT_LUA,
-    AUDIT_LEASE_LUA,
+    audit_commit, audit_lease, audit_unlease, audited_floor, first_unwritten, AuditLease,
+    AUDIT_COMMIT_LUA, AUDIT_LEASE_LUA, AUDIT_UNLEASE_LUA,
 };
 pub use enqueue::{
     enqueue_acked, enqueue_batch, replicated, EnqueueError, EnqueueItem, EnqueueOutcome,

@@ -507,6 +507,39 @@ async fn audit_rows_a_replica_read_and_died_with_are_written_by_another() {
 }
 
 #[actix_web::test]
+async fn a_replica_stopped_gracefully_gives_its_audit_lease_up_at_once() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    let mut settings = env.settings(&config(&sink));
+    // Far longer than the test may wait: only the release lets B write.
+    settings.audit.claim_idle_ms = 120_000;
+    let a = spawn_app(settings.clone()).await;
+    let keys = SourceKeys::new(&env.prefix, "orders");
+    post_events(&a, "orders", 2).await;
+    env.await_events("source = 'orders'", 2, Duration::from_secs(30))
+        .await;
+    let holder = audit_state(&env, &keys).await.0;
+    assert_eq!(
+        holder.as_deref(),
+        Some(a.settings.server.replica_id.as_str())
+    );
+    a.handle.stop(true).await;
+    eventually(Duration::from_secs(20), "A's lease given up", || async {
+        audit_state(&env, &keys).await.0.is_none().then_some(())
+    })
+    .await;
+    let b = spawn_app(settings).await;
+    post_events(&b, "orders", 3).await;
+    env.await_events("source = 'orders'", 5, Duration::from_secs(30))
+        .await;
+    let holder = audit_state(&env, &keys).await.0;
+    assert_eq!(
+        holder.as_deref(),
+        Some(b.settings.server.replica_id.as_str())
+    );
+}
+
+#[actix_web::test]
 async fn bulk_replay_by_filter_redelivers_with_progress_on_any_replica() {
     let env = TestEnv::new();
     let sink = Sink::start();
