@@ -7,8 +7,7 @@
 //! unique keys).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use redis::streams::{StreamId, StreamRangeReply};
@@ -16,99 +15,18 @@ use uuid::Uuid;
 
 use super::batch::{hold_back, Batch, ReadEvent};
 use super::db::{self, PgPool};
+use super::lanes::{AuditLeases, Hold, Lane};
 use super::partitions::KnownDays;
 use super::row::{pg_text, NewEventRow};
 use super::store::write_batch;
 use crate::config::AuditSettings;
 use crate::event::{AttemptRecord, QueuedEvent};
 use crate::queue::{self, AuditLease, EntryId, RedisPool};
-use crate::source::{Source, SourceKeys};
+use crate::source::Source;
 use crate::sources::Sources;
 
 /// Longest wait between tries while PostgreSQL or Redis fail.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-
-/// This replica's hold on a partition's audit lease.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Hold {
-    /// Another replica's (or nobody's yet), as of this check (None: never checked).
-    Elsewhere(Option<Instant>),
-    /// This replica's, renewed then.
-    Held(Instant),
-}
-
-/// One partition as the consumer reads it.
-struct Lane {
-    keys: SourceKeys,
-    /// The source the partition belongs to.
-    source: String,
-    hold: Hold,
-    /// The next event and outcome to read: ahead of the cursor while a batch is written.
-    events_from: EntryId,
-    outcomes_from: EntryId,
-    /// Where the cursor stands in Redis, as this replica last took or moved it.
-    committed: (EntryId, EntryId),
-}
-
-impl Lane {
-    fn held(&self) -> bool {
-        matches!(self.hold, Hold::Held(_))
-    }
-
-    /// Reads again from the cursor (after a failed write).
-    fn rewind(&mut self) {
-        (self.events_from, self.outcomes_from) = self.committed;
-    }
-
-    /// Whether the lease is due to be renewed, or looked at again.
-    fn check_due(&self, every: Duration) -> bool {
-        match self.hold {
-            Hold::Held(at) | Hold::Elsewhere(Some(at)) => at.elapsed() >= every,
-            Hold::Elsewhere(None) => true,
-        }
-    }
-}
-
-/// The audit leases of one replica: their token, and the way to give them up at shutdown.
-#[derive(Clone)]
-pub struct AuditLeases {
-    /// Unique per process: a replica restarted under the same id does not inherit leases
-    /// whose batches it never read.
-    token: String,
-    stopping: Arc<AtomicBool>,
-    redis: RedisPool,
-    sources: Sources,
-}
-
-impl AuditLeases {
-    /// The leases replica `replica` will hold.
-    pub fn new(replica: &str, redis: RedisPool, sources: Sources) -> Self {
-        AuditLeases {
-            token: format!("{replica}:{}", Uuid::now_v7().simple()),
-            stopping: Arc::default(),
-            redis,
-            sources,
-        }
-    }
-
-    /// Stops taking leases and gives up those held, so that another replica writes their
-    /// partitions at once rather than after `audit.claim_idle_ms`. What was read and not
-    /// written is read again by the next holder.
-    pub async fn release(&self) {
-        self.stopping.store(true, Ordering::Relaxed);
-        let Ok(mut conn) = queue::connection(&self.redis).await else {
-            return; // Redis away: the leases run out by themselves.
-        };
-        for source in self.sources.iter() {
-            for keys in source.lanes() {
-                if let Err(e) = queue::audit_unlease(&mut *conn, keys, &self.token).await {
-                    log::warn!("audit: {}: the lease was not given up: {e}", keys.stream);
-                    return;
-                }
-            }
-        }
-    }
-}
 
 /// The audit consumer of one replica.
 pub struct AuditConsumer {

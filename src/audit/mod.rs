@@ -7,12 +7,14 @@ pub mod db;
 #[cfg(test)]
 mod fixtures;
 mod fold;
+mod lanes;
 pub mod partitions;
 mod row;
 pub mod schema;
 mod store;
 
 pub use crate::event::AttemptRecord;
-pub use consumer::{AuditConsumer, AuditLeases};
+pub use consumer::AuditConsumer;
 pub use db::{PgPool, MIGRATIONS};
+pub use lanes::AuditLeases;
 pub use row::NewEventRow;
