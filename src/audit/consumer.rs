@@ -46,8 +46,9 @@ pub struct AuditConsumer {
 }
 
 impl AuditConsumer {
-    /// Consumes for the life of the process.
+    /// Consumes for the life of the process, on a thread of its own.
     pub async fn run(mut self) {
+        super::background::lower_priority(self.settings.nice);
         metrics::counter!("hookgate_audit_dropped_total").increment(0);
         let token = self.leases.token.clone();
         let mut lanes: Vec<Lane> = Vec::new();
@@ -320,7 +321,9 @@ impl AuditConsumer {
             self.known.clone(),
         );
         let (events_n, attempts_n) = (events.len(), attempts.len());
+        let nice = self.settings.nice;
         actix_web::rt::task::spawn_blocking(move || {
+            super::background::lower_priority(nice);
             if !prepared {
                 db::prepare(&url).map_err(|e| e.to_string())?;
             }

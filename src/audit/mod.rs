@@ -1,6 +1,7 @@
 //! The PostgreSQL audit trail: rows written in batches by each replica's audit consumer,
 //! from what Redis holds (accepted events, delivery outcomes), off the ingest path.
 
+mod background;
 mod batch;
 mod consumer;
 pub mod db;

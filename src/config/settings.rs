@@ -83,6 +83,9 @@ pub struct AuditSettings {
     /// Entries another replica's audit consumer read and left unwritten this long are taken
     /// over (it died): far longer than a batch takes to write.
     pub claim_idle_ms: u64,
+    /// The nice value of the audit consumer's threads (0 to 19): on a host whose CPU is
+    /// saturated, answering senders comes first and the trail catches up after.
+    pub nice: i32,
     /// Days of the trail kept: older daily partitions are dropped whole (`hookgate prune`,
     /// and hourly by one replica).
     pub retention_days: u32,

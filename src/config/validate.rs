@@ -150,6 +150,7 @@ impl Settings {
                 flush_interval_ms: raw.audit.flush_interval_ms.unwrap_or(100).max(10),
                 max_backlog: raw.audit.max_backlog.unwrap_or(1_000_000).max(1_000),
                 claim_idle_ms: raw.audit.claim_idle_ms.unwrap_or(10_000).max(100),
+                nice: raw.audit.nice.unwrap_or(10).clamp(0, 19),
                 retention_days,
                 payload_retention_days,
             },
