@@ -144,9 +144,12 @@ hookgate_run() { # run redis-url [kill-redis]
   local run=$1 url=$2 before after
   redis=$url
   # A database per run: runs share no Redis, and a gateway finding a trail whose events its
-  # Redis does not have re-queues them (recovery), which would load the measured run.
+  # Redis does not have re-queues them (recovery), which would load the measured run. Without
+  # TLS to the local PostgreSQL, as compose's runs (libpq's default, sslmode=prefer, encrypts
+  # every audit COPY to a server with ssl on, as Debian's is).
   run_dbs+=("${db}_$run")
-  REDIS_URL=$url DATABASE_URL="$pg/${db}_$run" HOOKGATE_SPOOL_DIR="$workdir/spool-$run" RUST_LOG=warn \
+  REDIS_URL=$url DATABASE_URL="$pg/${db}_$run?sslmode=${BENCH_PG_SSLMODE:-disable}" \
+    HOOKGATE_SPOOL_DIR="$workdir/spool-$run" RUST_LOG=warn \
     "$bin" --config "$workdir/bench.toml" serve 2>>"$workdir/serve-$run.log" &
   local pid=$!
   pids+=("$pid")
