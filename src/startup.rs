@@ -128,6 +128,8 @@ impl Application {
             settings: settings.audit.clone(),
             known: Default::default(),
             followed: Default::default(),
+            key_prefix: settings.redis.key_prefix.clone(),
+            standby_until: Default::default(),
         };
         audit_arbiter.spawn_fn(move || {
             let consumer = match queue::pool(&audit_redis) {

@@ -7,7 +7,6 @@
 //! unique keys).
 
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use redis::streams::{StreamId, StreamRangeReply};
@@ -21,7 +20,7 @@ use super::row::{pg_text, NewEventRow};
 use super::store::write_batch;
 use crate::config::AuditSettings;
 use crate::event::{AttemptRecord, QueuedEvent};
-use crate::queue::{self, AuditLease, EntryId, RedisPool};
+use crate::queue::{self, EntryId, RedisPool};
 use crate::source::Source;
 use crate::sources::Sources;
 
@@ -43,6 +42,11 @@ pub struct AuditConsumer {
     pub known: KnownDays,
     /// The sources' generation and lane count when their partitions were last followed.
     pub followed: std::cell::Cell<(u64, usize)>,
+    /// The Redis key prefix (the replica registry, for the fair share of partitions).
+    pub key_prefix: String,
+    /// Until when no lease is taken, after a failed write gave them up (so that another
+    /// replica, which may reach PostgreSQL, takes them).
+    pub standby_until: std::cell::Cell<Option<Instant>>,
 }
 
 impl AuditConsumer {
@@ -50,7 +54,6 @@ impl AuditConsumer {
     pub async fn run(mut self) {
         super::background::lower_priority(self.settings.nice);
         metrics::counter!("hookgate_audit_dropped_total").increment(0);
-        let token = self.leases.token.clone();
         let mut lanes: Vec<Lane> = Vec::new();
         let mut backoff = Duration::from_millis(200);
         let idle = Duration::from_millis(self.settings.flush_interval_ms);
@@ -60,7 +63,7 @@ impl AuditConsumer {
         let mut round = 0usize;
         loop {
             self.follow_lanes(&mut lanes);
-            if let Err(e) = self.keep_leases(&mut lanes, &mut held, &token).await {
+            if let Err(e) = self.keep_leases(&mut lanes, &mut held).await {
                 log::warn!("audit: cannot reach Redis: {e}");
                 actix_web::rt::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -95,16 +98,22 @@ impl AuditConsumer {
                          audit.max_backlog = {} entries per partition)",
                         self.settings.max_backlog
                     );
-                    // Nothing read since the cursor is written: read again from there.
+                    // Nothing read since the cursor is written: read again from there, or
+                    // let another replica, which may reach PostgreSQL, take the partitions
+                    // (this one takes none for half a lease's life).
                     lanes.iter_mut().for_each(Lane::rewind);
                     held.clear();
+                    self.give_up(&mut lanes, &mut held).await;
+                    self.standby_until.set(Some(
+                        Instant::now() + Duration::from_millis(self.lease_ms() / 2),
+                    ));
                     actix_web::rt::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
             }
             backoff = Duration::from_millis(200);
-            if let Err(e) = self.commit(&mut lanes, &mut held, &token).await {
+            if let Err(e) = self.commit(&mut lanes, &mut held).await {
                 // Written, the cursor not moved: read again later, written again to no effect.
                 log::warn!("audit: written rows not marked in Redis: {e}");
             }
@@ -144,77 +153,8 @@ impl AuditConsumer {
     }
 
     /// The lease's lifetime: a dead replica's partitions are taken over after it.
-    fn lease_ms(&self) -> u64 {
+    pub(super) fn lease_ms(&self) -> u64 {
         self.settings.claim_idle_ms
-    }
-
-    /// Renews the leases this replica holds and tries to take free ones, each a third of a
-    /// lease's life after the last time. A lease found lost drops what was read under it.
-    async fn keep_leases(
-        &self,
-        lanes: &mut [Lane],
-        held: &mut Vec<ReadEvent>,
-        token: &str,
-    ) -> redis::RedisResult<()> {
-        let every = Duration::from_millis(self.lease_ms() / 3);
-        // Stopping: the leases are given up, not to be taken again.
-        if self.leases.stopping.load(Ordering::Relaxed) {
-            for lane in lanes.iter_mut().filter(|l| l.held()) {
-                lane.hold = Hold::Elsewhere(Some(Instant::now()));
-            }
-            held.clear();
-            return Ok(());
-        }
-        if !lanes.iter().any(|l| l.check_due(every)) {
-            return Ok(());
-        }
-        let mut conn = queue::connection(&self.redis).await?;
-        let mut failed = None;
-        for (i, lane) in lanes.iter_mut().enumerate() {
-            if !lane.check_due(every) {
-                continue;
-            }
-            let was_held = lane.held();
-            match queue::audit_lease(&mut *conn, &lane.keys, token, self.lease_ms()).await {
-                Ok(AuditLease::Kept) => lane.hold = Hold::Held(Instant::now()),
-                Ok(AuditLease::Taken { events, outcomes }) => {
-                    if was_held {
-                        // Redis lost the lease (restarted empty, failed over): start over
-                        // from the cursor it has.
-                        log::warn!(
-                            "audit: {}: the lease was gone; reading from the cursor Redis has",
-                            lane.keys.stream
-                        );
-                        held.retain(|e| e.lane != i);
-                    } else {
-                        log::info!(
-                            "audit: {}: this replica writes the partition to the audit trail now",
-                            lane.keys.stream
-                        );
-                    }
-                    lane.hold = Hold::Held(Instant::now());
-                    lane.committed = (events, outcomes);
-                    lane.rewind();
-                }
-                Ok(AuditLease::Elsewhere) => {
-                    if was_held {
-                        log::warn!(
-                            "audit: {}: another replica took the lease over",
-                            lane.keys.stream
-                        );
-                        held.retain(|e| e.lane != i);
-                    }
-                    lane.hold = Hold::Elsewhere(Some(Instant::now()));
-                }
-                Err(e) => failed = Some(e),
-            }
-        }
-        let ours = lanes.iter().filter(|l| l.held()).count();
-        metrics::gauge!("hookgate_audit_partitions_held").set(ours as f64);
-        match failed {
-            Some(e) if ours == 0 => Err(e),
-            _ => Ok(()),
-        }
     }
 
     /// Reads up to a batch of events and one of outcomes from the partitions this replica
@@ -336,56 +276,6 @@ impl AuditConsumer {
             .increment(events_n as u64);
         metrics::counter!("hookgate_audit_written_total", "kind" => "attempts")
             .increment(attempts_n as u64);
-        Ok(())
-    }
-
-    /// Moves the cursor of every partition this replica holds up to what is written: the
-    /// first event held back, else the first entry not read. A lease found lost drops what
-    /// was read under it (its new holder reads it again).
-    async fn commit(
-        &self,
-        lanes: &mut [Lane],
-        held: &mut Vec<ReadEvent>,
-        token: &str,
-    ) -> redis::RedisResult<()> {
-        let mut conn = None;
-        for (i, lane) in lanes.iter_mut().enumerate() {
-            if !lane.held() {
-                continue;
-            }
-            let events = queue::first_unwritten(
-                lane.events_from,
-                held.iter().filter(|e| e.lane == i).map(|e| e.entry),
-            );
-            let to = (events, lane.outcomes_from);
-            if to == lane.committed {
-                continue;
-            }
-            let conn = match &mut conn {
-                Some(conn) => conn,
-                None => conn.insert(queue::connection(&self.redis).await?),
-            };
-            let moved = queue::audit_commit(
-                &mut **conn,
-                &lane.keys,
-                token,
-                self.lease_ms(),
-                (to.0 != lane.committed.0).then_some(to.0),
-                (to.1 != lane.committed.1).then_some(to.1),
-            )
-            .await?;
-            if moved {
-                lane.committed = to;
-                lane.hold = Hold::Held(Instant::now());
-            } else {
-                log::warn!(
-                    "audit: {}: another replica took the lease over",
-                    lane.keys.stream
-                );
-                lane.hold = Hold::Elsewhere(Some(Instant::now()));
-                held.retain(|e| e.lane != i);
-            }
-        }
         Ok(())
     }
 }

@@ -5,11 +5,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
 use uuid::Uuid;
 
+use super::batch::ReadEvent;
 use crate::queue::{self, EntryId, RedisPool};
 use crate::source::SourceKeys;
 use crate::sources::Sources;
+
+/// How long a stopping replica waits for its consumer to give its leases up itself.
+const RELEASE_WAIT: Duration = Duration::from_secs(3);
 
 /// This replica's hold on a partition's audit lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +48,23 @@ impl Lane {
         (self.events_from, self.outcomes_from) = self.committed;
     }
 
+    /// The lease is (newly) this replica's, with the cursor as Redis has it: reading starts
+    /// there.
+    pub fn take(&mut self, events: EntryId, outcomes: EntryId) {
+        self.hold = Hold::Held(Instant::now());
+        self.committed = (events, outcomes);
+        self.rewind();
+    }
+
+    /// The lease is not (or no longer) this replica's: what was read under it and not
+    /// written is dropped, and reading would start again from the cursor. Lane `index`'s
+    /// events are taken out of `held`.
+    pub fn lose(&mut self, index: usize, held: &mut Vec<ReadEvent>) {
+        held.retain(|e| e.lane != index);
+        self.rewind();
+        self.hold = Hold::Elsewhere(Some(Instant::now()));
+    }
+
     /// Whether the lease is due to be renewed, or looked at again.
     pub fn check_due(&self, every: Duration) -> bool {
         match self.hold {
@@ -52,6 +74,13 @@ impl Lane {
     }
 }
 
+/// How many of `lanes` partitions one of `replicas` live replicas writes at most: an even
+/// share, so that every replica's consumer takes part of the work (a replica alone takes
+/// them all; one that joins gets its share as the others give the excess up).
+pub(super) fn fair_share(lanes: usize, replicas: usize) -> usize {
+    lanes.div_ceil(replicas.max(1))
+}
+
 /// The audit leases of one replica: their token, and the way to give them up at shutdown.
 #[derive(Clone)]
 pub struct AuditLeases {
@@ -59,6 +88,8 @@ pub struct AuditLeases {
     /// whose batches it never read.
     pub(super) token: String,
     pub(super) stopping: Arc<AtomicBool>,
+    /// Told by the consumer once it gave every lease up after `stopping`.
+    pub(super) released: Arc<Notify>,
     redis: RedisPool,
     sources: Sources,
 }
@@ -69,16 +100,28 @@ impl AuditLeases {
         AuditLeases {
             token: format!("{replica}:{}", Uuid::now_v7().simple()),
             stopping: Arc::default(),
+            released: Arc::default(),
             redis,
             sources,
         }
     }
 
+    /// Whether the replica is stopping (no lease is taken or kept any more).
+    pub(super) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
     /// Stops taking leases and gives up those held, so that another replica writes their
     /// partitions at once rather than after `audit.claim_idle_ms`. What was read and not
-    /// written is read again by the next holder.
+    /// written is read again by the next holder. The consumer gives them up itself (it
+    /// knows every partition it holds, those of removed sources too); if it does not answer
+    /// in time (a write in progress), they are given up from here.
     pub async fn release(&self) {
         self.stopping.store(true, Ordering::Relaxed);
+        let told = actix_web::rt::time::timeout(RELEASE_WAIT, self.released.notified()).await;
+        if told.is_ok() {
+            return;
+        }
         let Ok(mut conn) = queue::connection(&self.redis).await else {
             return; // Redis away: the leases run out by themselves.
         };
@@ -86,9 +129,30 @@ impl AuditLeases {
             for keys in source.lanes() {
                 if let Err(e) = queue::audit_unlease(&mut *conn, keys, &self.token).await {
                     log::warn!("audit: {}: the lease was not given up: {e}", keys.stream);
-                    return;
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_live_replica_writes_an_even_share_of_the_partitions() {
+        assert_eq!(fair_share(6, 1), 6);
+        assert_eq!(fair_share(6, 3), 2);
+        assert_eq!(
+            fair_share(7, 3),
+            3,
+            "rounded up: no partition without a writer"
+        );
+        assert_eq!(fair_share(2, 5), 1);
+        assert_eq!(
+            fair_share(4, 0),
+            4,
+            "none reported yet: this replica takes them all"
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod db;
 mod fixtures;
 mod fold;
 mod lanes;
+mod leasing;
 pub mod partitions;
 mod row;
 pub mod schema;

@@ -11,24 +11,28 @@ use super::entry_id::EntryId;
 use crate::source::SourceKeys;
 
 /// Takes or keeps a partition's audit lease. KEYS[1] lease, KEYS[2] cursor hash, KEYS[3]
-/// source stream, KEYS[4] outcomes stream; ARGV[1] token, ARGV[2] ms. Returns `{1}` when
-/// kept, `{0}` when another replica holds it, and `{2, events, outcomes}` when newly taken,
-/// with where reading starts (`0-0` where no cursor is kept yet). Newly taken, it drops the
+/// source stream, KEYS[4] outcomes stream; ARGV[1] token, ARGV[2] ms. Returns `{0}` when
+/// another replica holds it, else `{1, events, outcomes}` when kept and `{2, events,
+/// outcomes}` when newly taken, with the cursor (`0-0` where none is kept yet). Newly taken,
+/// it drops the
 /// consumer group the audit trail used to read through (hookgate before the cursor), whose
 /// pending entries would otherwise stay in Redis memory for good.
 pub const AUDIT_LEASE_LUA: &str = r#"
 local cur = redis.call('GET', KEYS[1])
+local state = 1
 if cur == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return {1}
-end
-if cur then return {0} end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-for i = 3, 4 do
-  if redis.call('EXISTS', KEYS[i]) == 1 then redis.pcall('XGROUP', 'DESTROY', KEYS[i], 'audit') end
+elseif cur then
+  return {0}
+else
+  state = 2
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  for i = 3, 4 do
+    if redis.call('EXISTS', KEYS[i]) == 1 then redis.pcall('XGROUP', 'DESTROY', KEYS[i], 'audit') end
+  end
 end
 local at = redis.call('HMGET', KEYS[2], 'events', 'outcomes')
-return {2, at[1] or '0-0', at[2] or '0-0'}
+return {state, at[1] or '0-0', at[2] or '0-0'}
 "#;
 
 /// Moves the cursor of the lease holder after a commit, removes the outcomes written (they
@@ -60,8 +64,8 @@ return 0
 pub enum AuditLease {
     /// Newly taken: reading starts at these entries of the source and outcomes streams.
     Taken { events: EntryId, outcomes: EntryId },
-    /// Still this replica's.
-    Kept,
+    /// Still this replica's; the cursor as Redis has it.
+    Kept { events: EntryId, outcomes: EntryId },
     /// Another replica's.
     Elsewhere,
 }
@@ -94,7 +98,10 @@ pub async fn audit_lease(
             events: id(reply.get(1)),
             outcomes: id(reply.get(2)),
         },
-        Some(1) => AuditLease::Kept,
+        Some(1) => AuditLease::Kept {
+            events: id(reply.get(1)),
+            outcomes: id(reply.get(2)),
+        },
         _ => AuditLease::Elsewhere,
     })
 }
@@ -215,7 +222,10 @@ mod tests {
         );
         assert_eq!(
             audit_lease(&mut conn, &k, "a", 5_000).await.expect("lease"),
-            AuditLease::Kept
+            AuditLease::Kept {
+                events: EntryId(0, 0),
+                outcomes: EntryId(0, 0)
+            }
         );
         let o1 = add(&mut conn, &k.outcomes).await;
         let o2 = add(&mut conn, &k.outcomes).await;

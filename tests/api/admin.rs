@@ -8,9 +8,9 @@ use hookgate::source::SourceKeys;
 use crate::helpers::{eventually, run, spawn_app, TestApp, TestEnv};
 use crate::sink::{Behaviour, Sink};
 
-const TOKEN: &str = "admin-token-for-tests";
+pub(crate) const TOKEN: &str = "admin-token-for-tests";
 
-fn config(sink: &Sink) -> String {
+pub(crate) fn config(sink: &Sink) -> String {
     format!(
         r#"
 [[sources]]
@@ -43,7 +43,7 @@ async fn admin_app(env: &TestEnv, sink: &Sink, token: Option<&str>) -> TestApp {
     spawn_app(settings).await
 }
 
-async fn post_events(app: &TestApp, source: &str, n: u64) -> Vec<String> {
+pub(crate) async fn post_events(app: &TestApp, source: &str, n: u64) -> Vec<String> {
     let base = uuid::Uuid::new_v4().as_u64_pair().0 >> 16;
     let mut ids = Vec::new();
     for i in 0..n {
@@ -58,7 +58,7 @@ async fn post_events(app: &TestApp, source: &str, n: u64) -> Vec<String> {
 
 /// Calls `POST /api/queue/clean` until `n` entries of `source` went (entries younger than a
 /// second stay for the next call); returns how many went. Young dead letters stay.
-async fn clean_until_trimmed(app: &TestApp, source: &str, n: u64) -> u64 {
+pub(crate) async fn clean_until_trimmed(app: &TestApp, source: &str, n: u64) -> u64 {
     let trimmed = std::cell::Cell::new(0);
     eventually(Duration::from_secs(10), "delivered entries trimmed", || {
         let trimmed = &trimmed;
@@ -403,140 +403,6 @@ async fn clean_trims_delivered_entries_and_old_dead_letters() {
         .await
         .expect("XLEN");
     assert_eq!(n, 0);
-}
-
-/// The replica holding the audit lease of partition `keys`, and how far the audit trail
-/// has written its events (the cursor, if any).
-async fn audit_state(env: &TestEnv, keys: &SourceKeys) -> (Option<String>, Option<String>) {
-    let mut r = env.redis().await;
-    let holder: Option<String> = redis::cmd("GET")
-        .arg(&keys.audit_lease)
-        .query_async(&mut r)
-        .await
-        .expect("GET");
-    let cursor: Option<String> = redis::cmd("HGET")
-        .arg(&keys.audit_cursor)
-        .arg("events")
-        .query_async(&mut r)
-        .await
-        .expect("HGET");
-    // The lease's token is the replica id and a per-process suffix.
-    (
-        holder.and_then(|h| h.rsplit_once(':').map(|(id, _)| id.to_string())),
-        cursor,
-    )
-}
-
-#[actix_web::test]
-async fn audit_rows_a_replica_read_and_died_with_are_written_by_another() {
-    let env = TestEnv::new();
-    let sink = Sink::start();
-    // Replica A cannot reach PostgreSQL: its audit consumer holds the partition's lease,
-    // reads events and outcomes from Redis and cannot write them, then A goes away.
-    let mut settings = env.settings(&config(&sink));
-    settings.admin_token = Some(hookgate::config::Secret::new(TOKEN));
-    settings.audit.claim_idle_ms = 500;
-    let mut unreachable = settings.clone();
-    unreachable.database.url = "postgres://postgres@127.0.0.1:1/hookgate".into();
-    let a = spawn_app(unreachable).await;
-    let ids = post_events(&a, "orders", 4).await;
-    let keys = SourceKeys::new(&env.prefix, "orders");
-    let consumer = a.settings.server.replica_id.clone();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (holder, cursor) = audit_state(&env, &keys).await;
-        let delivered = sink.distinct("/ok");
-        assert_eq!(cursor, None, "nothing is written, so the cursor stays");
-        if holder.as_deref() == Some(consumer.as_str()) && delivered == 4 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the lease is {holder:?}'s; delivered {delivered} of 4"
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(
-        sink.distinct("/ok"),
-        4,
-        "delivered while the trail was away"
-    );
-    drop(a);
-
-    // Replica B takes the lease over once it ran out (audit.claim_idle_ms) and writes from
-    // the cursor.
-    let b = spawn_app(settings).await;
-    env.await_events(
-        "source = 'orders' AND status = 'delivered' AND attempts = 1",
-        4,
-        Duration::from_secs(30),
-    )
-    .await;
-    assert_eq!(env.count("delivery_attempts", "status_code = 200").await, 4);
-    let holder = audit_state(&env, &keys).await.0;
-    assert_eq!(
-        holder.as_deref(),
-        Some(b.settings.server.replica_id.as_str())
-    );
-    // Written, so the cursor moved: the outcomes are gone and the stream can be trimmed.
-    eventually(
-        Duration::from_secs(10),
-        "outcomes written and deleted",
-        || async {
-            let mut r = env.redis().await;
-            let left: u64 = redis::cmd("XLEN")
-                .arg(&keys.outcomes)
-                .query_async(&mut r)
-                .await
-                .unwrap_or(u64::MAX);
-            (left == 0).then_some(())
-        },
-    )
-    .await;
-    assert_eq!(clean_until_trimmed(&b, "orders", 4).await, 4);
-    let (status, event) = b
-        .call("GET", &format!("/api/events/{}", ids[0]), Some(TOKEN))
-        .await;
-    assert_eq!(status, 200, "{event}");
-    assert_eq!(event["status"], "delivered", "{event}");
-    assert_eq!(
-        event["delivery_attempts"].as_array().map(Vec::len),
-        Some(1),
-        "{event}"
-    );
-}
-
-#[actix_web::test]
-async fn a_replica_stopped_gracefully_gives_its_audit_lease_up_at_once() {
-    let env = TestEnv::new();
-    let sink = Sink::start();
-    let mut settings = env.settings(&config(&sink));
-    // Far longer than the test may wait: only the release lets B write.
-    settings.audit.claim_idle_ms = 120_000;
-    let a = spawn_app(settings.clone()).await;
-    let keys = SourceKeys::new(&env.prefix, "orders");
-    post_events(&a, "orders", 2).await;
-    env.await_events("source = 'orders'", 2, Duration::from_secs(30))
-        .await;
-    let holder = audit_state(&env, &keys).await.0;
-    assert_eq!(
-        holder.as_deref(),
-        Some(a.settings.server.replica_id.as_str())
-    );
-    a.handle.stop(true).await;
-    eventually(Duration::from_secs(20), "A's lease given up", || async {
-        audit_state(&env, &keys).await.0.is_none().then_some(())
-    })
-    .await;
-    let b = spawn_app(settings).await;
-    post_events(&b, "orders", 3).await;
-    env.await_events("source = 'orders'", 5, Duration::from_secs(30))
-        .await;
-    let holder = audit_state(&env, &keys).await.0;
-    assert_eq!(
-        holder.as_deref(),
-        Some(b.settings.server.replica_id.as_str())
-    );
 }
 
 #[actix_web::test]

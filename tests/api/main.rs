@@ -1,6 +1,7 @@
 //! Integration tests against the real Redis and PostgreSQL.
 
 mod admin;
+mod audit_leases;
 mod cluster;
 mod cluster_script;
 mod dashboard;

@@ -246,7 +246,10 @@ async fn a_dead_event_blocks_its_key_until_replayed_or_discarded_or_is_skipped()
     assert_eq!(figures["held"], 4, "{stats}");
     assert_eq!(figures["blocked_keys"], 3, "{stats}");
 
-    // The dead events are accepted now: replaying A's delivers it, then the rest of A.
+    // The dead events are accepted now: replaying A's delivers it, then the rest of A. A
+    // replay reads the event from the audit trail, which has it shortly after acceptance.
+    env.await_events("source = 'gh'", 11, Duration::from_secs(30))
+        .await;
     sink.set("/block", Behaviour::Ok);
     let (status, body) = app
         .call("POST", &format!("/api/events/{}/replay", a[1]), Some(TOKEN))

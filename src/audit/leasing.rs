@@ -1,0 +1,198 @@
+//! How an audit consumer keeps its leases: renewing those it holds, taking free ones up to a
+//! fair share of the partitions, giving the excess up when other replicas join, giving all up
+//! when its writes fail or it stops, and moving each partition's cursor after a commit.
+
+use std::time::{Duration, Instant};
+
+use super::batch::ReadEvent;
+use super::consumer::AuditConsumer;
+use super::lanes::{fair_share, Hold, Lane};
+use crate::queue::{self, AuditLease};
+use crate::replicas;
+
+/// A replica that reported within this is counted in the fair share (they report every 5 s).
+const LIVE_WITHIN: Duration = Duration::from_secs(15);
+
+impl AuditConsumer {
+    /// Renews the leases this replica holds and tries to take free ones, each a third of a
+    /// lease's life after the last time: up to a fair share of the partitions among the live
+    /// replicas, none while standing by after a failed write. Past its share it gives the
+    /// excess up. A lease found lost drops what was read under it. Stopping, it gives every
+    /// lease up and says so.
+    pub(super) async fn keep_leases(
+        &self,
+        lanes: &mut [Lane],
+        held: &mut Vec<ReadEvent>,
+    ) -> redis::RedisResult<()> {
+        if self.leases.stopping() {
+            if lanes.iter().any(Lane::held) {
+                self.give_up(lanes, held).await;
+            }
+            self.leases.released.notify_one();
+            return Ok(());
+        }
+        let every = Duration::from_millis(self.lease_ms() / 3);
+        if !lanes.iter().any(|l| l.check_due(every)) {
+            return Ok(());
+        }
+        let token = &self.leases.token;
+        let mut conn = queue::connection(&self.redis).await?;
+        let live = replicas::live(&mut *conn, &self.key_prefix, LIVE_WITHIN)
+            .await
+            .unwrap_or(1);
+        let share = fair_share(lanes.len(), live);
+        let standing_by = self.standby_until.get().is_some_and(|t| Instant::now() < t);
+        let mut ours = lanes.iter().filter(|l| l.held()).count();
+        let mut failed = None;
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            if self.leases.stopping() {
+                break; // The next round gives everything up.
+            }
+            if !lane.check_due(every) {
+                continue;
+            }
+            let was_held = lane.held();
+            if was_held && ours > share {
+                if let Err(e) = queue::audit_unlease(&mut *conn, &lane.keys, token).await {
+                    log::warn!(
+                        "audit: {}: the lease was not given up: {e}",
+                        lane.keys.stream
+                    );
+                }
+                log::info!(
+                    "audit: {}: left to another replica ({live} replicas share the partitions)",
+                    lane.keys.stream
+                );
+                lane.lose(i, held);
+                ours -= 1;
+                continue;
+            }
+            if !was_held && (standing_by || ours >= share) {
+                lane.hold = Hold::Elsewhere(Some(Instant::now()));
+                continue;
+            }
+            match queue::audit_lease(&mut *conn, &lane.keys, token, self.lease_ms()).await {
+                Ok(AuditLease::Kept { .. }) if was_held => lane.hold = Hold::Held(Instant::now()),
+                // Believed lost (a commit refused by a Redis that came back) and ours after
+                // all: start again from the cursor, as newly taken.
+                Ok(AuditLease::Kept { events, outcomes }) => {
+                    lane.take(events, outcomes);
+                    ours += 1;
+                }
+                Ok(AuditLease::Taken { events, outcomes }) => {
+                    if was_held {
+                        // Redis lost the lease (restarted empty, failed over): start over
+                        // from the cursor it has.
+                        log::warn!(
+                            "audit: {}: the lease was gone; reading from the cursor Redis has",
+                            lane.keys.stream
+                        );
+                    } else {
+                        log::info!(
+                            "audit: {}: this replica writes the partition to the audit trail now",
+                            lane.keys.stream
+                        );
+                        ours += 1;
+                    }
+                    held.retain(|e| e.lane != i);
+                    lane.take(events, outcomes);
+                }
+                Ok(AuditLease::Elsewhere) => {
+                    if was_held {
+                        log::warn!(
+                            "audit: {}: another replica took the lease over",
+                            lane.keys.stream
+                        );
+                        ours -= 1;
+                    }
+                    lane.lose(i, held);
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        metrics::gauge!("hookgate_audit_partitions_held").set(ours as f64);
+        match failed {
+            Some(e) if ours == 0 => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Gives up every lease this replica holds (its writes fail, or it stops), so that another
+    /// replica takes the partitions at once.
+    pub(super) async fn give_up(&self, lanes: &mut [Lane], held: &mut Vec<ReadEvent>) {
+        let mut conn = queue::connection(&self.redis).await.ok();
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            if !lane.held() {
+                continue;
+            }
+            if let Some(conn) = &mut conn {
+                let given = queue::audit_unlease(&mut **conn, &lane.keys, &self.leases.token).await;
+                if let Err(e) = given {
+                    // It runs out by itself.
+                    log::debug!(
+                        "audit: {}: the lease was not given up: {e}",
+                        lane.keys.stream
+                    );
+                }
+            }
+            lane.lose(i, held);
+        }
+        metrics::gauge!("hookgate_audit_partitions_held").set(0.0);
+    }
+
+    /// Moves the cursor of every partition this replica holds up to what is written: the
+    /// first event held back, else the first entry not read. A lease found lost drops what
+    /// was read under it (its new holder reads it again). A partition whose commit fails (its
+    /// master failing over) is left for the next round; the others still move.
+    pub(super) async fn commit(
+        &self,
+        lanes: &mut [Lane],
+        held: &mut Vec<ReadEvent>,
+    ) -> redis::RedisResult<()> {
+        let mut conn = None;
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            if !lane.held() {
+                continue;
+            }
+            let events = queue::first_unwritten(
+                lane.events_from,
+                held.iter().filter(|e| e.lane == i).map(|e| e.entry),
+            );
+            let to = (events, lane.outcomes_from);
+            if to == lane.committed {
+                continue;
+            }
+            let conn = match &mut conn {
+                Some(conn) => conn,
+                None => conn.insert(queue::connection(&self.redis).await?),
+            };
+            let moved = queue::audit_commit(
+                &mut **conn,
+                &lane.keys,
+                &self.leases.token,
+                self.lease_ms(),
+                (to.0 != lane.committed.0).then_some(to.0),
+                (to.1 != lane.committed.1).then_some(to.1),
+            )
+            .await;
+            match moved {
+                Ok(true) => {
+                    lane.committed = to;
+                    lane.hold = Hold::Held(Instant::now());
+                }
+                Ok(false) => {
+                    if !self.leases.stopping() {
+                        log::warn!(
+                            "audit: {}: another replica took the lease over",
+                            lane.keys.stream
+                        );
+                    }
+                    lane.lose(i, held);
+                }
+                // Written, the cursor not moved: read again later, written again to no effect.
+                Err(e) => log::warn!("audit: {}: written rows not marked: {e}", lane.keys.stream),
+            }
+        }
+        Ok(())
+    }
+}

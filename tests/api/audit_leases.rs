@@ -1,0 +1,213 @@
+//! The audit trail's partitions across replicas: each partition written by the holder of its
+//! lease from its cursor, whatever replica dies, stops or cannot reach PostgreSQL, and the
+//! partitions shared among the live replicas.
+
+use std::time::Duration;
+
+use hookgate::source::SourceKeys;
+
+use crate::admin::{clean_until_trimmed, config, post_events, TOKEN};
+use crate::helpers::{eventually, spawn_app, TestEnv};
+use crate::sink::Sink;
+
+/// The replica holding the audit lease of partition `keys`, and how far the audit trail
+/// has written its events (the cursor, if any).
+async fn audit_state(env: &TestEnv, keys: &SourceKeys) -> (Option<String>, Option<String>) {
+    let mut r = env.redis().await;
+    let holder: Option<String> = redis::cmd("GET")
+        .arg(&keys.audit_lease)
+        .query_async(&mut r)
+        .await
+        .expect("GET");
+    let cursor: Option<String> = redis::cmd("HGET")
+        .arg(&keys.audit_cursor)
+        .arg("events")
+        .query_async(&mut r)
+        .await
+        .expect("HGET");
+    // The lease's token is the replica id and a per-process suffix.
+    (
+        holder.and_then(|h| h.rsplit_once(':').map(|(id, _)| id.to_string())),
+        cursor,
+    )
+}
+
+#[actix_web::test]
+async fn audit_rows_a_replica_read_and_died_with_are_written_by_another() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    // Replica A cannot reach PostgreSQL: its audit consumer takes the partition's lease,
+    // reads events and outcomes from Redis and cannot write them, then A goes away.
+    let mut settings = env.settings(&config(&sink));
+    settings.admin_token = Some(hookgate::config::Secret::new(TOKEN));
+    settings.audit.claim_idle_ms = 500;
+    let mut unreachable = settings.clone();
+    unreachable.database.url = "postgres://postgres@127.0.0.1:1/hookgate".into();
+    let a = spawn_app(unreachable).await;
+    let ids = post_events(&a, "orders", 4).await;
+    let keys = SourceKeys::new(&env.prefix, "orders");
+    let consumer = a.settings.server.replica_id.clone();
+    // It takes the lease, fails to write, gives the lease up for a while, takes it again...
+    let taken = std::cell::Cell::new(false);
+    eventually(
+        Duration::from_secs(30),
+        "A trying to write, all delivered",
+        || {
+            let (env, keys, consumer, taken, sink) = (&env, &keys, &consumer, &taken, &sink);
+            async move {
+                let (holder, cursor) = audit_state(env, keys).await;
+                assert_eq!(cursor, None, "nothing is written, so the cursor stays");
+                taken.set(taken.get() || holder.as_deref() == Some(consumer.as_str()));
+                (taken.get() && sink.distinct("/ok") == 4).then_some(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        sink.distinct("/ok"),
+        4,
+        "delivered while the trail was away"
+    );
+    drop(a);
+
+    // Replica B takes the lease and writes from the cursor.
+    let b = spawn_app(settings).await;
+    env.await_events(
+        "source = 'orders' AND status = 'delivered' AND attempts = 1",
+        4,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(env.count("delivery_attempts", "status_code = 200").await, 4);
+    let holder = audit_state(&env, &keys).await.0;
+    assert_eq!(
+        holder.as_deref(),
+        Some(b.settings.server.replica_id.as_str())
+    );
+    // Written, so the cursor moved: the outcomes are gone and the stream can be trimmed.
+    eventually(
+        Duration::from_secs(10),
+        "outcomes written and deleted",
+        || async {
+            let mut r = env.redis().await;
+            let left: u64 = redis::cmd("XLEN")
+                .arg(&keys.outcomes)
+                .query_async(&mut r)
+                .await
+                .unwrap_or(u64::MAX);
+            (left == 0).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(clean_until_trimmed(&b, "orders", 4).await, 4);
+    let (status, event) = b
+        .call("GET", &format!("/api/events/{}", ids[0]), Some(TOKEN))
+        .await;
+    assert_eq!(status, 200, "{event}");
+    assert_eq!(event["status"], "delivered", "{event}");
+    assert_eq!(
+        event["delivery_attempts"].as_array().map(Vec::len),
+        Some(1),
+        "{event}"
+    );
+}
+
+#[actix_web::test]
+async fn a_replica_stopped_gracefully_gives_its_audit_lease_up_at_once() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    let mut settings = env.settings(&config(&sink));
+    // Far longer than the test may wait: only the release lets B write.
+    settings.audit.claim_idle_ms = 120_000;
+    let a = spawn_app(settings.clone()).await;
+    let keys = SourceKeys::new(&env.prefix, "orders");
+    post_events(&a, "orders", 2).await;
+    env.await_events("source = 'orders'", 2, Duration::from_secs(30))
+        .await;
+    let holder = audit_state(&env, &keys).await.0;
+    assert_eq!(
+        holder.as_deref(),
+        Some(a.settings.server.replica_id.as_str())
+    );
+    a.handle.stop(true).await;
+    eventually(Duration::from_secs(20), "A's lease given up", || async {
+        audit_state(&env, &keys).await.0.is_none().then_some(())
+    })
+    .await;
+    let b = spawn_app(settings).await;
+    post_events(&b, "orders", 3).await;
+    env.await_events("source = 'orders'", 5, Duration::from_secs(30))
+        .await;
+    let holder = audit_state(&env, &keys).await.0;
+    assert_eq!(
+        holder.as_deref(),
+        Some(b.settings.server.replica_id.as_str())
+    );
+}
+
+#[actix_web::test]
+async fn a_replica_that_cannot_write_leaves_its_partitions_to_one_that_can() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    let mut settings = env.settings(&config(&sink));
+    // Longer than the test waits, and than the longest pause between A's tries: only A
+    // giving its leases up lets B write.
+    settings.audit.claim_idle_ms = 20_000;
+    let mut unreachable = settings.clone();
+    unreachable.database.url = "postgres://postgres@127.0.0.1:1/hookgate".into();
+    let a = spawn_app(unreachable).await;
+    post_events(&a, "orders", 3).await;
+    eventually(Duration::from_secs(30), "delivered by A", || async {
+        (sink.distinct("/ok") == 3).then_some(())
+    })
+    .await;
+    let b = spawn_app(settings).await;
+    post_events(&b, "orders", 2).await;
+    env.await_events("source = 'orders'", 5, Duration::from_secs(15))
+        .await;
+    drop(a);
+}
+
+#[actix_web::test]
+async fn the_partitions_are_shared_among_the_live_replicas() {
+    let env = TestEnv::new();
+    let sink = Sink::start();
+    let mut settings = env.settings(&config(&sink));
+    settings.audit.claim_idle_ms = 900;
+    // Two sources: two partitions.
+    let lanes = [
+        SourceKeys::new(&env.prefix, "orders"),
+        SourceKeys::new(&env.prefix, "leads"),
+    ];
+    let holders = || async {
+        let mut holders = Vec::new();
+        for keys in &lanes {
+            holders.push(audit_state(&env, keys).await.0);
+        }
+        holders
+    };
+    let a = spawn_app(settings.clone()).await;
+    let alone = eventually(Duration::from_secs(20), "A holding both", || async {
+        let h = holders().await;
+        h.iter()
+            .all(|h| h.as_deref() == Some(a.settings.server.replica_id.as_str()))
+            .then_some(h)
+    })
+    .await;
+    assert_eq!(alone.len(), 2);
+    let b = spawn_app(settings).await;
+    eventually(Duration::from_secs(30), "one partition each", || async {
+        let h = holders().await;
+        let of = |app: &crate::helpers::TestApp| {
+            h.iter()
+                .filter(|h| h.as_deref() == Some(app.settings.server.replica_id.as_str()))
+                .count()
+        };
+        (of(&a) == 1 && of(&b) == 1).then_some(())
+    })
+    .await;
+    // Both write: events of both sources reach the trail.
+    post_events(&a, "orders", 2).await;
+    post_events(&b, "leads", 2).await;
+    env.await_events("true", 4, Duration::from_secs(30)).await;
+}
