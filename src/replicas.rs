@@ -99,22 +99,6 @@ impl Reporter {
     }
 }
 
-/// How many replicas reported in the last `within` (at least one: the caller).
-pub async fn live(
-    conn: &mut impl redis::aio::ConnectionLike,
-    prefix: &str,
-    within: Duration,
-) -> redis::RedisResult<usize> {
-    let since = now_ms().saturating_sub(within.as_millis() as u64);
-    let n: usize = redis::cmd("ZCOUNT")
-        .arg(set_key(prefix))
-        .arg(since)
-        .arg("+inf")
-        .query_async(conn)
-        .await?;
-    Ok(n.max(1))
-}
-
 /// Every replica heard of in the last day, newest report first: its last state while it is
 /// fresh, else only when it was last heard of.
 pub async fn list(

@@ -129,7 +129,7 @@ impl Application {
             known: Default::default(),
             followed: Default::default(),
             key_prefix: settings.redis.key_prefix.clone(),
-            standby_until: Default::default(),
+            standing: Default::default(),
         };
         audit_arbiter.spawn_fn(move || {
             let consumer = match queue::pool(&audit_redis) {

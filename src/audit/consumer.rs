@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::batch::{hold_back, Batch, ReadEvent};
 use super::db::{self, PgPool};
-use super::lanes::{AuditLeases, Hold, Lane};
+use super::lanes::{AuditLeases, Hold, Lane, Standing};
 use super::partitions::KnownDays;
 use super::row::{pg_text, NewEventRow};
 use super::store::write_batch;
@@ -44,9 +44,8 @@ pub struct AuditConsumer {
     pub followed: std::cell::Cell<(u64, usize)>,
     /// The Redis key prefix (the replica registry, for the fair share of partitions).
     pub key_prefix: String,
-    /// Until when no lease is taken, after a failed write gave them up (so that another
-    /// replica, which may reach PostgreSQL, takes them).
-    pub standby_until: std::cell::Cell<Option<Instant>>,
+    /// Where this consumer stands among the writers (see [`Standing`]).
+    pub(crate) standing: std::cell::Cell<Standing>,
 }
 
 impl AuditConsumer {
@@ -104,13 +103,21 @@ impl AuditConsumer {
                     lanes.iter_mut().for_each(Lane::rewind);
                     held.clear();
                     self.give_up(&mut lanes, &mut held).await;
-                    self.standby_until.set(Some(
-                        Instant::now() + Duration::from_millis(self.lease_ms() / 2),
-                    ));
+                    self.standing.set(Standing {
+                        write_failing: true,
+                        standby_until: Some(
+                            Instant::now() + Duration::from_millis(self.lease_ms() / 2),
+                        ),
+                        ..self.standing.get()
+                    });
                     actix_web::rt::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
+                self.standing.set(Standing {
+                    write_failing: false,
+                    ..self.standing.get()
+                });
             }
             backoff = Duration::from_millis(200);
             if let Err(e) = self.commit(&mut lanes, &mut held).await {
@@ -146,6 +153,7 @@ impl AuditConsumer {
                         events_from: start,
                         outcomes_from: start,
                         committed: (start, start),
+                        seen_free: false,
                     });
                 }
             }

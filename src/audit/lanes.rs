@@ -36,6 +36,8 @@ pub(super) struct Lane {
     pub outcomes_from: EntryId,
     /// Where the cursor stands in Redis, as this replica last took or moved it.
     pub committed: (EntryId, EntryId),
+    /// Whether nobody held the lease at the last check either (see [`lease_step`]).
+    pub seen_free: bool,
 }
 
 impl Lane {
@@ -74,11 +76,77 @@ impl Lane {
     }
 }
 
-/// How many of `lanes` partitions one of `replicas` live replicas writes at most: an even
+/// How many of `lanes` partitions one of `writers` consumers able to write takes: an even
 /// share, so that every replica's consumer takes part of the work (a replica alone takes
 /// them all; one that joins gets its share as the others give the excess up).
-pub(super) fn fair_share(lanes: usize, replicas: usize) -> usize {
-    lanes.div_ceil(replicas.max(1))
+pub(super) fn fair_share(lanes: usize, writers: usize) -> usize {
+    lanes.div_ceil(writers.max(1))
+}
+
+/// Where a consumer stands among the writers, from one check of its leases to the next.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Standing {
+    /// Until when it takes no lease, after a failed write gave them up (so that a replica
+    /// that may reach PostgreSQL takes them).
+    pub standby_until: Option<Instant>,
+    /// Whether its last write failed (it then stops reporting itself as a writer).
+    pub write_failing: bool,
+    /// The writers it counted at the last check.
+    pub writers: usize,
+    /// How many leases it still has to give up to writers that joined (see [`to_give`]).
+    pub to_give: usize,
+    /// Whether it left the writers (stopping).
+    pub left: bool,
+}
+
+/// Where a consumer stands among the writers, at one check of its leases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Sharing {
+    /// Its fair share of the partitions.
+    pub share: usize,
+    /// How many leases it holds now.
+    pub ours: usize,
+    /// How many it still has to give up because writers joined.
+    pub to_give: usize,
+    /// Whether it takes none (its last write failed a moment ago).
+    pub standing_by: bool,
+}
+
+/// What to do with one partition's lease at its check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum LeaseStep {
+    /// Keep it.
+    Renew,
+    /// Give it up to a writer that joined.
+    GiveUp,
+    /// Take it if it is free.
+    Take,
+    /// Only look whether it is free (past the share, it is taken once seen free twice: no
+    /// partition stays unwritten because the others count a writer that cannot write).
+    Peek,
+    /// Nothing.
+    Leave,
+}
+
+/// The step for one partition: `held` by this consumer, or `seen_free` at the last check.
+pub(super) fn lease_step(held: bool, seen_free: bool, s: Sharing) -> LeaseStep {
+    match held {
+        true if s.to_give > 0 && s.ours > s.share => LeaseStep::GiveUp,
+        true => LeaseStep::Renew,
+        false if s.standing_by => LeaseStep::Leave,
+        false if s.ours < s.share || seen_free => LeaseStep::Take,
+        false => LeaseStep::Peek,
+    }
+}
+
+/// How many leases to give up when the writers went from `before` to `now`: the excess over
+/// the new share when writers joined; none when they left (the share only grows then).
+pub(super) fn to_give(before: usize, now: usize, ours: usize, share: usize, left: usize) -> usize {
+    match now.cmp(&before) {
+        std::cmp::Ordering::Greater => ours.saturating_sub(share),
+        std::cmp::Ordering::Less => 0,
+        std::cmp::Ordering::Equal => left,
+    }
 }
 
 /// The audit leases of one replica: their token, and the way to give them up at shutdown.
@@ -154,5 +222,62 @@ mod tests {
             4,
             "none reported yet: this replica takes them all"
         );
+    }
+
+    fn sharing(share: usize, ours: usize, to_give: usize, standing_by: bool) -> Sharing {
+        Sharing {
+            share,
+            ours,
+            to_give,
+            standing_by,
+        }
+    }
+
+    #[test]
+    fn a_held_lease_is_given_up_only_to_writers_that_joined() {
+        let s = sharing(1, 2, 1, false);
+        assert_eq!(lease_step(true, false, s), LeaseStep::GiveUp);
+        assert_eq!(
+            lease_step(true, false, sharing(1, 2, 0, false)),
+            LeaseStep::Renew,
+            "past the share without a writer joining: a partition taken because it was free"
+        );
+        assert_eq!(
+            lease_step(true, false, sharing(2, 2, 1, false)),
+            LeaseStep::Renew
+        );
+    }
+
+    #[test]
+    fn a_free_lease_is_taken_up_to_the_share_and_past_it_once_seen_free_twice() {
+        assert_eq!(
+            lease_step(false, false, sharing(2, 1, 0, false)),
+            LeaseStep::Take
+        );
+        assert_eq!(
+            lease_step(false, false, sharing(1, 1, 0, false)),
+            LeaseStep::Peek
+        );
+        assert_eq!(
+            lease_step(false, true, sharing(1, 1, 0, false)),
+            LeaseStep::Take
+        );
+        assert_eq!(
+            lease_step(false, true, sharing(2, 0, 0, true)),
+            LeaseStep::Leave,
+            "standing by after a failed write"
+        );
+    }
+
+    #[test]
+    fn writers_joining_make_the_excess_go_and_writers_leaving_make_none() {
+        // Alone with four partitions; a second writer joins: two go.
+        assert_eq!(to_give(1, 2, 4, 2, 0), 2);
+        // Nothing changed: what is left to give stays.
+        assert_eq!(to_give(2, 2, 3, 2, 1), 1);
+        // A writer left: the share grows, nothing goes.
+        assert_eq!(to_give(3, 2, 2, 2, 1), 0);
+        // Already within the share.
+        assert_eq!(to_give(1, 2, 1, 2, 0), 0);
     }
 }

@@ -6,17 +6,14 @@ use std::time::{Duration, Instant};
 
 use super::batch::ReadEvent;
 use super::consumer::AuditConsumer;
-use super::lanes::{fair_share, Hold, Lane};
+use super::lanes::{fair_share, lease_step, to_give, Hold, Lane, LeaseStep, Sharing, Standing};
+use crate::circuit::now_ms;
 use crate::queue::{self, AuditLease};
-use crate::replicas;
-
-/// A replica that reported within this is counted in the fair share (they report every 5 s).
-const LIVE_WITHIN: Duration = Duration::from_secs(15);
 
 impl AuditConsumer {
     /// Renews the leases this replica holds and tries to take free ones, each a third of a
-    /// lease's life after the last time: up to a fair share of the partitions among the live
-    /// replicas, none while standing by after a failed write. Past its share it gives the
+    /// lease's life after the last time: up to a fair share of the partitions among the
+    /// consumers able to write, none while standing by after a failed write. Past its share it gives the
     /// excess up. A lease found lost drops what was read under it. Stopping, it gives every
     /// lease up and says so.
     pub(super) async fn keep_leases(
@@ -24,9 +21,17 @@ impl AuditConsumer {
         lanes: &mut [Lane],
         held: &mut Vec<ReadEvent>,
     ) -> redis::RedisResult<()> {
+        let standing = self.standing.get();
         if self.leases.stopping() {
-            if lanes.iter().any(Lane::held) {
+            if !standing.left {
                 self.give_up(lanes, held).await;
+                // Counted no more: the others' share covers its partitions at once.
+                let mut conn = queue::connection(&self.redis).await?;
+                queue::audit_writer_leave(&mut *conn, &self.key_prefix, &self.leases.token).await?;
+                self.standing.set(Standing {
+                    left: true,
+                    ..standing
+                });
             }
             self.leases.released.notify_one();
             return Ok(());
@@ -37,12 +42,24 @@ impl AuditConsumer {
         }
         let token = &self.leases.token;
         let mut conn = queue::connection(&self.redis).await?;
-        let live = replicas::live(&mut *conn, &self.key_prefix, LIVE_WITHIN)
+        // The consumers able to write share the partitions: one whose writes fail stops
+        // reporting, and after a lease's life and a half the others take its share too.
+        let now = now_ms();
+        if !standing.write_failing {
+            if let Err(e) =
+                queue::audit_writer_report(&mut *conn, &self.key_prefix, token, now).await
+            {
+                log::debug!("audit: not reported as a writer: {e}");
+            }
+        }
+        let since = now.saturating_sub(self.lease_ms() * 3 / 2);
+        let live = queue::audit_writers(&mut *conn, &self.key_prefix, since)
             .await
             .unwrap_or(1);
         let share = fair_share(lanes.len(), live);
-        let standing_by = self.standby_until.get().is_some_and(|t| Instant::now() < t);
         let mut ours = lanes.iter().filter(|l| l.held()).count();
+        let mut give = to_give(standing.writers, live, ours, share, standing.to_give);
+        let standing_by = standing.standby_until.is_some_and(|t| Instant::now() < t);
         let mut failed = None;
         for (i, lane) in lanes.iter_mut().enumerate() {
             if self.leases.stopping() {
@@ -52,25 +69,42 @@ impl AuditConsumer {
                 continue;
             }
             let was_held = lane.held();
-            if was_held && ours > share {
-                if let Err(e) = queue::audit_unlease(&mut *conn, &lane.keys, token).await {
-                    log::warn!(
-                        "audit: {}: the lease was not given up: {e}",
+            let sharing = Sharing {
+                share,
+                ours,
+                to_give: give,
+                standing_by,
+            };
+            match lease_step(was_held, lane.seen_free, sharing) {
+                LeaseStep::Renew | LeaseStep::Take => {}
+                LeaseStep::Leave => {
+                    lane.hold = Hold::Elsewhere(Some(Instant::now()));
+                    continue;
+                }
+                LeaseStep::Peek => {
+                    let free = queue::audit_lease_free(&mut *conn, &lane.keys).await;
+                    lane.seen_free = free.unwrap_or(false);
+                    lane.hold = Hold::Elsewhere(Some(Instant::now()));
+                    continue;
+                }
+                LeaseStep::GiveUp => {
+                    if let Err(e) = queue::audit_unlease(&mut *conn, &lane.keys, token).await {
+                        log::warn!(
+                            "audit: {}: the lease was not given up: {e}",
+                            lane.keys.stream
+                        );
+                    }
+                    log::info!(
+                        "audit: {}: left to another replica ({live} consumers share the \
+                         partitions)",
                         lane.keys.stream
                     );
+                    lane.lose(i, held);
+                    (ours, give) = (ours - 1, give - 1);
+                    continue;
                 }
-                log::info!(
-                    "audit: {}: left to another replica ({live} replicas share the partitions)",
-                    lane.keys.stream
-                );
-                lane.lose(i, held);
-                ours -= 1;
-                continue;
             }
-            if !was_held && (standing_by || ours >= share) {
-                lane.hold = Hold::Elsewhere(Some(Instant::now()));
-                continue;
-            }
+            lane.seen_free = false;
             match queue::audit_lease(&mut *conn, &lane.keys, token, self.lease_ms()).await {
                 Ok(AuditLease::Kept { .. }) if was_held => lane.hold = Hold::Held(Instant::now()),
                 // Believed lost (a commit refused by a Redis that came back) and ours after
@@ -110,6 +144,11 @@ impl AuditConsumer {
                 Err(e) => failed = Some(e),
             }
         }
+        self.standing.set(Standing {
+            writers: live,
+            to_give: give,
+            ..standing
+        });
         metrics::gauge!("hookgate_audit_partitions_held").set(ours as f64);
         match failed {
             Some(e) if ours == 0 => Err(e),

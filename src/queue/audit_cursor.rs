@@ -142,6 +142,18 @@ pub async fn audit_unlease(
         .await
 }
 
+/// Whether nobody holds the audit lease of partition `keys`.
+pub async fn audit_lease_free(
+    conn: &mut impl redis::aio::ConnectionLike,
+    keys: &SourceKeys,
+) -> redis::RedisResult<bool> {
+    let held: bool = redis::cmd("EXISTS")
+        .arg(&keys.audit_lease)
+        .query_async(conn)
+        .await?;
+    Ok(!held)
+}
+
 /// The first event of partition `keys` the audit trail has not written; None while no audit
 /// consumer has written any (everything is kept for it).
 pub async fn audited_floor(
@@ -154,6 +166,61 @@ pub async fn audited_floor(
         .query_async(conn)
         .await?;
     Ok(at.as_deref().and_then(EntryId::parse))
+}
+
+/// The registry of replicas whose audit consumer writes (its last write succeeded, or it had
+/// none to make) under key prefix `prefix`, by last report (ms).
+fn writers_key(prefix: &str) -> String {
+    format!("{prefix}:audit:writers")
+}
+
+/// Reports `token`'s consumer as able to write, now (`now_ms`); forgets reports older than
+/// a day.
+pub async fn audit_writer_report(
+    conn: &mut impl redis::aio::ConnectionLike,
+    prefix: &str,
+    token: &str,
+    now_ms: u64,
+) -> redis::RedisResult<()> {
+    redis::pipe()
+        .zadd(writers_key(prefix), token, now_ms)
+        .ignore()
+        .cmd("ZREMRANGEBYSCORE")
+        .arg(writers_key(prefix))
+        .arg("-inf")
+        .arg(now_ms.saturating_sub(86_400_000))
+        .ignore()
+        .query_async(conn)
+        .await
+}
+
+/// Takes `token`'s consumer out of the writers (it stops): the others count it no more.
+pub async fn audit_writer_leave(
+    conn: &mut impl redis::aio::ConnectionLike,
+    prefix: &str,
+    token: &str,
+) -> redis::RedisResult<()> {
+    redis::cmd("ZREM")
+        .arg(writers_key(prefix))
+        .arg(token)
+        .query_async(conn)
+        .await
+}
+
+/// How many consumers reported being able to write since `since_ms` (at least one: the
+/// caller's).
+pub async fn audit_writers(
+    conn: &mut impl redis::aio::ConnectionLike,
+    prefix: &str,
+    since_ms: u64,
+) -> redis::RedisResult<usize> {
+    let n: usize = redis::cmd("ZCOUNT")
+        .arg(writers_key(prefix))
+        .arg(since_ms)
+        .arg("+inf")
+        .query_async(conn)
+        .await?;
+    Ok(n.max(1))
 }
 
 /// Where the cursor may go after a write: the first entry read and not written (held back),

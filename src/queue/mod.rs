@@ -16,7 +16,8 @@ mod settle;
 mod trim;
 
 pub use audit_cursor::{
-    audit_commit, audit_lease, audit_unlease, audited_floor, first_unwritten, AuditLease,
+    audit_commit, audit_lease, audit_lease_free, audit_unlease, audit_writer_leave,
+    audit_writer_report, audit_writers, audited_floor, first_unwritten, AuditLease,
     AUDIT_COMMIT_LUA, AUDIT_LEASE_LUA, AUDIT_UNLEASE_LUA,
 };
 pub use enqueue::{
