@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
-use diesel::connection::SimpleConnection;
 use serde_json::json;
 
 use crate::audit::PgPool;
@@ -66,10 +65,7 @@ async fn ready(deps: web::Data<Readiness>) -> HttpResponse {
         Err(_) => Err("timed out".to_string()),
     };
     let pool = deps.postgres.clone();
-    let postgres = web::block(move || -> Result<(), String> {
-        let mut conn = pool.get().map_err(|e| e.to_string())?;
-        conn.batch_execute("SELECT 1").map_err(|e| e.to_string())
-    });
+    let postgres = web::block(move || crate::audit::db::reachable(&pool));
     let postgres = match actix_web::rt::time::timeout(limit, postgres).await {
         Ok(Ok(Ok(()))) => Ok(()),
         Ok(Ok(Err(e))) => Err(e),

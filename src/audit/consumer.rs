@@ -99,15 +99,12 @@ impl AuditConsumer {
                     );
                     // Nothing read since the cursor is written: read again from there, or
                     // let another replica, which may reach PostgreSQL, take the partitions
-                    // (this one takes none for half a lease's life).
+                    // (this one takes none until PostgreSQL answers it again).
                     lanes.iter_mut().for_each(Lane::rewind);
                     held.clear();
                     self.give_up(&mut lanes, &mut held).await;
                     self.standing.set(Standing {
-                        write_failing: true,
-                        standby_until: Some(
-                            Instant::now() + Duration::from_millis(self.lease_ms() / 2),
-                        ),
+                        writes_ok: false,
                         ..self.standing.get()
                     });
                     actix_web::rt::time::sleep(backoff).await;
@@ -115,7 +112,7 @@ impl AuditConsumer {
                     continue;
                 }
                 self.standing.set(Standing {
-                    write_failing: false,
+                    writes_ok: true,
                     ..self.standing.get()
                 });
             }
@@ -154,6 +151,7 @@ impl AuditConsumer {
                         outcomes_from: start,
                         committed: (start, start),
                         seen_free: false,
+                        yielded_at: None,
                     });
                 }
             }

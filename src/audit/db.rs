@@ -86,6 +86,13 @@ fn split_database(url: &str) -> Result<(String, String), DbError> {
     Ok((admin, name.to_string()))
 }
 
+/// Whether PostgreSQL answers through `pool` (`SELECT 1`); the error as text otherwise.
+pub fn reachable(pool: &PgPool) -> Result<(), String> {
+    use diesel::connection::SimpleConnection;
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    conn.batch_execute("SELECT 1").map_err(|e| e.to_string())
+}
+
 /// Creates the database of `url` when it does not exist yet.
 ///
 /// A failed connection is not told apart by its message (libpq translates it): the

@@ -38,6 +38,8 @@ pub(super) struct Lane {
     pub committed: (EntryId, EntryId),
     /// Whether nobody held the lease at the last check either (see [`lease_step`]).
     pub seen_free: bool,
+    /// When this consumer last gave the lease up to a writer that joined.
+    pub yielded_at: Option<Instant>,
 }
 
 impl Lane {
@@ -65,6 +67,7 @@ impl Lane {
         held.retain(|e| e.lane != index);
         self.rewind();
         self.hold = Hold::Elsewhere(Some(Instant::now()));
+        self.seen_free = false;
     }
 
     /// Whether the lease is due to be renewed, or looked at again.
@@ -86,11 +89,10 @@ pub(super) fn fair_share(lanes: usize, writers: usize) -> usize {
 /// Where a consumer stands among the writers, from one check of its leases to the next.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Standing {
-    /// Until when it takes no lease, after a failed write gave them up (so that a replica
-    /// that may reach PostgreSQL takes them).
-    pub standby_until: Option<Instant>,
-    /// Whether its last write failed (it then stops reporting itself as a writer).
-    pub write_failing: bool,
+    /// Whether it can write: PostgreSQL answered its probe, or its last write succeeded. Until
+    /// then (at start, and after a failed write gave its leases up) it takes no lease and
+    /// does not report itself as a writer, so that replicas that can write take them.
+    pub writes_ok: bool,
     /// The writers it counted at the last check.
     pub writers: usize,
     /// How many leases it still has to give up to writers that joined (see [`to_give`]).
@@ -108,7 +110,7 @@ pub(super) struct Sharing {
     pub ours: usize,
     /// How many it still has to give up because writers joined.
     pub to_give: usize,
-    /// Whether it takes none (its last write failed a moment ago).
+    /// Whether it takes none (it cannot write).
     pub standing_by: bool,
 }
 
@@ -128,13 +130,17 @@ pub(super) enum LeaseStep {
     Leave,
 }
 
-/// The step for one partition: `held` by this consumer, or `seen_free` at the last check.
-pub(super) fn lease_step(held: bool, seen_free: bool, s: Sharing) -> LeaseStep {
+/// The step for one partition: `held` by this consumer, `seen_free` at the last check, or
+/// `yielded` by it to a writer that joined less than a lease's life ago (not taken back past
+/// the share: the joiner takes it).
+pub(super) fn lease_step(held: bool, seen_free: bool, yielded: bool, s: Sharing) -> LeaseStep {
     match held {
         true if s.to_give > 0 && s.ours > s.share => LeaseStep::GiveUp,
         true => LeaseStep::Renew,
         false if s.standing_by => LeaseStep::Leave,
-        false if s.ours < s.share || seen_free => LeaseStep::Take,
+        false if s.ours < s.share => LeaseStep::Take,
+        false if yielded => LeaseStep::Leave,
+        false if seen_free => LeaseStep::Take,
         false => LeaseStep::Peek,
     }
 }
@@ -236,14 +242,14 @@ mod tests {
     #[test]
     fn a_held_lease_is_given_up_only_to_writers_that_joined() {
         let s = sharing(1, 2, 1, false);
-        assert_eq!(lease_step(true, false, s), LeaseStep::GiveUp);
+        assert_eq!(lease_step(true, false, false, s), LeaseStep::GiveUp);
         assert_eq!(
-            lease_step(true, false, sharing(1, 2, 0, false)),
+            lease_step(true, false, false, sharing(1, 2, 0, false)),
             LeaseStep::Renew,
             "past the share without a writer joining: a partition taken because it was free"
         );
         assert_eq!(
-            lease_step(true, false, sharing(2, 2, 1, false)),
+            lease_step(true, false, false, sharing(2, 2, 1, false)),
             LeaseStep::Renew
         );
     }
@@ -251,21 +257,31 @@ mod tests {
     #[test]
     fn a_free_lease_is_taken_up_to_the_share_and_past_it_once_seen_free_twice() {
         assert_eq!(
-            lease_step(false, false, sharing(2, 1, 0, false)),
+            lease_step(false, false, false, sharing(2, 1, 0, false)),
             LeaseStep::Take
         );
         assert_eq!(
-            lease_step(false, false, sharing(1, 1, 0, false)),
+            lease_step(false, false, false, sharing(1, 1, 0, false)),
             LeaseStep::Peek
         );
         assert_eq!(
-            lease_step(false, true, sharing(1, 1, 0, false)),
+            lease_step(false, true, false, sharing(1, 1, 0, false)),
             LeaseStep::Take
         );
         assert_eq!(
-            lease_step(false, true, sharing(2, 0, 0, true)),
+            lease_step(false, true, false, sharing(2, 0, 0, true)),
             LeaseStep::Leave,
-            "standing by after a failed write"
+            "it cannot write"
+        );
+        assert_eq!(
+            lease_step(false, true, true, sharing(1, 1, 0, false)),
+            LeaseStep::Leave,
+            "given up to a joiner a moment ago: not taken back past the share"
+        );
+        assert_eq!(
+            lease_step(false, false, true, sharing(2, 1, 0, false)),
+            LeaseStep::Take,
+            "within the share it is taken whatever"
         );
     }
 

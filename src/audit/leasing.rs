@@ -25,12 +25,9 @@ impl AuditConsumer {
         if self.leases.stopping() {
             if !standing.left {
                 self.give_up(lanes, held).await;
-                // Counted no more: the others' share covers its partitions at once.
-                let mut conn = queue::connection(&self.redis).await?;
-                queue::audit_writer_leave(&mut *conn, &self.key_prefix, &self.leases.token).await?;
                 self.standing.set(Standing {
                     left: true,
-                    ..standing
+                    ..self.standing.get()
                 });
             }
             self.leases.released.notify_one();
@@ -41,11 +38,16 @@ impl AuditConsumer {
             return Ok(());
         }
         let token = &self.leases.token;
+        let mut standing = standing;
+        if !standing.writes_ok {
+            standing.writes_ok = self.probe().await;
+            self.standing.set(standing);
+        }
         let mut conn = queue::connection(&self.redis).await?;
         // The consumers able to write share the partitions: one whose writes fail stops
         // reporting, and after a lease's life and a half the others take its share too.
         let now = now_ms();
-        if !standing.write_failing {
+        if standing.writes_ok {
             if let Err(e) =
                 queue::audit_writer_report(&mut *conn, &self.key_prefix, token, now).await
             {
@@ -53,13 +55,15 @@ impl AuditConsumer {
             }
         }
         let since = now.saturating_sub(self.lease_ms() * 3 / 2);
+        // Not known this time: as last time (guessing 1 would take every free lease).
         let live = queue::audit_writers(&mut *conn, &self.key_prefix, since)
             .await
-            .unwrap_or(1);
+            .unwrap_or(standing.writers.max(1));
         let share = fair_share(lanes.len(), live);
         let mut ours = lanes.iter().filter(|l| l.held()).count();
         let mut give = to_give(standing.writers, live, ours, share, standing.to_give);
-        let standing_by = standing.standby_until.is_some_and(|t| Instant::now() < t);
+        let standing_by = !standing.writes_ok;
+        let lease = Duration::from_millis(self.lease_ms());
         let mut failed = None;
         for (i, lane) in lanes.iter_mut().enumerate() {
             if self.leases.stopping() {
@@ -75,7 +79,8 @@ impl AuditConsumer {
                 to_give: give,
                 standing_by,
             };
-            match lease_step(was_held, lane.seen_free, sharing) {
+            let yielded = lane.yielded_at.is_some_and(|t| t.elapsed() < lease);
+            match lease_step(was_held, lane.seen_free, yielded, sharing) {
                 LeaseStep::Renew | LeaseStep::Take => {}
                 LeaseStep::Leave => {
                     lane.hold = Hold::Elsewhere(Some(Instant::now()));
@@ -100,6 +105,7 @@ impl AuditConsumer {
                         lane.keys.stream
                     );
                     lane.lose(i, held);
+                    lane.yielded_at = Some(Instant::now());
                     (ours, give) = (ours - 1, give - 1);
                     continue;
                 }
@@ -156,8 +162,8 @@ impl AuditConsumer {
         }
     }
 
-    /// Gives up every lease this replica holds (its writes fail, or it stops), so that another
-    /// replica takes the partitions at once.
+    /// Gives up every lease this replica holds and leaves the writers (its writes fail, or it
+    /// stops), so that the others take the partitions at once.
     pub(super) async fn give_up(&self, lanes: &mut [Lane], held: &mut Vec<ReadEvent>) {
         let mut conn = queue::connection(&self.redis).await.ok();
         for (i, lane) in lanes.iter_mut().enumerate() {
@@ -176,7 +182,36 @@ impl AuditConsumer {
             }
             lane.lose(i, held);
         }
+        // Counted among the writers no more: the others' share covers its partitions at once.
+        if let Some(conn) = &mut conn {
+            let left = queue::audit_writer_leave(&mut **conn, &self.key_prefix, &self.leases.token);
+            if let Err(e) = left.await {
+                log::debug!("audit: still counted as a writer: {e}");
+            }
+        }
+        self.standing.set(Standing {
+            to_give: 0,
+            ..self.standing.get()
+        });
         metrics::gauge!("hookgate_audit_partitions_held").set(0.0);
+    }
+
+    /// Whether PostgreSQL answers now (on the blocking pool, at the consumer's priority).
+    async fn probe(&self) -> bool {
+        let (pool, nice) = (self.postgres.clone(), self.settings.nice);
+        let answered = actix_web::rt::task::spawn_blocking(move || {
+            super::background::lower_priority(nice);
+            super::db::reachable(&pool)
+        })
+        .await;
+        match answered {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                log::debug!("audit: PostgreSQL not reached, no partition taken: {e}");
+                false
+            }
+            Err(_) => false,
+        }
     }
 
     /// Moves the cursor of every partition this replica holds up to what is written: the
@@ -210,15 +245,13 @@ impl AuditConsumer {
                 &lane.keys,
                 &self.leases.token,
                 self.lease_ms(),
-                (to.0 != lane.committed.0).then_some(to.0),
-                (to.1 != lane.committed.1).then_some(to.1),
+                lane.committed,
+                to,
             )
             .await;
             match moved {
-                Ok(true) => {
-                    lane.committed = to;
-                    lane.hold = Hold::Held(Instant::now());
-                }
+                // The check timer stays: checks (reporting, the share) go on under traffic.
+                Ok(true) => lane.committed = to,
                 Ok(false) => {
                     if !self.leases.stopping() {
                         log::warn!(

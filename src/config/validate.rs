@@ -149,7 +149,14 @@ impl Settings {
                 batch_size: raw.audit.batch_size.unwrap_or(1_000).clamp(1, 5_000),
                 flush_interval_ms: raw.audit.flush_interval_ms.unwrap_or(100).max(10),
                 max_backlog: raw.audit.max_backlog.unwrap_or(1_000_000).max(1_000),
-                claim_idle_ms: raw.audit.claim_idle_ms.unwrap_or(10_000).max(100),
+                // A lease is renewed about once per round (a pause and a write): it must
+                // outlive several, or it lapses between renewals and partitions bounce.
+                claim_idle_ms: raw
+                    .audit
+                    .claim_idle_ms
+                    .unwrap_or(10_000)
+                    .max(100)
+                    .max(6 * raw.audit.flush_interval_ms.unwrap_or(100).max(10)),
                 nice: raw.audit.nice.unwrap_or(10).clamp(0, 19),
                 retention_days,
                 payload_retention_days,

@@ -38,10 +38,19 @@ return {state, at[1] or '0-0', at[2] or '0-0'}
 /// Moves the cursor of the lease holder after a commit, removes the outcomes written (they
 /// served their purpose) and renews the lease. KEYS[1] lease, KEYS[2] cursor hash, KEYS[3]
 /// outcomes stream; ARGV[1] token, ARGV[2] ms, ARGV[3] the first event not written yet or
-/// '', ARGV[4] the first outcome not written yet or ''. Returns 0 (nothing moved) when the
-/// lease is gone: its new holder reads from the cursor as it was.
+/// '', ARGV[4] the first outcome not written yet or '', ARGV[5] and ARGV[6] where the holder
+/// took or last moved the cursor. A lease that ran out during a long write and that nobody
+/// took is taken again if the cursor is still where the holder left it (nobody wrote
+/// since): else a write longer than the lease would never move the cursor. Returns 0
+/// (nothing moved) when another replica holds the lease or moved the cursor.
 pub const AUDIT_COMMIT_LUA: &str = r#"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local cur = redis.call('GET', KEYS[1])
+if cur ~= ARGV[1] then
+  if cur then return 0 end
+  local at = redis.call('HMGET', KEYS[2], 'events', 'outcomes')
+  if (at[1] or '0-0') ~= ARGV[5] or (at[2] or '0-0') ~= ARGV[6] then return 0 end
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'events', ARGV[3]) end
 if ARGV[4] ~= '' then
@@ -106,25 +115,28 @@ pub async fn audit_lease(
     })
 }
 
-/// Moves partition `keys`' cursor to the first event and the first outcome not written yet
-/// (None: where it was), if `token` still holds the lease; false when it does not.
+/// Moves partition `keys`' cursor from `from` (where `token` took or last moved it) to `to`
+/// (the first event and the first outcome not written yet), if `token` still holds the lease
+/// or nobody took it since; false otherwise.
 pub async fn audit_commit(
     conn: &mut impl redis::aio::ConnectionLike,
     keys: &SourceKeys,
     token: &str,
     ms: u64,
-    events: Option<EntryId>,
-    outcomes: Option<EntryId>,
+    from: (EntryId, EntryId),
+    to: (EntryId, EntryId),
 ) -> redis::RedisResult<bool> {
-    let text = |id: Option<EntryId>| id.map(|id| id.to_string()).unwrap_or_default();
+    let moved = |f: EntryId, t: EntryId| if f == t { String::new() } else { t.to_string() };
     redis::Script::new(AUDIT_COMMIT_LUA)
         .key(&keys.audit_lease)
         .key(&keys.audit_cursor)
         .key(&keys.outcomes)
         .arg(token)
         .arg(ms)
-        .arg(text(events))
-        .arg(text(outcomes))
+        .arg(moved(from.0, to.0))
+        .arg(moved(from.1, to.1))
+        .arg(from.0.to_string())
+        .arg(from.1.to_string())
         .invoke_async(conn)
         .await
 }
@@ -297,12 +309,13 @@ mod tests {
         let o1 = add(&mut conn, &k.outcomes).await;
         let o2 = add(&mut conn, &k.outcomes).await;
         let e = EntryId(42, 1);
+        let start = (EntryId(0, 0), EntryId(0, 0));
         // Another replica's commit moves nothing.
-        assert!(!audit_commit(&mut conn, &k, "b", 5_000, Some(e), Some(o2))
+        assert!(!audit_commit(&mut conn, &k, "b", 5_000, start, (e, o2))
             .await
             .expect("commit"));
         assert_eq!(audited_floor(&mut conn, &k).await.expect("HGET"), None);
-        assert!(audit_commit(&mut conn, &k, "a", 5_000, Some(e), Some(o2))
+        assert!(audit_commit(&mut conn, &k, "a", 5_000, start, (e, o2))
             .await
             .expect("commit"));
         assert_eq!(audited_floor(&mut conn, &k).await.expect("HGET"), Some(e));
@@ -328,6 +341,43 @@ mod tests {
                 events: e,
                 outcomes: o2
             }
+        );
+        drop_keys(&mut conn, &k).await;
+    }
+
+    #[actix_web::test]
+    async fn a_lease_that_ran_out_during_a_write_is_taken_back_only_if_nobody_moved_the_cursor() {
+        let mut conn = crate::queue::test_connection().await;
+        let k = keys();
+        let start = (EntryId(0, 0), EntryId(0, 0));
+        audit_lease(&mut conn, &k, "a", 5_000).await.expect("lease");
+        // The write took longer than the lease, and nobody took it.
+        audit_unlease(&mut conn, &k, "a").await.expect("unlease");
+        let first = (EntryId(5, 0), EntryId(0, 0));
+        assert!(audit_commit(&mut conn, &k, "a", 5_000, start, first)
+            .await
+            .expect("commit"));
+        let holder: Option<String> = redis::cmd("GET")
+            .arg(&k.audit_lease)
+            .query_async(&mut conn)
+            .await
+            .expect("GET");
+        assert_eq!(holder.as_deref(), Some("a"), "taken back");
+        // Another replica took it after it ran out, and moved the cursor: nothing moves.
+        audit_unlease(&mut conn, &k, "a").await.expect("unlease");
+        audit_lease(&mut conn, &k, "b", 5_000).await.expect("lease");
+        let by_b = (EntryId(9, 0), EntryId(0, 0));
+        assert!(audit_commit(&mut conn, &k, "b", 5_000, first, by_b)
+            .await
+            .expect("commit"));
+        audit_unlease(&mut conn, &k, "b").await.expect("unlease");
+        let late = (EntryId(7, 0), EntryId(0, 0));
+        assert!(!audit_commit(&mut conn, &k, "a", 5_000, first, late)
+            .await
+            .expect("commit"));
+        assert_eq!(
+            audited_floor(&mut conn, &k).await.expect("HGET"),
+            Some(EntryId(9, 0))
         );
         drop_keys(&mut conn, &k).await;
     }

@@ -8,7 +8,7 @@ use hookgate::queue::EntryId;
 use hookgate::source::SourceKeys;
 
 use crate::admin::{clean_until_trimmed, config, post_events, TOKEN};
-use crate::helpers::{eventually, spawn_app, TestEnv};
+use crate::helpers::{eventually, spawn_app, TcpProxy, TestEnv};
 use crate::sink::Sink;
 
 /// The replica holding the audit lease of partition `keys`, and how far the audit trail
@@ -52,8 +52,8 @@ async fn first_entry(env: &TestEnv, stream: &str) -> Option<EntryId> {
 async fn audit_rows_a_replica_read_and_died_with_are_written_by_another() {
     let env = TestEnv::new();
     let sink = Sink::start();
-    // Replica A cannot reach PostgreSQL: its audit consumer takes the partition's lease,
-    // reads events and outcomes from Redis and cannot write them, then A goes away.
+    // Replica A cannot reach PostgreSQL: it delivers, its audit trail waits in Redis, then A
+    // goes away.
     let mut settings = env.settings(&config(&sink));
     settings.admin_token = Some(hookgate::config::Secret::new(TOKEN));
     settings.audit.claim_idle_ms = 500;
@@ -63,28 +63,22 @@ async fn audit_rows_a_replica_read_and_died_with_are_written_by_another() {
     let ids = post_events(&a, "orders", 4).await;
     let keys = SourceKeys::new(&env.prefix, "orders");
     let consumer = a.settings.server.replica_id.clone();
-    // It takes the lease, fails to write, gives the lease up for a while, takes it again...
-    let taken = std::cell::Cell::new(false);
-    eventually(
-        Duration::from_secs(30),
-        "A trying to write, all delivered",
-        || {
-            let (env, keys, consumer, taken, sink) = (&env, &keys, &consumer, &taken, &sink);
-            async move {
-                let (holder, cursor) = audit_state(env, keys).await;
-                // Nothing is written, so the cursor is at most at the first event (where it
-                // goes while the events wait a round for their outcomes).
-                let first = first_entry(env, &keys.stream).await;
-                let cursor = cursor.as_deref().and_then(EntryId::parse);
-                assert!(
-                    cursor <= first,
-                    "cursor {cursor:?} past the first event {first:?}"
-                );
-                taken.set(taken.get() || holder.as_deref() == Some(consumer.as_str()));
-                (taken.get() && sink.distinct("/ok") == 4).then_some(())
-            }
-        },
-    )
+    // It cannot write, so it takes no lease: the events wait in Redis, the cursor stays.
+    eventually(Duration::from_secs(30), "all delivered by A", || {
+        let (env, keys, consumer, sink) = (&env, &keys, &consumer, &sink);
+        async move {
+            let (holder, cursor) = audit_state(env, keys).await;
+            assert_ne!(holder.as_deref(), Some(consumer.as_str()), "A cannot write");
+            // Nothing is written, so the cursor is at most at the first event.
+            let first = first_entry(env, &keys.stream).await;
+            let cursor = cursor.as_deref().and_then(EntryId::parse);
+            assert!(
+                cursor <= first,
+                "cursor {cursor:?} past the first event {first:?}"
+            );
+            (sink.distinct("/ok") == 4).then_some(())
+        }
+    })
     .await;
     assert_eq!(
         sink.distinct("/ok"),
@@ -158,14 +152,27 @@ async fn a_replica_stopped_gracefully_gives_its_audit_lease_up_at_once() {
     })
     .await;
     let b = spawn_app(settings).await;
+    // A left the writers too: B's share is both partitions, taken at its first check (a
+    // partition past the share would wait two checks, 80 s here).
+    let leads = SourceKeys::new(&env.prefix, "leads");
+    let me = b.settings.server.replica_id.clone();
+    eventually(
+        Duration::from_secs(10),
+        "B holding both partitions",
+        || async {
+            let both = [
+                audit_state(&env, &keys).await.0,
+                audit_state(&env, &leads).await.0,
+            ];
+            both.iter()
+                .all(|h| h.as_deref() == Some(me.as_str()))
+                .then_some(())
+        },
+    )
+    .await;
     post_events(&b, "orders", 3).await;
     env.await_events("source = 'orders'", 5, Duration::from_secs(30))
         .await;
-    let holder = audit_state(&env, &keys).await.0;
-    assert_eq!(
-        holder.as_deref(),
-        Some(b.settings.server.replica_id.as_str())
-    );
 }
 
 #[actix_web::test]
@@ -176,18 +183,40 @@ async fn a_replica_that_cannot_write_leaves_its_partitions_to_one_that_can() {
     // Longer than the test waits, and than the longest pause between A's tries: only A
     // giving its leases up lets B write.
     settings.audit.claim_idle_ms = 20_000;
-    let mut unreachable = settings.clone();
-    unreachable.database.url = "postgres://postgres@127.0.0.1:1/hookgate".into();
-    let a = spawn_app(unreachable).await;
-    post_events(&a, "orders", 3).await;
-    eventually(Duration::from_secs(30), "delivered by A", || async {
-        (sink.distinct("/ok") == 3).then_some(())
-    })
-    .await;
+    // A reaches PostgreSQL through a proxy the test cuts.
+    let proxy = TcpProxy::start(5432, true);
+    let db_name = env.database_url.rsplit('/').next().expect("db name");
+    let mut cut_off = settings.clone();
+    cut_off.database.url = format!("postgres://postgres@127.0.0.1:{}/{db_name}", proxy.port);
+    let a = spawn_app(cut_off).await;
+    let me = a.settings.server.replica_id.clone();
+    post_events(&a, "orders", 1).await;
+    post_events(&a, "leads", 1).await;
+    env.await_events("true", 2, Duration::from_secs(30)).await;
+    let lanes = [
+        SourceKeys::new(&env.prefix, "orders"),
+        SourceKeys::new(&env.prefix, "leads"),
+    ];
+    for keys in &lanes {
+        assert_eq!(
+            audit_state(&env, keys).await.0.as_deref(),
+            Some(me.as_str())
+        );
+    }
+    // PostgreSQL goes away for A only; B, which reaches it, starts.
+    proxy.set_up(false);
+    proxy.cut_all();
     let b = spawn_app(settings).await;
     post_events(&b, "orders", 2).await;
-    env.await_events("source = 'orders'", 5, Duration::from_secs(15))
-        .await;
+    post_events(&b, "leads", 2).await;
+    env.await_events("true", 6, Duration::from_secs(15)).await;
+    for keys in &lanes {
+        let holder = audit_state(&env, keys).await.0;
+        assert_eq!(
+            holder.as_deref(),
+            Some(b.settings.server.replica_id.as_str())
+        );
+    }
     drop(a);
 }
 
@@ -219,7 +248,12 @@ async fn the_partitions_are_shared_among_the_live_replicas() {
     .await;
     assert_eq!(alone.len(), 2);
     let b = spawn_app(settings).await;
+    // Under traffic: A's commits must not hold its checks (and the handover) back.
+    let posted = std::cell::Cell::new(0);
     eventually(Duration::from_secs(30), "one partition each", || async {
+        post_events(&a, "orders", 1).await;
+        post_events(&a, "leads", 1).await;
+        posted.set(posted.get() + 2);
         let h = holders().await;
         let of = |app: &crate::helpers::TestApp| {
             h.iter()
@@ -229,8 +263,9 @@ async fn the_partitions_are_shared_among_the_live_replicas() {
         (of(&a) == 1 && of(&b) == 1).then_some(())
     })
     .await;
-    // Both write: events of both sources reach the trail.
+    // Both write: every event of both sources reaches the trail.
     post_events(&a, "orders", 2).await;
     post_events(&b, "leads", 2).await;
-    env.await_events("true", 4, Duration::from_secs(30)).await;
+    env.await_events("true", posted.get() + 4, Duration::from_secs(30))
+        .await;
 }
