@@ -196,11 +196,16 @@ impl AuditConsumer {
         metrics::gauge!("hookgate_audit_partitions_held").set(0.0);
     }
 
-    /// Whether PostgreSQL answers now (on the blocking pool, at the consumer's priority).
+    /// Whether PostgreSQL answers now (on the blocking pool, at the consumer's priority),
+    /// with the database prepared (created and migrated) if it was not yet.
     async fn probe(&self) -> bool {
         let (pool, nice) = (self.postgres.clone(), self.settings.nice);
+        let unprepared = (!self.prepared).then(|| self.database_url.clone());
         let answered = actix_web::rt::task::spawn_blocking(move || {
             super::background::lower_priority(nice);
+            if let Some(url) = unprepared {
+                super::db::prepare(&url).map_err(|e| e.to_string())?;
+            }
             super::db::reachable(&pool)
         })
         .await;
