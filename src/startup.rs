@@ -117,12 +117,13 @@ impl Application {
         let mut audit_redis = settings.redis.clone();
         audit_redis.pool_size = 2;
         let audit_leases =
-            AuditLeases::new(&settings.server.replica_id, redis.clone(), sources.clone());
+            AuditLeases::new(&settings.server.replica_id, redis.clone(), sources.clone())
+                .under(&settings.redis.key_prefix);
         let consumer = AuditConsumer {
             redis: redis.clone(),
             postgres: postgres.clone(),
             database_url: settings.database.url.clone(),
-            prepared,
+            prepared: std::cell::Cell::new(prepared),
             sources: sources.clone(),
             leases: audit_leases.clone(),
             settings: settings.audit.clone(),

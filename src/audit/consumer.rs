@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::batch::{hold_back, Batch, ReadEvent};
 use super::db::{self, PgPool};
-use super::lanes::{AuditLeases, Hold, Lane, Standing};
+use super::lanes::{probe_delay, AuditLeases, Hold, Lane, Standing};
 use super::partitions::KnownDays;
 use super::row::{pg_text, NewEventRow};
 use super::store::write_batch;
@@ -33,7 +33,7 @@ pub struct AuditConsumer {
     pub postgres: PgPool,
     pub database_url: String,
     /// Whether the schema is known to be migrated (else it is prepared before the first write).
-    pub prepared: bool,
+    pub prepared: std::cell::Cell<bool>,
     pub sources: Sources,
     /// Who holds this replica's leases (see [`AuditLeases`]).
     pub leases: AuditLeases,
@@ -103,9 +103,15 @@ impl AuditConsumer {
                     lanes.iter_mut().for_each(Lane::rewind);
                     held.clear();
                     self.give_up(&mut lanes, &mut held).await;
+                    let standing = self.standing.get();
+                    let failed_writes = standing.failed_writes.saturating_add(1);
                     self.standing.set(Standing {
                         writes_ok: false,
-                        ..self.standing.get()
+                        failed_writes,
+                        probe_after: Some(
+                            Instant::now() + probe_delay(self.lease_ms(), failed_writes),
+                        ),
+                        ..standing
                     });
                     actix_web::rt::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -113,6 +119,7 @@ impl AuditConsumer {
                 }
                 self.standing.set(Standing {
                     writes_ok: true,
+                    failed_writes: 0,
                     ..self.standing.get()
                 });
             }
@@ -263,7 +270,7 @@ impl AuditConsumer {
         let (pool, url, prepared, known) = (
             self.postgres.clone(),
             self.database_url.clone(),
-            self.prepared,
+            self.prepared.get(),
             self.known.clone(),
         );
         let (events_n, attempts_n) = (events.len(), attempts.len());
@@ -277,7 +284,7 @@ impl AuditConsumer {
         })
         .await
         .map_err(|e| e.to_string())??;
-        self.prepared = true;
+        self.prepared.set(true);
         metrics::counter!("hookgate_audit_written_total", "kind" => "events")
             .increment(events_n as u64);
         metrics::counter!("hookgate_audit_written_total", "kind" => "attempts")

@@ -93,6 +93,28 @@ pub fn reachable(pool: &PgPool) -> Result<(), String> {
     conn.batch_execute("SELECT 1").map_err(|e| e.to_string())
 }
 
+/// Whether PostgreSQL takes writes through `pool`: it answers, is not a standby and is not
+/// read-only (a demoted or read-only server answers `SELECT 1` and refuses every insert).
+pub fn writable(pool: &PgPool) -> Result<(), String> {
+    #[derive(diesel::QueryableByName)]
+    struct Writable {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        writable: bool,
+    }
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    let answer: Writable = diesel::sql_query(
+        "SELECT NOT pg_is_in_recovery() \
+         AND current_setting('transaction_read_only') = 'off' AS writable",
+    )
+    .get_result(&mut conn)
+    .map_err(|e| e.to_string())?;
+    if answer.writable {
+        Ok(())
+    } else {
+        Err("PostgreSQL is read-only (a standby, or default_transaction_read_only)".into())
+    }
+}
+
 /// Creates the database of `url` when it does not exist yet.
 ///
 /// A failed connection is not told apart by its message (libpq translates it): the

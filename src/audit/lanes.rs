@@ -79,6 +79,14 @@ impl Lane {
     }
 }
 
+/// How long after its `failed`-th write failure in a row a consumer probes PostgreSQL again:
+/// a third of a lease's life, doubling with each failure, at most five minutes.
+pub(super) fn probe_delay(lease_ms: u64, failed: u32) -> Duration {
+    let third = Duration::from_millis(lease_ms / 3);
+    let doubled = third.saturating_mul(1 << failed.saturating_sub(1).min(16));
+    doubled.min(Duration::from_secs(300))
+}
+
 /// How many of `lanes` partitions one of `writers` consumers able to write takes: an even
 /// share, so that every replica's consumer takes part of the work (a replica alone takes
 /// them all; one that joins gets its share as the others give the excess up).
@@ -93,6 +101,12 @@ pub(crate) struct Standing {
     /// then (at start, and after a failed write gave its leases up) it takes no lease and
     /// does not report itself as a writer, so that replicas that can write take them.
     pub writes_ok: bool,
+    /// Writes failed in a row: each failure waits longer before PostgreSQL is probed again,
+    /// so that a replica whose probe passes and whose writes fail (a read-only server, a
+    /// schema it does not know) does not take partitions back from the others forever.
+    pub failed_writes: u32,
+    /// Not probed before then.
+    pub probe_after: Option<Instant>,
     /// The writers it counted at the last check.
     pub writers: usize,
     /// How many leases it still has to give up to writers that joined (see [`to_give`]).
@@ -166,6 +180,8 @@ pub struct AuditLeases {
     pub(super) released: Arc<Notify>,
     redis: RedisPool,
     sources: Sources,
+    /// The Redis key prefix (the writers' registry).
+    key_prefix: String,
 }
 
 impl AuditLeases {
@@ -177,6 +193,15 @@ impl AuditLeases {
             released: Arc::default(),
             redis,
             sources,
+            key_prefix: String::new(),
+        }
+    }
+
+    /// Under Redis key prefix `prefix` (where the writers' registry is).
+    pub fn under(self, prefix: &str) -> Self {
+        AuditLeases {
+            key_prefix: prefix.to_string(),
+            ..self
         }
     }
 
@@ -206,12 +231,27 @@ impl AuditLeases {
                 }
             }
         }
+        if let Err(e) = queue::audit_writer_leave(&mut *conn, &self.key_prefix, &self.token).await {
+            log::debug!("audit: still counted as a writer: {e}");
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_write_failure_in_a_row_doubles_the_wait_before_the_next_probe() {
+        assert_eq!(probe_delay(9_000, 1), Duration::from_secs(3));
+        assert_eq!(probe_delay(9_000, 2), Duration::from_secs(6));
+        assert_eq!(probe_delay(9_000, 4), Duration::from_secs(24));
+        assert_eq!(
+            probe_delay(9_000, 40),
+            Duration::from_secs(300),
+            "at most five minutes"
+        );
+    }
 
     #[test]
     fn each_live_replica_writes_an_even_share_of_the_partitions() {

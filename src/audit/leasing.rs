@@ -39,7 +39,8 @@ impl AuditConsumer {
         }
         let token = &self.leases.token;
         let mut standing = standing;
-        if !standing.writes_ok {
+        let probe_due = standing.probe_after.is_none_or(|t| Instant::now() >= t);
+        if !standing.writes_ok && probe_due {
             standing.writes_ok = self.probe().await;
             self.standing.set(standing);
         }
@@ -200,17 +201,20 @@ impl AuditConsumer {
     /// with the database prepared (created and migrated) if it was not yet.
     async fn probe(&self) -> bool {
         let (pool, nice) = (self.postgres.clone(), self.settings.nice);
-        let unprepared = (!self.prepared).then(|| self.database_url.clone());
+        let unprepared = (!self.prepared.get()).then(|| self.database_url.clone());
         let answered = actix_web::rt::task::spawn_blocking(move || {
             super::background::lower_priority(nice);
             if let Some(url) = unprepared {
                 super::db::prepare(&url).map_err(|e| e.to_string())?;
             }
-            super::db::reachable(&pool)
+            super::db::writable(&pool)
         })
         .await;
         match answered {
-            Ok(Ok(())) => true,
+            Ok(Ok(())) => {
+                self.prepared.set(true);
+                true
+            }
             Ok(Err(e)) => {
                 log::debug!("audit: PostgreSQL not reached, no partition taken: {e}");
                 false
@@ -228,6 +232,12 @@ impl AuditConsumer {
         lanes: &mut [Lane],
         held: &mut Vec<ReadEvent>,
     ) -> redis::RedisResult<()> {
+        if self.leases.stopping() {
+            // The leases are being given up: a commit could take one back (its cursor is
+            // where this consumer left it) just before the process exits. What was written
+            // is read and written again by the next holder, to no effect.
+            return Ok(());
+        }
         let mut conn = None;
         for (i, lane) in lanes.iter_mut().enumerate() {
             if !lane.held() {
