@@ -198,23 +198,27 @@ baseline_run() { # run redis-url
 shared_desc="shared $redis_url ($(aof_of "$redis_url"))"
 echo "== ingest: $requests signed chatwoot webhooks per run (after 5000 warm-up), $connections connections, $(nproc) cores"
 echo "== Redis: $shared_desc"
-hookgate_run hg_shared "$redis_url"
+# Which server goes first alternates from pair to pair (the machine warms up, and other
+# users' work comes and goes): the baseline first on the shared Redis and with `always`,
+# hookgate first with `everysec`.
 baseline_run base_shared "$redis_url"
+hookgate_run hg_shared "$redis_url"
 
 declare -A desc
-# hookgate, then the baseline, each on a fresh private redis-server with that appendfsync.
-aof_pair() { # appendfsync policy
-  redis_start "$1" --appendonly yes --appendfsync "$1" --auto-aof-rewrite-min-size "$aof_rewrite_min"
-  desc[$1]="private $r_url ($(aof_of "$r_url"), auto-aof-rewrite-min-size $aof_rewrite_min, fresh per run)"
-  echo "== Redis: ${desc[$1]}"
-  hookgate_run "hg_$1" "$r_url"
-  redis_stop
-  redis_start "$1" --appendonly yes --appendfsync "$1" --auto-aof-rewrite-min-size "$aof_rewrite_min"
-  baseline_run "base_$1" "$r_url"
-  redis_stop
+# Each on a fresh private redis-server with that appendfsync; $2 says who goes first.
+aof_pair() { # appendfsync policy, first (hookgate|baseline)
+  local order=(hookgate baseline) who
+  [ "$2" = baseline ] && order=(baseline hookgate)
+  for who in "${order[@]}"; do
+    redis_start "$1" --appendonly yes --appendfsync "$1" --auto-aof-rewrite-min-size "$aof_rewrite_min"
+    desc[$1]="private $r_url ($(aof_of "$r_url"), auto-aof-rewrite-min-size $aof_rewrite_min, fresh per run)"
+    [ "$who" = "${order[0]}" ] && echo "== Redis: ${desc[$1]}"
+    if [ "$who" = hookgate ]; then hookgate_run "hg_$1" "$r_url"; else baseline_run "base_$1" "$r_url"; fi
+    redis_stop
+  done
 }
-aof_pair everysec
-aof_pair always
+aof_pair everysec hookgate
+aof_pair always baseline
 
 redis_start down
 echo "== Redis: down (private $r_url killed once hookgate is ready); spool in $workdir/spool-hg_down"
