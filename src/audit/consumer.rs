@@ -53,6 +53,7 @@ impl AuditConsumer {
     pub async fn run(mut self) {
         super::background::lower_priority(self.settings.nice);
         metrics::counter!("hookgate_audit_dropped_total").increment(0);
+        metrics::counter!("hookgate_audit_write_failures_total").increment(0);
         let mut lanes: Vec<Lane> = Vec::new();
         let mut backoff = Duration::from_millis(200);
         let idle = Duration::from_millis(self.settings.flush_interval_ms);
@@ -92,6 +93,7 @@ impl AuditConsumer {
             held = later;
             if !batch.is_empty() {
                 if let Err(e) = self.write(batch).await {
+                    metrics::counter!("hookgate_audit_write_failures_total").increment(1);
                     log::warn!(
                         "audit: cannot write to PostgreSQL ({e}); the rows wait in Redis (up to \
                          audit.max_backlog = {} entries per partition)",
