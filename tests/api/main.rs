@@ -11,7 +11,6 @@ mod helpers;
 mod ingest;
 mod ingest_errors;
 mod metrics;
-mod notifications;
 mod openapi;
 mod ordering;
 mod partitions;

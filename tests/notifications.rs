@@ -1,6 +1,22 @@
 //! Notifications through hookgate's own pipeline, with two replicas running: one Slack-shaped
 //! message when a circuit opens and one when it closes (not one per replica), one digest for
 //! a burst of dead letters.
+//!
+//! Its own test binary, so that it runs apart from the API suite: in three of the last full
+//! runs of that suite (about a hundred gateways in one process on two cores) the
+//! circuit-closed message did not come within 60 s, while it comes in about a second alone
+//! and under four busy loops. The cause is not found yet (see the closing notes).
+
+#[allow(dead_code)]
+#[macro_use]
+#[path = "api/helpers.rs"]
+mod helpers;
+#[allow(dead_code)]
+#[path = "api/redis_server.rs"]
+mod redis_server;
+#[allow(dead_code)]
+#[path = "api/sink.rs"]
+mod sink;
 
 use std::time::Duration;
 
@@ -80,17 +96,19 @@ digest_seconds = 4
         let app = if i % 2 == 0 { &a } else { &b };
         app.post_signed("flaky", &sample_body(i)).await;
     }
+    // At least once here; exactly once is asserted at the end, with every message shown
+    // (a wait for exactly one would end in a bare timeout if a second came).
     eventually(
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         "the circuit-opened message",
-        || async { (count(&slack_texts(&sink), "flaky → app opened") == 1).then_some(()) },
+        || async { (count(&slack_texts(&sink), "flaky → app opened") >= 1).then_some(()) },
     )
     .await;
     sink.set("/flaky", Behaviour::Ok);
     eventually(
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         "the circuit-closed message",
-        || async { (count(&slack_texts(&sink), "flaky → app closed") == 1).then_some(()) },
+        || async { (count(&slack_texts(&sink), "flaky → app closed") >= 1).then_some(()) },
     )
     .await;
 
