@@ -11,6 +11,7 @@ mod helpers;
 mod ingest;
 mod ingest_errors;
 mod metrics;
+mod notify_outage;
 mod openapi;
 mod ordering;
 mod partitions;
