@@ -99,11 +99,9 @@ impl AuditConsumer {
                          audit.max_backlog = {} entries per partition)",
                         self.settings.max_backlog
                     );
-                    // Nothing read since the cursor is written: read again from there, or
-                    // let another replica, which may reach PostgreSQL, take the partitions
-                    // (this one takes none until PostgreSQL answers it again).
-                    lanes.iter_mut().for_each(Lane::rewind);
-                    held.clear();
+                    // Let another replica, which may reach PostgreSQL, take the partitions
+                    // (this one takes none until PostgreSQL answers it again); giving a lease
+                    // up rewinds its partition to the cursor and drops what was read.
                     self.give_up(&mut lanes, &mut held).await;
                     let standing = self.standing.get();
                     let failed_writes = standing.failed_writes.saturating_add(1);
