@@ -116,9 +116,12 @@ impl Application {
         let audit_arbiter = Arbiter::new();
         let mut audit_redis = settings.redis.clone();
         audit_redis.pool_size = 2;
-        let audit_leases =
-            AuditLeases::new(&settings.server.replica_id, redis.clone(), sources.clone())
-                .under(&settings.redis.key_prefix);
+        let audit_leases = AuditLeases::new(
+            &settings.server.replica_id,
+            &settings.redis.key_prefix,
+            redis.clone(),
+            sources.clone(),
+        );
         let consumer = AuditConsumer {
             redis: redis.clone(),
             postgres: postgres.clone(),

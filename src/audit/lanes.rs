@@ -185,23 +185,16 @@ pub struct AuditLeases {
 }
 
 impl AuditLeases {
-    /// The leases replica `replica` will hold.
-    pub fn new(replica: &str, redis: RedisPool, sources: Sources) -> Self {
+    /// The leases replica `replica` will hold, under Redis key prefix `key_prefix` (where the
+    /// writers' registry is).
+    pub fn new(replica: &str, key_prefix: &str, redis: RedisPool, sources: Sources) -> Self {
         AuditLeases {
             token: format!("{replica}:{}", Uuid::now_v7().simple()),
             stopping: Arc::default(),
             released: Arc::default(),
             redis,
             sources,
-            key_prefix: String::new(),
-        }
-    }
-
-    /// Under Redis key prefix `prefix` (where the writers' registry is).
-    pub fn under(self, prefix: &str) -> Self {
-        AuditLeases {
-            key_prefix: prefix.to_string(),
-            ..self
+            key_prefix: key_prefix.to_string(),
         }
     }
 
