@@ -4,6 +4,11 @@
 //! half-open probe → closed on success, open again on failure. Each worker keeps a local view
 //! refreshed every [`REFRESH`], so a healthy destination costs no Redis calls, and a reset or
 //! a trip on another replica is seen within that interval.
+//!
+//! A success of an attempt begun after the circuit opened closes it as a probe's would: a
+//! replica whose view was still closed may start attempts in that interval, and if they
+//! deliver everything there is nothing left to probe with, so ignoring them left the circuit
+//! open for good. A success begun before it opened is a straggler and changes nothing.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -39,17 +44,20 @@ return {0, probe_until - now}
 "#;
 
 /// Records an outcome. KEYS[1] the state hash; ARGV[1] now (ms), ARGV[2] '1' success,
-/// ARGV[3] threshold, ARGV[4] open ms. Returns {state, failures, open_until, state before}:
-/// the one call that changes the state sees the change, whichever replica makes it.
+/// ARGV[3] threshold, ARGV[4] open ms, ARGV[5] when the attempt began (ms). Returns {state,
+/// failures, open_until, state before}: the one call that changes the state sees the change,
+/// whichever replica makes it.
 const RECORD_LUA: &str = r#"
 local now = tonumber(ARGV[1])
 local before = redis.call('HGET', KEYS[1], 'state') or 'closed'
 if ARGV[2] == '1' then
-  -- A success while open is an attempt begun before it opened: only the half-open probe's
-  -- success closes it (else every straggler would close it and the next failures reopen it).
+  -- A success while open of an attempt begun before it (last) opened is a straggler: it
+  -- closing the circuit would make every burst of failures flap it.
   if before == 'open' then
-    local st = redis.call('HMGET', KEYS[1], 'failures', 'open_until')
-    return {'open', tonumber(st[1] or '0'), tonumber(st[2] or '0'), before}
+    local st = redis.call('HMGET', KEYS[1], 'failures', 'open_until', 'opened_at')
+    if tonumber(ARGV[5]) < tonumber(st[3] or '0') then
+      return {'open', tonumber(st[1] or '0'), tonumber(st[2] or '0'), before}
+    end
   end
   redis.call('HSET', KEYS[1], 'state', 'closed', 'failures', 0)
   return {'closed', 0, 0, before}
@@ -113,19 +121,35 @@ pub async fn read(
     conn: &mut impl redis::aio::ConnectionLike,
     key: &str,
 ) -> redis::RedisResult<CircuitState> {
-    let (state, failures, open_until): (Option<String>, Option<u64>, Option<u64>) =
-        redis::cmd("HMGET")
-            .arg(key)
-            .arg("state")
-            .arg("failures")
-            .arg("open_until")
-            .query_async(conn)
-            .await?;
-    Ok(CircuitState {
+    Ok(read_with_opening(conn, key).await?.0)
+}
+
+/// A circuit's state and when it last opened (unix ms, 0 if never).
+async fn read_with_opening(
+    conn: &mut impl redis::aio::ConnectionLike,
+    key: &str,
+) -> redis::RedisResult<(CircuitState, u64)> {
+    type Fields = (Option<String>, Option<u64>, Option<u64>, Option<u64>);
+    let (state, failures, open_until, opened_at): Fields = redis::cmd("HMGET")
+        .arg(key)
+        .arg("state")
+        .arg("failures")
+        .arg("open_until")
+        .arg("opened_at")
+        .query_async(conn)
+        .await?;
+    let state = CircuitState {
         state: stored_status(state.as_deref()),
         failures: failures.unwrap_or(0),
         open_until_ms: open_until.unwrap_or(0),
-    })
+    };
+    Ok((state, opened_at.unwrap_or(0)))
+}
+
+/// The start (unix ms) of a success this replica left unreported, if the shared state now
+/// shows it matters: the circuit is not closed, and the attempt began after it opened.
+fn late_success(state: CircuitStatus, opened_at_ms: u64, unreported: Option<u64>) -> Option<u64> {
+    unreported.filter(|&started| state != CircuitStatus::Closed && started >= opened_at_ms)
 }
 
 /// Closes a circuit and makes the deliveries it parked due now (in each partition's
@@ -173,7 +197,11 @@ pub enum Gate {
 
 struct View {
     state: CircuitState,
+    /// When the circuit last opened, as of the last refresh (unix ms).
+    opened_at_ms: u64,
     refreshed: Option<Instant>,
+    /// The latest start of a success not sent to Redis because the view said closed.
+    unreported_success_ms: Option<u64>,
 }
 
 /// One worker's handle on a destination's shared breaker.
@@ -205,7 +233,9 @@ impl Circuit {
             record: redis::Script::new(RECORD_LUA),
             view: RefCell::new(View {
                 state: CircuitState::default(),
+                opened_at_ms: 0,
                 refreshed: None,
+                unreported_success_ms: None,
             }),
         }
     }
@@ -221,10 +251,7 @@ impl Circuit {
             .refreshed
             .is_none_or(|t| t.elapsed() >= REFRESH);
         if stale {
-            let state = read(conn, &self.key).await?;
-            let mut view = self.view.borrow_mut();
-            view.state = state;
-            view.refreshed = Some(Instant::now());
+            self.refresh(conn).await?;
         }
         if self.view.borrow().state.state == CircuitStatus::Closed {
             return Ok(Gate::Pass);
@@ -246,21 +273,51 @@ impl Circuit {
         })
     }
 
+    /// Reads the shared state into the local view.
+    pub async fn refresh(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+    ) -> redis::RedisResult<()> {
+        let (state, opened_at_ms) = read_with_opening(conn, &self.key).await?;
+        let mut view = self.view.borrow_mut();
+        view.state = state;
+        view.opened_at_ms = opened_at_ms;
+        view.refreshed = Some(Instant::now());
+        Ok(())
+    }
+
+    /// The start of a success this replica did not report (its view was closed) of an
+    /// attempt begun after the circuit opened elsewhere: [`Circuit::record`] it, and it
+    /// closes the circuit. Without this, when such attempts delivered all there was, the
+    /// circuit stayed open with nothing left to probe with.
+    pub fn late_success(&self) -> Option<u64> {
+        let view = self.view.borrow();
+        late_success(
+            view.state.state,
+            view.opened_at_ms,
+            view.unreported_success_ms,
+        )
+    }
+
     /// When the local view says the circuit is open: until when (unix ms).
     pub fn open_until(&self) -> Option<u64> {
         let view = self.view.borrow();
         (view.state.state != CircuitStatus::Closed).then(|| view.state.open_until_ms.max(now_ms()))
     }
 
-    /// Records an attempt's outcome; only failures and recoveries touch Redis.
+    /// Records the outcome of an attempt begun at `started_ms` (unix ms); only failures and
+    /// recoveries touch Redis.
     pub async fn record(
         &self,
         conn: &mut impl redis::aio::ConnectionLike,
         success: bool,
+        started_ms: u64,
     ) -> redis::RedisResult<Option<Transition>> {
         {
-            let view = self.view.borrow();
+            let mut view = self.view.borrow_mut();
             if success && view.state.state == CircuitStatus::Closed && view.state.failures == 0 {
+                // Kept: the view may be stale, the circuit opened elsewhere meanwhile.
+                view.unreported_success_ms = view.unreported_success_ms.max(Some(started_ms));
                 return Ok(None);
             }
         }
@@ -271,19 +328,30 @@ impl Circuit {
             .arg(if success { "1" } else { "0" })
             .arg(self.policy.failure_threshold)
             .arg(self.policy.open_seconds * 1000)
+            .arg(started_ms)
             .invoke_async(conn)
             .await?;
-        let state = stored_status(Some(&state));
-        if state == CircuitStatus::Open {
-            log::warn!("circuit {} opened after {failures} failures", self.key);
-        }
         let now = CircuitState {
-            state,
+            state: stored_status(Some(&state)),
             failures,
             open_until_ms: open_until,
         };
         let change = transition(stored_status(Some(&before)), &now);
-        self.view.borrow_mut().state = now;
+        match change {
+            Some(Transition::Opened { .. }) => {
+                log::warn!("circuit {} opened after {failures} failures", self.key)
+            }
+            Some(Transition::Closed) => log::info!("circuit {} closed", self.key),
+            None if !success && now.state == CircuitStatus::Open => {
+                log::debug!("circuit {} open again after {failures} failures", self.key)
+            }
+            None => {}
+        }
+        let mut view = self.view.borrow_mut();
+        if success && view.unreported_success_ms <= Some(started_ms) {
+            view.unreported_success_ms = None;
+        }
+        view.state = now;
         Ok(change)
     }
 }
@@ -299,5 +367,113 @@ mod tests {
         assert_eq!(stored_status(Some("open")), CircuitStatus::Open);
         assert_eq!(stored_status(Some("half_open")), CircuitStatus::HalfOpen);
         assert_eq!(stored_status(Some("bogus")), CircuitStatus::HalfOpen);
+    }
+
+    #[test]
+    fn only_a_success_begun_after_the_opening_is_late_news() {
+        use CircuitStatus::*;
+        assert_eq!(late_success(Open, 100, Some(150)), Some(150));
+        assert_eq!(late_success(HalfOpen, 100, Some(100)), Some(100));
+        assert_eq!(late_success(Open, 100, Some(99)), None, "a straggler");
+        assert_eq!(
+            late_success(Closed, 100, Some(150)),
+            None,
+            "nothing to close"
+        );
+        assert_eq!(late_success(Open, 100, None), None);
+    }
+
+    const THREE_THEN_OPEN: CircuitPolicy = CircuitPolicy {
+        failure_threshold: 3,
+        open_seconds: 60,
+    };
+
+    fn breaker(key: &str) -> Circuit {
+        Circuit::new(key.into(), THREE_THEN_OPEN, Duration::from_secs(15))
+    }
+
+    struct Key(String);
+
+    impl Key {
+        fn new() -> Self {
+            Key(format!("hgtest-{}:circuit", uuid::Uuid::new_v4().simple()))
+        }
+    }
+
+    impl Drop for Key {
+        fn drop(&mut self) {
+            if let Ok(client) = redis::Client::open(
+                std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            ) {
+                if let Ok(mut conn) = client.get_connection() {
+                    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(&self.0).query(&mut conn);
+                }
+            }
+        }
+    }
+
+    async fn open(c: &Circuit, conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+        for _ in 0..3 {
+            c.record(conn, false, now_ms()).await.expect("record");
+        }
+        let (state, opened_at) = read_with_opening(conn, &c.key).await.expect("read");
+        assert_eq!(state.state, CircuitStatus::Open);
+        opened_at
+    }
+
+    #[actix_web::test]
+    async fn a_success_begun_after_the_opening_closes_it_and_a_straggler_does_not() {
+        let mut conn = crate::queue::test_connection().await;
+        let key = Key::new();
+        let c = breaker(&key.0);
+        let opened_at = open(&c, &mut conn).await;
+        let straggler = c.record(&mut conn, true, opened_at - 1).await;
+        assert_eq!(straggler.expect("record"), None);
+        assert_eq!(
+            read(&mut conn, &key.0).await.expect("read").state,
+            CircuitStatus::Open
+        );
+        let late = c.record(&mut conn, true, opened_at).await;
+        assert_eq!(late.expect("record"), Some(Transition::Closed));
+        assert_eq!(
+            read(&mut conn, &key.0).await.expect("read").state,
+            CircuitStatus::Closed
+        );
+    }
+
+    #[actix_web::test]
+    async fn a_success_unreported_on_a_stale_view_closes_it_at_the_next_refresh() {
+        let mut conn = crate::queue::test_connection().await;
+        let key = Key::new();
+        let (one, two) = (breaker(&key.0), breaker(&key.0));
+        two.refresh(&mut conn).await.expect("refresh");
+        let opened_at = open(&one, &mut conn).await;
+        // Replica two still sees it closed: its success costs no call, and is kept.
+        let started = opened_at + 1;
+        assert_eq!(
+            two.record(&mut conn, true, started).await.expect("record"),
+            None
+        );
+        assert_eq!(
+            read(&mut conn, &key.0).await.expect("read").state,
+            CircuitStatus::Open
+        );
+        assert_eq!(two.late_success(), None, "its view is still closed");
+        two.refresh(&mut conn).await.expect("refresh");
+        assert_eq!(two.late_success(), Some(started));
+        let told = two.record(&mut conn, true, started).await.expect("record");
+        assert_eq!(told, Some(Transition::Closed));
+        assert_eq!(two.late_success(), None, "reported once");
+        assert_eq!(
+            read(&mut conn, &key.0).await.expect("read").state,
+            CircuitStatus::Closed
+        );
+        // One of its own from before the next opening is a straggler there.
+        let reopened_at = open(&one, &mut conn).await;
+        two.record(&mut conn, true, reopened_at - 1)
+            .await
+            .expect("record");
+        two.refresh(&mut conn).await.expect("refresh");
+        assert_eq!(two.late_success(), None);
     }
 }

@@ -50,6 +50,7 @@ impl Worker {
         }
         let n = event.attempt;
         let attempt_started = crate::traces::now();
+        let started_ms = now_ms();
         let result = http::attempt(
             &self.client,
             &self.dest,
@@ -62,7 +63,7 @@ impl Worker {
         .await;
         self.metrics.latency.record(result.duration.as_secs_f64());
         if let Some(success) = decision::circuit_success(&result.verdict) {
-            self.record_circuit(success).await;
+            self.record_circuit(success, started_ms).await;
         }
         let policy = &self.source.config.retry;
         let outcome = decision::decide(&result.verdict, n, policy, now_ms(), retry::random);
@@ -105,11 +106,11 @@ impl Worker {
         .await;
     }
 
-    /// Tells the shared breaker how the attempt went (a failure to do so only delays it),
-    /// and operators when this outcome opened or closed it.
-    async fn record_circuit(&self, success: bool) {
+    /// Tells the shared breaker how the attempt begun at `started_ms` went (a failure to do
+    /// so only delays it), and operators when this outcome opened or closed it.
+    pub(super) async fn record_circuit(&self, success: bool, started_ms: u64) {
         let recorded = match self.conn().await {
-            Ok(mut conn) => self.circuit.record(&mut *conn, success).await,
+            Ok(mut conn) => self.circuit.record(&mut *conn, success, started_ms).await,
             Err(e) => Err(e),
         };
         let transition = match recorded {

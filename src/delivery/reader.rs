@@ -76,6 +76,11 @@ impl Worker {
 
     /// One read; `Ok(false)` when there was nothing to do.
     async fn read_once(self: &Rc<Self>) -> redis::RedisResult<bool> {
+        if let Some(started_ms) = self.circuit.late_success() {
+            // This replica delivered after the circuit opened elsewhere, unreported while
+            // its view was closed: the destination answers, so the circuit closes.
+            self.record_circuit(true, started_ms).await;
+        }
         let mut conn = self.conn().await?;
         let (want, probe) = match self.circuit.gate(&mut *conn).await? {
             Gate::Wait(d) => {
