@@ -2,7 +2,9 @@
 //! always`) crashes or stops under a steady load, and the gateway must answer every webhook
 //! 2xx (queued, or spooled to disk while Redis is away) and deliver every one afterwards.
 //!
-//! Its own test binary, so that it runs alone: its timings are not disturbed by other tests.
+//! Its own test binary, and its tests one at a time ([`ALONE`]), so that their timings are
+//! not disturbed by other tests: side by side, the crash test's outage and recovery fell in
+//! the stop test's outage (spooling p99 2.9-4.9 ms over three runs, 1.7-2.0 ms alone).
 
 use hookgate::config::RedisTopology;
 #[allow(dead_code)]
@@ -27,6 +29,9 @@ use redis_server::RedisServer;
 use sink::Sink;
 
 const RATE_PER_SECOND: u64 = 300;
+
+/// Held by the running test: the tests of this binary run one after the other.
+static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// What happens to Redis, and when (seconds into the load).
 #[derive(Clone, Copy, Debug)]
@@ -68,6 +73,7 @@ url = "{url}"
 /// Sends at [`RATE_PER_SECOND`] for `seconds` while `fault` happens to Redis; then waits for
 /// every accepted webhook at the sink. Fails on any answer but 2xx and on any webhook lost.
 async fn run(name: &str, fault: Fault, seconds: u64) {
+    let _alone = ALONE.lock().await;
     let env = TestEnv::new();
     let sink = Sink::start();
     let redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
