@@ -5,10 +5,13 @@
 //! refreshed every [`REFRESH`], so a healthy destination costs no Redis calls, and a reset or
 //! a trip on another replica is seen within that interval.
 //!
-//! A success of an attempt begun after the circuit opened closes it as a probe's would: a
-//! replica whose view was still closed may start attempts in that interval, and if they
-//! deliver everything there is nothing left to probe with, so ignoring them left the circuit
-//! open for good. A success begun before it opened is a straggler and changes nothing.
+//! Outcomes are ordered by when their attempts began: one begun before the last change of
+//! state (`changed_at`, the start of the attempt that made it) is a straggler and changes
+//! nothing. Any other success closes the circuit, as a probe's would: a replica whose view
+//! was still closed may start attempts just after it opened, and if they deliver everything
+//! there is nothing left to probe with (ignoring them left circuits open for good); the
+//! deliveries parked meanwhile are then made due. A failure begun before a close does not
+//! count towards opening it again, nor one begun before the last opening extend it.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -45,30 +48,40 @@ return {0, probe_until - now}
 
 /// Records an outcome. KEYS[1] the state hash; ARGV[1] now (ms), ARGV[2] '1' success,
 /// ARGV[3] threshold, ARGV[4] open ms, ARGV[5] when the attempt began (ms). Returns {state,
-/// failures, open_until, state before}: the one call that changes the state sees the change,
-/// whichever replica makes it.
+/// failures, open_until, state before, open_until before}: the one call that changes the
+/// state sees the change, whichever replica makes it.
 const RECORD_LUA: &str = r#"
 local now = tonumber(ARGV[1])
-local before = redis.call('HGET', KEYS[1], 'state') or 'closed'
+local started = tonumber(ARGV[5])
+local st = redis.call('HMGET', KEYS[1], 'state', 'failures', 'open_until', 'changed_at')
+local before = st[1] or 'closed'
+local was_until = tonumber(st[3] or '0')
+-- Begun before the last change of state: it tells nothing about the destination since (a
+-- straggler closing or re-opening the circuit would make it flap).
+if started < tonumber(st[4] or '0') then
+  return {before, tonumber(st[2] or '0'), was_until, before, was_until}
+end
 if ARGV[2] == '1' then
-  -- A success while open of an attempt begun before it (last) opened is a straggler: it
-  -- closing the circuit would make every burst of failures flap it.
-  if before == 'open' then
-    local st = redis.call('HMGET', KEYS[1], 'failures', 'open_until', 'opened_at')
-    if tonumber(ARGV[5]) < tonumber(st[3] or '0') then
-      return {'open', tonumber(st[1] or '0'), tonumber(st[2] or '0'), before}
-    end
-  end
   redis.call('HSET', KEYS[1], 'state', 'closed', 'failures', 0)
-  return {'closed', 0, 0, before}
+  if before ~= 'closed' then redis.call('HSET', KEYS[1], 'changed_at', started) end
+  return {'closed', 0, 0, before, was_until}
 end
 local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
 if before ~= 'closed' or failures >= tonumber(ARGV[3]) then
   local until_ms = now + tonumber(ARGV[4])
-  redis.call('HSET', KEYS[1], 'state', 'open', 'open_until', until_ms, 'opened_at', now)
-  return {'open', failures, until_ms, before}
+  redis.call('HSET', KEYS[1], 'state', 'open', 'open_until', until_ms, 'changed_at', started)
+  return {'open', failures, until_ms, before, was_until}
 end
-return {before, failures, 0, before}
+return {before, failures, 0, before, was_until}
+"#;
+
+/// Makes due now what a schedule holds due between ARGV[1] and ARGV[2] (unix ms): the
+/// deliveries an open circuit parked, when it closes before they were due. KEYS[1] the
+/// schedule. Returns how many.
+const RELEASE_PARKED_LUA: &str = r#"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2])
+for _, token in ipairs(due) do redis.call('ZADD', KEYS[1], 0, token) end
+return #due
 "#;
 
 /// A change of a circuit's state worth telling an operator about.
@@ -76,20 +89,24 @@ return {before, failures, 0, before}
 pub enum Transition {
     /// Closed → open, after this many consecutive failures, open until (unix ms).
     Opened { failures: u64, until_ms: u64 },
-    /// Open or half-open → closed.
-    Closed,
+    /// Open or half-open → closed; deliveries parked until `was_open_until` (unix ms) may go.
+    Closed { was_open_until: u64 },
 }
 
-/// The transition from `before` to `after`, if it is one: a half-open probe that fails
-/// re-opens a circuit that was never closed, which is no news.
-pub fn transition(before: CircuitStatus, after: &CircuitState) -> Option<Transition> {
+/// The transition from `before` (open until `was_open_until`) to `after`, if it is one: a
+/// half-open probe that fails re-opens a circuit that was never closed, which is no news.
+pub fn transition(
+    before: CircuitStatus,
+    was_open_until: u64,
+    after: &CircuitState,
+) -> Option<Transition> {
     match (before, after.state) {
         (CircuitStatus::Closed, CircuitStatus::Open) => Some(Transition::Opened {
             failures: after.failures,
             until_ms: after.open_until_ms,
         }),
         (CircuitStatus::Open | CircuitStatus::HalfOpen, CircuitStatus::Closed) => {
-            Some(Transition::Closed)
+            Some(Transition::Closed { was_open_until })
         }
         _ => None,
     }
@@ -121,21 +138,21 @@ pub async fn read(
     conn: &mut impl redis::aio::ConnectionLike,
     key: &str,
 ) -> redis::RedisResult<CircuitState> {
-    Ok(read_with_opening(conn, key).await?.0)
+    Ok(read_with_change(conn, key).await?.0)
 }
 
-/// A circuit's state and when it last opened (unix ms, 0 if never).
-async fn read_with_opening(
+/// A circuit's state and the start of the attempt that last changed it (unix ms, 0 if none).
+async fn read_with_change(
     conn: &mut impl redis::aio::ConnectionLike,
     key: &str,
 ) -> redis::RedisResult<(CircuitState, u64)> {
     type Fields = (Option<String>, Option<u64>, Option<u64>, Option<u64>);
-    let (state, failures, open_until, opened_at): Fields = redis::cmd("HMGET")
+    let (state, failures, open_until, changed_at): Fields = redis::cmd("HMGET")
         .arg(key)
         .arg("state")
         .arg("failures")
         .arg("open_until")
-        .arg("opened_at")
+        .arg("changed_at")
         .query_async(conn)
         .await?;
     let state = CircuitState {
@@ -143,13 +160,13 @@ async fn read_with_opening(
         failures: failures.unwrap_or(0),
         open_until_ms: open_until.unwrap_or(0),
     };
-    Ok((state, opened_at.unwrap_or(0)))
+    Ok((state, changed_at.unwrap_or(0)))
 }
 
 /// The start (unix ms) of a success this replica left unreported, if the shared state now
-/// shows it matters: the circuit is not closed, and the attempt began after it opened.
-fn late_success(state: CircuitStatus, opened_at_ms: u64, unreported: Option<u64>) -> Option<u64> {
-    unreported.filter(|&started| state != CircuitStatus::Closed && started >= opened_at_ms)
+/// shows it matters: the circuit is not closed, and the attempt began after it last changed.
+fn late_success(state: CircuitStatus, changed_at_ms: u64, unreported: Option<u64>) -> Option<u64> {
+    unreported.filter(|&started| state != CircuitStatus::Closed && started >= changed_at_ms)
 }
 
 /// Closes a circuit and makes the deliveries it parked due now (in each partition's
@@ -168,6 +185,9 @@ pub async fn reset(
         .arg(0)
         .arg("open_until")
         .arg(0)
+        // Outcomes of attempts begun before the reset do not open it again.
+        .arg("changed_at")
+        .arg(now_ms())
         .query_async::<()>(&mut *conn)
         .await?;
     for schedule in schedule_keys {
@@ -184,6 +204,28 @@ pub async fn reset(
     Ok(())
 }
 
+/// Makes due now the deliveries parked until `until` (unix ms) in these schedules (one
+/// command each: partitions live in different slots on a cluster): the circuit closed
+/// before they were due.
+pub async fn release_parked(
+    conn: &mut impl redis::aio::ConnectionLike,
+    schedule_keys: &[String],
+    until: u64,
+) -> redis::RedisResult<u64> {
+    let script = redis::Script::new(RELEASE_PARKED_LUA);
+    let mut released = 0;
+    for schedule in schedule_keys {
+        let n: u64 = script
+            .key(schedule)
+            .arg(now_ms())
+            .arg(until)
+            .invoke_async(&mut *conn)
+            .await?;
+        released += n;
+    }
+    Ok(released)
+}
+
 /// What the breaker allows right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {
@@ -197,8 +239,8 @@ pub enum Gate {
 
 struct View {
     state: CircuitState,
-    /// When the circuit last opened, as of the last refresh (unix ms).
-    opened_at_ms: u64,
+    /// The start of the attempt that last changed the state, as of the last refresh (unix ms).
+    changed_at_ms: u64,
     refreshed: Option<Instant>,
     /// The latest start of a success not sent to Redis because the view said closed.
     unreported_success_ms: Option<u64>,
@@ -233,7 +275,7 @@ impl Circuit {
             record: redis::Script::new(RECORD_LUA),
             view: RefCell::new(View {
                 state: CircuitState::default(),
-                opened_at_ms: 0,
+                changed_at_ms: 0,
                 refreshed: None,
                 unreported_success_ms: None,
             }),
@@ -278,10 +320,10 @@ impl Circuit {
         &self,
         conn: &mut impl redis::aio::ConnectionLike,
     ) -> redis::RedisResult<()> {
-        let (state, opened_at_ms) = read_with_opening(conn, &self.key).await?;
+        let (state, changed_at_ms) = read_with_change(conn, &self.key).await?;
         let mut view = self.view.borrow_mut();
         view.state = state;
-        view.opened_at_ms = opened_at_ms;
+        view.changed_at_ms = changed_at_ms;
         view.refreshed = Some(Instant::now());
         Ok(())
     }
@@ -294,7 +336,7 @@ impl Circuit {
         let view = self.view.borrow();
         late_success(
             view.state.state,
-            view.opened_at_ms,
+            view.changed_at_ms,
             view.unreported_success_ms,
         )
     }
@@ -321,27 +363,27 @@ impl Circuit {
                 return Ok(None);
             }
         }
-        let (state, failures, open_until, before): (String, u64, u64, String) = self
-            .record
-            .key(&self.key)
-            .arg(now_ms())
-            .arg(if success { "1" } else { "0" })
-            .arg(self.policy.failure_threshold)
-            .arg(self.policy.open_seconds * 1000)
-            .arg(started_ms)
-            .invoke_async(conn)
-            .await?;
+        let (state, failures, open_until, before, was_open_until): (String, u64, u64, String, u64) =
+            self.record
+                .key(&self.key)
+                .arg(now_ms())
+                .arg(if success { "1" } else { "0" })
+                .arg(self.policy.failure_threshold)
+                .arg(self.policy.open_seconds * 1000)
+                .arg(started_ms)
+                .invoke_async(conn)
+                .await?;
         let now = CircuitState {
             state: stored_status(Some(&state)),
             failures,
             open_until_ms: open_until,
         };
-        let change = transition(stored_status(Some(&before)), &now);
+        let change = transition(stored_status(Some(&before)), was_open_until, &now);
         match change {
             Some(Transition::Opened { .. }) => {
                 log::warn!("circuit {} opened after {failures} failures", self.key)
             }
-            Some(Transition::Closed) => log::info!("circuit {} closed", self.key),
+            Some(Transition::Closed { .. }) => log::info!("circuit {} closed", self.key),
             None if !success && now.state == CircuitStatus::Open => {
                 log::debug!("circuit {} open again after {failures} failures", self.key)
             }
@@ -350,6 +392,9 @@ impl Circuit {
         let mut view = self.view.borrow_mut();
         if success && view.unreported_success_ms <= Some(started_ms) {
             view.unreported_success_ms = None;
+        }
+        if change.is_some() {
+            view.changed_at_ms = started_ms;
         }
         view.state = now;
         Ok(change)
@@ -412,33 +457,61 @@ mod tests {
         }
     }
 
-    async fn open(c: &Circuit, conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    /// Three failures of attempts begun at `at` open the circuit.
+    async fn open(c: &Circuit, conn: &mut redis::aio::MultiplexedConnection, at: u64) {
         for _ in 0..3 {
-            c.record(conn, false, now_ms()).await.expect("record");
+            c.record(conn, false, at).await.expect("record");
         }
-        let (state, opened_at) = read_with_opening(conn, &c.key).await.expect("read");
-        assert_eq!(state.state, CircuitStatus::Open);
-        opened_at
+        let (state, changed_at) = read_with_change(conn, &c.key).await.expect("read");
+        assert_eq!((state.state, changed_at), (CircuitStatus::Open, at));
+    }
+
+    /// A connection, and a circuit of its own opened by failures begun at the returned time.
+    async fn opened() -> (redis::aio::MultiplexedConnection, Key, Circuit, u64) {
+        let mut conn = crate::queue::test_connection().await;
+        let key = Key::new();
+        let c = breaker(&key.0);
+        let t = now_ms();
+        open(&c, &mut conn, t).await;
+        (conn, key, c, t)
+    }
+
+    async fn state(conn: &mut redis::aio::MultiplexedConnection, key: &Key) -> CircuitState {
+        read(conn, &key.0).await.expect("read")
     }
 
     #[actix_web::test]
     async fn a_success_begun_after_the_opening_closes_it_and_a_straggler_does_not() {
-        let mut conn = crate::queue::test_connection().await;
-        let key = Key::new();
-        let c = breaker(&key.0);
-        let opened_at = open(&c, &mut conn).await;
-        let straggler = c.record(&mut conn, true, opened_at - 1).await;
+        let (mut conn, key, c, t) = opened().await;
+        let straggler = c.record(&mut conn, true, t - 1).await;
         assert_eq!(straggler.expect("record"), None);
+        assert_eq!(state(&mut conn, &key).await.state, CircuitStatus::Open);
+        let late = c.record(&mut conn, true, t).await.expect("record");
+        assert!(matches!(late, Some(Transition::Closed { was_open_until }) if was_open_until > t));
+        assert_eq!(state(&mut conn, &key).await.state, CircuitStatus::Closed);
+    }
+
+    #[actix_web::test]
+    async fn outcomes_begun_before_the_last_change_change_nothing() {
+        let (mut conn, key, c, t) = opened().await;
+        // A failure begun before the opening, recorded after it: no new opening.
         assert_eq!(
-            read(&mut conn, &key.0).await.expect("read").state,
-            CircuitStatus::Open
+            c.record(&mut conn, false, t - 5).await.expect("record"),
+            None
         );
-        let late = c.record(&mut conn, true, opened_at).await;
-        assert_eq!(late.expect("record"), Some(Transition::Closed));
-        assert_eq!(
-            read(&mut conn, &key.0).await.expect("read").state,
-            CircuitStatus::Closed
-        );
+        let (_, changed_at) = read_with_change(&mut conn, &key.0).await.expect("read");
+        assert_eq!(changed_at, t, "a straggler does not move the opening");
+        // So a success begun between the two still closes it.
+        let closed = c.record(&mut conn, true, t + 1).await.expect("record");
+        assert!(matches!(closed, Some(Transition::Closed { .. })));
+        // Failures begun before that success do not count towards opening it again.
+        for _ in 0..3 {
+            c.record(&mut conn, false, t).await.expect("record");
+        }
+        let now = state(&mut conn, &key).await;
+        assert_eq!((now.state, now.failures), (CircuitStatus::Closed, 0));
+        // Later ones do.
+        open(&c, &mut conn, t + 2).await;
     }
 
     #[actix_web::test]
@@ -447,33 +520,64 @@ mod tests {
         let key = Key::new();
         let (one, two) = (breaker(&key.0), breaker(&key.0));
         two.refresh(&mut conn).await.expect("refresh");
-        let opened_at = open(&one, &mut conn).await;
+        let t = now_ms();
+        open(&one, &mut conn, t).await;
         // Replica two still sees it closed: its success costs no call, and is kept.
-        let started = opened_at + 1;
+        let started = t + 1;
         assert_eq!(
             two.record(&mut conn, true, started).await.expect("record"),
             None
         );
-        assert_eq!(
-            read(&mut conn, &key.0).await.expect("read").state,
-            CircuitStatus::Open
-        );
+        assert_eq!(state(&mut conn, &key).await.state, CircuitStatus::Open);
         assert_eq!(two.late_success(), None, "its view is still closed");
         two.refresh(&mut conn).await.expect("refresh");
         assert_eq!(two.late_success(), Some(started));
         let told = two.record(&mut conn, true, started).await.expect("record");
-        assert_eq!(told, Some(Transition::Closed));
+        assert!(matches!(told, Some(Transition::Closed { .. })));
         assert_eq!(two.late_success(), None, "reported once");
-        assert_eq!(
-            read(&mut conn, &key.0).await.expect("read").state,
-            CircuitStatus::Closed
-        );
-        // One of its own from before the next opening is a straggler there.
-        let reopened_at = open(&one, &mut conn).await;
-        two.record(&mut conn, true, reopened_at - 1)
-            .await
-            .expect("record");
+        assert_eq!(state(&mut conn, &key).await.state, CircuitStatus::Closed);
+        // One of its own begun before the next opening is a straggler there.
+        open(&one, &mut conn, t + 3).await;
+        two.record(&mut conn, true, t + 2).await.expect("record");
         two.refresh(&mut conn).await.expect("refresh");
         assert_eq!(two.late_success(), None);
+    }
+
+    #[actix_web::test]
+    async fn a_close_makes_due_what_was_parked_until_the_opening_ended() {
+        let mut conn = crate::queue::test_connection().await;
+        let schedule = Key::new();
+        let now = now_ms();
+        let _: () = redis::cmd("ZADD")
+            .arg(&schedule.0)
+            .arg(now + 1_000)
+            .arg("parked")
+            .arg(now + 60_000)
+            .arg("later")
+            .arg(now - 10)
+            .arg("due")
+            .query_async(&mut conn)
+            .await
+            .expect("ZADD");
+        let released = release_parked(&mut conn, std::slice::from_ref(&schedule.0), now + 1_000)
+            .await
+            .expect("release");
+        assert_eq!(released, 1);
+        let scores: Vec<(String, u64)> = redis::cmd("ZRANGE")
+            .arg(&schedule.0)
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .expect("ZRANGE");
+        assert_eq!(
+            scores,
+            vec![
+                ("parked".to_string(), 0),
+                ("due".to_string(), now - 10),
+                ("later".to_string(), now + 60_000)
+            ]
+        );
     }
 }

@@ -120,6 +120,11 @@ impl Worker {
                 return;
             }
         };
+        if let Some(Transition::Closed { was_open_until }) = transition {
+            if was_open_until > now_ms() {
+                self.release_parked(was_open_until).await;
+            }
+        }
         if !self.notifier.watches(&self.source.config.name) {
             return;
         }
@@ -131,13 +136,35 @@ impl Worker {
                 failures,
                 until_ms,
             },
-            Some(Transition::Closed) => Notice::CircuitClosed {
+            Some(Transition::Closed { .. }) => Notice::CircuitClosed {
                 source,
                 destination,
             },
             None => return,
         };
         self.notifier.send(&self.redis, notice).await;
+    }
+
+    /// Makes due now the deliveries parked until `until`: the circuit closed before it was
+    /// due to end (a success begun after it opened). Those left parked wait until then.
+    async fn release_parked(&self, until: u64) {
+        let schedules: Vec<String> = self
+            .active_lanes()
+            .iter()
+            .map(|l| l.keys.retry_schedule.clone())
+            .collect();
+        let released = match self.conn().await {
+            Ok(mut conn) => crate::circuit::release_parked(&mut *conn, &schedules, until).await,
+            Err(e) => Err(e),
+        };
+        match released {
+            Ok(n) if n > 0 => self.notify(),
+            Ok(_) => {}
+            Err(e) => log::warn!(
+                "{}: deliveries parked by the circuit wait until it was due to close: {e}",
+                self.name()
+            ),
+        }
     }
 
     /// Settles an event the destination does not want: no attempt, status `filtered`.
