@@ -16,6 +16,7 @@ use super::batch::{hold_back, Batch, ReadEvent};
 use super::db::{self, PgPool};
 use super::lanes::{probe_delay, AuditLeases, Hold, Lane, Standing};
 use super::partitions::KnownDays;
+use super::pressure::{after_write, yield_step, CpuPressure, Yield, SATURATED};
 use super::row::{pg_text, NewEventRow};
 use super::store::write_batch;
 use crate::config::AuditSettings;
@@ -61,12 +62,20 @@ impl AuditConsumer {
         let hold = idle * 3;
         let mut held: Vec<ReadEvent> = Vec::new();
         let mut round = 0usize;
+        let (mut pressure, mut yielding) = (CpuPressure::default(), Yield::No);
         loop {
             self.follow_lanes(&mut lanes);
             if let Err(e) = self.keep_leases(&mut lanes, &mut held).await {
                 log::warn!("audit: cannot reach Redis: {e}");
+                metrics::gauge!("hookgate_audit_yielding").set(0.0);
                 actix_web::rt::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+            let skip;
+            (yielding, skip) = self.pace(&lanes, yielding, &mut pressure).await;
+            if skip {
+                actix_web::rt::time::sleep(idle).await;
                 continue;
             }
             round = round.wrapping_add(1);
@@ -128,12 +137,67 @@ impl AuditConsumer {
                 // Written, the cursor not moved: read again later, written again to no effect.
                 log::warn!("audit: written rows not marked in Redis: {e}");
             }
+            yielding = after_write(yielding, more);
             // Unless a batch was full, wait for the next one to fill: under load, fewer and
             // fuller transactions cost PostgreSQL far less per row.
             if !more {
                 actix_web::rt::time::sleep(idle).await;
             }
         }
+    }
+
+    /// Whether this round waits for the host's CPUs to calm down (see `pressure`), and the
+    /// next state: only while it is saturated, for `audit.yield_ms` at most, and while every
+    /// partition held is far below `audit.max_backlog` (past it unwritten entries go).
+    async fn pace(
+        &self,
+        lanes: &[Lane],
+        state: Yield,
+        pressure: &mut CpuPressure,
+    ) -> (Yield, bool) {
+        let longest = Duration::from_millis(self.settings.yield_ms);
+        if longest.is_zero() {
+            return (Yield::No, false);
+        }
+        let share = pressure.share();
+        let saturated = share.is_some_and(|s| s >= SATURATED);
+        let backlog_ok = saturated
+            && state != Yield::CatchingUp
+            && self.backlogs_short(lanes).await.unwrap_or(false);
+        let (next, skip) = yield_step(state, saturated, backlog_ok, Instant::now(), longest);
+        if matches!((state, next), (Yield::No, Yield::Since(_))) {
+            log::debug!(
+                "audit: the host's CPUs are saturated ({:.0} % of the time some task waited \
+                 for one): the trail waits for up to {} ms",
+                share.unwrap_or_default() * 100.0,
+                longest.as_millis()
+            );
+        }
+        metrics::gauge!("hookgate_audit_yielding").set(if skip { 1.0 } else { 0.0 });
+        (next, skip)
+    }
+
+    /// Whether every partition held has less than half of `audit.max_backlog` in its stream
+    /// and in its outcomes stream (outcomes past the bound are dropped).
+    async fn backlogs_short(&self, lanes: &[Lane]) -> redis::RedisResult<bool> {
+        let held: Vec<&Lane> = lanes.iter().filter(|l| l.held()).collect();
+        if held.is_empty() {
+            return Ok(true);
+        }
+        let mut conn = queue::connection(&self.redis).await?;
+        let mut longest = 0u64;
+        // One pipeline per partition: partitions live in different slots on a cluster.
+        for lane in held {
+            let (events, outcomes): (u64, u64) = redis::pipe()
+                .cmd("XLEN")
+                .arg(&lane.keys.stream)
+                .cmd("XLEN")
+                .arg(&lane.keys.outcomes)
+                .query_async(&mut *conn)
+                .await?;
+            longest = longest.max(events).max(outcomes);
+        }
+        Ok(longest < self.settings.max_backlog / 2)
     }
 
     /// Adds the partitions that appeared since the last round (a layout grew, a reload).

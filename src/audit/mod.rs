@@ -11,6 +11,7 @@ mod fold;
 mod lanes;
 mod leasing;
 pub mod partitions;
+mod pressure;
 mod row;
 pub mod schema;
 mod store;

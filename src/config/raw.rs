@@ -73,6 +73,7 @@ pub(super) struct RawAudit {
     pub(super) max_backlog: Option<u64>,
     pub(super) claim_idle_ms: Option<u64>,
     pub(super) nice: Option<i32>,
+    pub(super) yield_ms: Option<u64>,
     pub(super) retention_days: Option<u32>,
     pub(super) payload_retention_days: Option<u32>,
     /// No longer used (audit rows wait in Redis, not in memory); accepted so that older

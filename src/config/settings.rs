@@ -86,6 +86,9 @@ pub struct AuditSettings {
     /// The nice value of the audit consumer's threads (0 to 19): on a host whose CPU is
     /// saturated, answering senders comes first and the trail catches up after.
     pub nice: i32,
+    /// Longest the audit consumer waits while the host's CPUs are saturated, so that a
+    /// burst is answered first (0: never; at most 60 s); then it writes until it has caught up.
+    pub yield_ms: u64,
     /// Days of the trail kept: older daily partitions are dropped whole (`hookgate prune`,
     /// and hourly by one replica).
     pub retention_days: u32,

@@ -158,6 +158,7 @@ impl Settings {
                     .max(100)
                     .max(6 * raw.audit.flush_interval_ms.unwrap_or(100).max(10)),
                 nice: raw.audit.nice.unwrap_or(10).clamp(0, 19),
+                yield_ms: raw.audit.yield_ms.unwrap_or(5_000).min(60_000),
                 retention_days,
                 payload_retention_days,
             },
