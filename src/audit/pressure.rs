@@ -1,7 +1,8 @@
 //! When the audit trail yields to ingest. Writing the trail costs PostgreSQL and Redis CPU
 //! that `audit.nice` cannot lower (they are other processes): on a host whose CPUs are
-//! saturated, a burst of webhooks is answered about 1.5 times faster when the trail waits
-//! for it to pass (`scripts/bench-ingest.sh`). So while Linux's pressure stall information
+//! saturated, a burst of webhooks was answered at 1.3-1.7 times the one-`EVAL` baseline's
+//! rate with the trail waiting for it to pass, and 0.8-0.9 times with the trail written
+//! alongside (`scripts/bench-ingest.sh`, 2 cores). So while Linux's pressure stall information
 //! says some task waited for a CPU at least half of the time, the consumer pauses, for
 //! `audit.yield_ms` at most, and then writes until it has caught up, whatever the load.
 
