@@ -5,13 +5,14 @@
 //! refreshed every [`REFRESH`], so a healthy destination costs no Redis calls, and a reset or
 //! a trip on another replica is seen within that interval.
 //!
-//! Outcomes are ordered by when their attempts began: one begun before the last change of
-//! state (`changed_at`, the start of the attempt that made it) is a straggler and changes
-//! nothing. Any other success closes the circuit, as a probe's would: a replica whose view
-//! was still closed may start attempts just after it opened, and if they deliver everything
-//! there is nothing left to probe with (ignoring them left circuits open for good); the
-//! deliveries parked meanwhile are then made due. A failure begun before a close does not
-//! count towards opening it again, nor one begun before the last opening extend it.
+//! An outcome whose attempt began before `changed_at` is a straggler and changes nothing.
+//! `changed_at` is when an opening was recorded (attempts then under way tell nothing new),
+//! and the start of the attempt that closed the circuit or opened it again. Any other success
+//! closes the circuit, as a probe's would: a replica whose view was still closed may start
+//! attempts just after another opened it, and if they deliver everything there is nothing
+//! left to probe with (ignoring them left circuits open for good). So a failure begun before
+//! a close does not count towards opening it again, nor does one begun before the opening
+//! move it later than a success begun after.
 
 use std::cell::RefCell;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -48,40 +49,39 @@ return {0, probe_until - now}
 
 /// Records an outcome. KEYS[1] the state hash; ARGV[1] now (ms), ARGV[2] '1' success,
 /// ARGV[3] threshold, ARGV[4] open ms, ARGV[5] when the attempt began (ms). Returns {state,
-/// failures, open_until, state before, open_until before}: the one call that changes the
-/// state sees the change, whichever replica makes it.
+/// failures, open_until, state before}: the one call that changes the state sees the
+/// change, whichever replica makes it.
 const RECORD_LUA: &str = r#"
 local now = tonumber(ARGV[1])
 local started = tonumber(ARGV[5])
 local st = redis.call('HMGET', KEYS[1], 'state', 'failures', 'open_until', 'changed_at')
 local before = st[1] or 'closed'
-local was_until = tonumber(st[3] or '0')
--- Begun before the last change of state: it tells nothing about the destination since (a
--- straggler closing or re-opening the circuit would make it flap).
+local open_until = tonumber(st[3] or '0')
+-- Begun before the last change: it tells nothing about the destination since (a straggler
+-- closing or re-opening the circuit would make it flap).
 if started < tonumber(st[4] or '0') then
-  return {before, tonumber(st[2] or '0'), was_until, before, was_until}
+  return {before, tonumber(st[2] or '0'), open_until, before}
 end
 if ARGV[2] == '1' then
   redis.call('HSET', KEYS[1], 'state', 'closed', 'failures', 0)
   if before ~= 'closed' then redis.call('HSET', KEYS[1], 'changed_at', started) end
-  return {'closed', 0, 0, before, was_until}
+  return {'closed', 0, 0, before}
 end
 local failures = redis.call('HINCRBY', KEYS[1], 'failures', 1)
-if before ~= 'closed' or failures >= tonumber(ARGV[3]) then
-  local until_ms = now + tonumber(ARGV[4])
+local until_ms = now + tonumber(ARGV[4])
+if before ~= 'closed' then
+  -- Still failing (a probe, or an attempt begun after the last change): open again.
   redis.call('HSET', KEYS[1], 'state', 'open', 'open_until', until_ms, 'changed_at', started)
-  return {'open', failures, until_ms, before, was_until}
+  return {'open', failures, until_ms, before}
 end
-return {before, failures, 0, before, was_until}
-"#;
-
-/// Makes due now what a schedule holds due between ARGV[1] and ARGV[2] (unix ms): the
-/// deliveries an open circuit parked, when it closes before they were due. KEYS[1] the
-/// schedule. Returns how many.
-const RELEASE_PARKED_LUA: &str = r#"
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2])
-for _, token in ipairs(due) do redis.call('ZADD', KEYS[1], 0, token) end
-return #due
+if failures >= tonumber(ARGV[3]) then
+  -- The opening: attempts under way now are stragglers to it (never moved back: clocks of
+  -- replicas differ a little).
+  local changed = math.max(now, tonumber(st[4] or '0'))
+  redis.call('HSET', KEYS[1], 'state', 'open', 'open_until', until_ms, 'changed_at', changed)
+  return {'open', failures, until_ms, before}
+end
+return {before, failures, 0, before}
 "#;
 
 /// A change of a circuit's state worth telling an operator about.
@@ -89,24 +89,20 @@ return #due
 pub enum Transition {
     /// Closed → open, after this many consecutive failures, open until (unix ms).
     Opened { failures: u64, until_ms: u64 },
-    /// Open or half-open → closed; deliveries parked until `was_open_until` (unix ms) may go.
-    Closed { was_open_until: u64 },
+    /// Open or half-open → closed.
+    Closed,
 }
 
-/// The transition from `before` (open until `was_open_until`) to `after`, if it is one: a
-/// half-open probe that fails re-opens a circuit that was never closed, which is no news.
-pub fn transition(
-    before: CircuitStatus,
-    was_open_until: u64,
-    after: &CircuitState,
-) -> Option<Transition> {
+/// The transition from `before` to `after`, if it is one: a half-open probe that fails
+/// re-opens a circuit that was never closed, which is no news.
+pub fn transition(before: CircuitStatus, after: &CircuitState) -> Option<Transition> {
     match (before, after.state) {
         (CircuitStatus::Closed, CircuitStatus::Open) => Some(Transition::Opened {
             failures: after.failures,
             until_ms: after.open_until_ms,
         }),
         (CircuitStatus::Open | CircuitStatus::HalfOpen, CircuitStatus::Closed) => {
-            Some(Transition::Closed { was_open_until })
+            Some(Transition::Closed)
         }
         _ => None,
     }
@@ -141,7 +137,7 @@ pub async fn read(
     Ok(read_with_change(conn, key).await?.0)
 }
 
-/// A circuit's state and the start of the attempt that last changed it (unix ms, 0 if none).
+/// A circuit's state and when it last changed (unix ms, 0 if never; see the module doc).
 async fn read_with_change(
     conn: &mut impl redis::aio::ConnectionLike,
     key: &str,
@@ -169,9 +165,9 @@ fn late_success(state: CircuitStatus, changed_at_ms: u64, unreported: Option<u64
     unreported.filter(|&started| state != CircuitStatus::Closed && started >= changed_at_ms)
 }
 
-/// Closes a circuit and makes the deliveries it parked due now (in each partition's
-/// schedule: separate commands, since partitions live in different slots on a cluster);
-/// every replica sees it within [`REFRESH`].
+/// Closes a circuit and makes every retry its schedules hold due now, backoff included (the
+/// operator's reset: each partition's schedule a command of its own, since partitions live
+/// in different slots on a cluster); every replica sees it within [`REFRESH`].
 pub async fn reset(
     conn: &mut impl redis::aio::ConnectionLike,
     circuit_key: &str,
@@ -191,7 +187,7 @@ pub async fn reset(
         .query_async::<()>(&mut *conn)
         .await?;
     for schedule in schedule_keys {
-        // Scores to 0: everything parked becomes due at once.
+        // Scores to 0: every scheduled retry becomes due at once.
         redis::cmd("ZUNIONSTORE")
             .arg(schedule)
             .arg(1)
@@ -202,28 +198,6 @@ pub async fn reset(
             .await?;
     }
     Ok(())
-}
-
-/// Makes due now the deliveries parked until `until` (unix ms) in these schedules (one
-/// command each: partitions live in different slots on a cluster): the circuit closed
-/// before they were due.
-pub async fn release_parked(
-    conn: &mut impl redis::aio::ConnectionLike,
-    schedule_keys: &[String],
-    until: u64,
-) -> redis::RedisResult<u64> {
-    let script = redis::Script::new(RELEASE_PARKED_LUA);
-    let mut released = 0;
-    for schedule in schedule_keys {
-        let n: u64 = script
-            .key(schedule)
-            .arg(now_ms())
-            .arg(until)
-            .invoke_async(&mut *conn)
-            .await?;
-        released += n;
-    }
-    Ok(released)
 }
 
 /// What the breaker allows right now.
@@ -341,10 +315,9 @@ impl Circuit {
         )
     }
 
-    /// When the local view says the circuit is open: until when (unix ms).
-    pub fn open_until(&self) -> Option<u64> {
-        let view = self.view.borrow();
-        (view.state.state != CircuitStatus::Closed).then(|| view.state.open_until_ms.max(now_ms()))
+    /// Whether the local view says the circuit is open or half-open.
+    pub fn is_open(&self) -> bool {
+        self.view.borrow().state.state != CircuitStatus::Closed
     }
 
     /// Records the outcome of an attempt begun at `started_ms` (unix ms); only failures and
@@ -363,27 +336,27 @@ impl Circuit {
                 return Ok(None);
             }
         }
-        let (state, failures, open_until, before, was_open_until): (String, u64, u64, String, u64) =
-            self.record
-                .key(&self.key)
-                .arg(now_ms())
-                .arg(if success { "1" } else { "0" })
-                .arg(self.policy.failure_threshold)
-                .arg(self.policy.open_seconds * 1000)
-                .arg(started_ms)
-                .invoke_async(conn)
-                .await?;
+        let (state, failures, open_until, before): (String, u64, u64, String) = self
+            .record
+            .key(&self.key)
+            .arg(now_ms())
+            .arg(if success { "1" } else { "0" })
+            .arg(self.policy.failure_threshold)
+            .arg(self.policy.open_seconds * 1000)
+            .arg(started_ms)
+            .invoke_async(conn)
+            .await?;
         let now = CircuitState {
             state: stored_status(Some(&state)),
             failures,
             open_until_ms: open_until,
         };
-        let change = transition(stored_status(Some(&before)), was_open_until, &now);
+        let change = transition(stored_status(Some(&before)), &now);
         match change {
             Some(Transition::Opened { .. }) => {
                 log::warn!("circuit {} opened after {failures} failures", self.key)
             }
-            Some(Transition::Closed { .. }) => log::info!("circuit {} closed", self.key),
+            Some(Transition::Closed) => log::info!("circuit {} closed", self.key),
             None if !success && now.state == CircuitStatus::Open => {
                 log::debug!("circuit {} open again after {failures} failures", self.key)
             }
@@ -392,9 +365,6 @@ impl Circuit {
         let mut view = self.view.borrow_mut();
         if success && view.unreported_success_ms <= Some(started_ms) {
             view.unreported_success_ms = None;
-        }
-        if change.is_some() {
-            view.changed_at_ms = started_ms;
         }
         view.state = now;
         Ok(change)

@@ -36,17 +36,19 @@ impl Worker {
         if let Some(ordering) = self.dest.ordering.as_ref().filter(|_| event.okey.is_none()) {
             event.okey = ordering.key_of(&event.headers, &event.body);
         }
-        // The circuit opened after this entry was read: wait without spending an attempt.
-        if !probe {
-            if let Some(until) = self.circuit.open_until() {
-                self.metrics.parked.increment(1);
-                let park = Outcome::Retry {
-                    due_ms: until,
-                    attempt: event.attempt,
-                };
-                self.settle(&entry.id, from, &event, park, None, None).await;
-                return;
-            }
+        // The circuit opened after this entry was read: it waits without spending an attempt,
+        // back in the retry stream at once, where the readers leave it while the circuit is
+        // open and find it as soon as it closes, however it closes (a probe, any success
+        // begun after the opening, a reset). Parked until the opening's end, it waited that
+        // long after an early close, or after a close this view had not seen yet.
+        if !probe && self.circuit.is_open() {
+            self.metrics.parked.increment(1);
+            let park = Outcome::Retry {
+                due_ms: now_ms(),
+                attempt: event.attempt,
+            };
+            self.settle(&entry.id, from, &event, park, None, None).await;
+            return;
         }
         let n = event.attempt;
         let attempt_started = crate::traces::now();
@@ -120,11 +122,6 @@ impl Worker {
                 return;
             }
         };
-        if let Some(Transition::Closed { was_open_until }) = transition {
-            if was_open_until > now_ms() {
-                self.release_parked(was_open_until).await;
-            }
-        }
         if !self.notifier.watches(&self.source.config.name) {
             return;
         }
@@ -136,35 +133,13 @@ impl Worker {
                 failures,
                 until_ms,
             },
-            Some(Transition::Closed { .. }) => Notice::CircuitClosed {
+            Some(Transition::Closed) => Notice::CircuitClosed {
                 source,
                 destination,
             },
             None => return,
         };
         self.notifier.send(&self.redis, notice).await;
-    }
-
-    /// Makes due now the deliveries parked until `until`: the circuit closed before it was
-    /// due to end (a success begun after it opened). Those left parked wait until then.
-    async fn release_parked(&self, until: u64) {
-        let schedules: Vec<String> = self
-            .active_lanes()
-            .iter()
-            .map(|l| l.keys.retry_schedule.clone())
-            .collect();
-        let released = match self.conn().await {
-            Ok(mut conn) => crate::circuit::release_parked(&mut *conn, &schedules, until).await,
-            Err(e) => Err(e),
-        };
-        match released {
-            Ok(n) if n > 0 => self.notify(),
-            Ok(_) => {}
-            Err(e) => log::warn!(
-                "{}: deliveries parked by the circuit wait until it was due to close: {e}",
-                self.name()
-            ),
-        }
     }
 
     /// Settles an event the destination does not want: no attempt, status `filtered`.
