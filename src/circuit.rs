@@ -315,6 +315,21 @@ impl Circuit {
         )
     }
 
+    /// Gives the half-open probe back, so that the next delivery can take it: the one that
+    /// took it will not say whether the destination answers (nothing to read, no token of
+    /// the rate limit, an entry filtered out or malformed, a 429).
+    pub async fn give_back_probe(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+    ) -> redis::RedisResult<()> {
+        redis::cmd("HSET")
+            .arg(&self.key)
+            .arg("probe_until")
+            .arg(0)
+            .query_async(conn)
+            .await
+    }
+
     /// Whether the local view says the circuit is open or half-open.
     pub fn is_open(&self) -> bool {
         self.view.borrow().state.state != CircuitStatus::Closed

@@ -161,6 +161,29 @@ async fn a_success_that_ended_before_timeouts_opened_it_does_not_close_it() {
     // Three requests begun 10 s ago time out now; a quick one begun 5 s ago had succeeded.
     let opened_at = open(&c, &mut conn, t - 10_000).await;
     assert!(opened_at >= t, "it opened when the timeouts were recorded");
-    assert_eq!(c.record(&mut conn, true, t - 5_000).await.expect("record"), None);
+    assert_eq!(
+        c.record(&mut conn, true, t - 5_000).await.expect("record"),
+        None
+    );
     assert_eq!(state(&mut conn, &key).await.state, CircuitStatus::Open);
+}
+
+#[actix_web::test]
+async fn a_probe_given_back_goes_to_the_next_delivery() {
+    let (mut conn, key, c, _) = opened().await;
+    // The opening is over: the first gate takes the probe, the next waits for it.
+    let _: () = redis::cmd("HSET")
+        .arg(&key.0)
+        .arg("open_until")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .expect("HSET");
+    assert_eq!(c.gate(&mut conn).await.expect("gate"), Gate::Probe);
+    assert!(matches!(
+        c.gate(&mut conn).await.expect("gate"),
+        Gate::Wait(_)
+    ));
+    c.give_back_probe(&mut conn).await.expect("give back");
+    assert_eq!(c.gate(&mut conn).await.expect("gate"), Gate::Probe);
 }

@@ -23,12 +23,14 @@ impl Worker {
             Err(e) => {
                 log::error!("{}: dropping malformed entry: {e}", self.name());
                 self.ack_only(&entry.id, from).await;
+                self.no_verdict(probe).await;
                 return;
             }
         };
         // Filters are checked once, on the entry's first read; a retry was wanted already.
         if !from.retry && !self.wants(&event) {
             self.settle_filtered(&entry.id, from, &event).await;
+            self.no_verdict(probe).await;
             return;
         }
         // A replay of a dead head straight to this destination carries no key of its own:
@@ -64,8 +66,9 @@ impl Worker {
         )
         .await;
         self.metrics.latency.record(result.duration.as_secs_f64());
-        if let Some(success) = decision::circuit_success(&result.verdict) {
-            self.record_circuit(success, started_ms).await;
+        match decision::circuit_success(&result.verdict) {
+            Some(success) => self.record_circuit(success, started_ms).await,
+            None => self.no_verdict(probe).await,
         }
         let policy = &self.source.config.retry;
         let outcome = decision::decide(&result.verdict, n, policy, now_ms(), retry::random);
@@ -106,6 +109,23 @@ impl Worker {
             record.as_ref(),
         )
         .await;
+    }
+
+    /// A probe that will not tell whether the destination answers is given back.
+    async fn no_verdict(&self, probe: bool) {
+        if !probe {
+            return;
+        }
+        let given = match self.conn().await {
+            Ok(mut conn) => self.circuit.give_back_probe(&mut *conn).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = given {
+            log::debug!(
+                "{}: the probe was not given back ({e}); its lease ends it",
+                self.name()
+            );
+        }
     }
 
     /// Tells the shared breaker how the attempt begun at `started_ms` went (a failure to do

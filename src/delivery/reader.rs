@@ -102,6 +102,11 @@ impl Worker {
                     queue::take_tokens(&mut *conn, &self.scripts.rate, &self.rate_key, want, limit)
                         .await?;
                 if grant.granted == 0 {
+                    if probe {
+                        // Held while it sleeps, it would keep the circuit half-open for a
+                        // whole lease.
+                        let _ = self.circuit.give_back_probe(&mut *conn).await;
+                    }
                     drop(conn);
                     // A sleep, not a pause: new work must not wake the reader before a token
                     // is there (it would only find none again).
@@ -149,13 +154,8 @@ impl Worker {
             }
         }
         if probe && got == 0 {
-            // Nothing to probe with: give the probe back so the next event can take it.
-            let _: redis::RedisResult<()> = redis::cmd("HSET")
-                .arg(&self.keys.circuit)
-                .arg("probe_until")
-                .arg(0)
-                .query_async(&mut *conn)
-                .await;
+            // Nothing to probe with: the next event may take it.
+            let _ = self.circuit.give_back_probe(&mut *conn).await;
         }
         Ok(got > 0)
     }
