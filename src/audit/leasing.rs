@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use super::batch::ReadEvent;
 use super::consumer::AuditConsumer;
 use super::lanes::{fair_share, lease_step, to_give, Hold, Lane, LeaseStep, Sharing, Standing};
-use crate::circuit::now_ms;
 use crate::queue::{self, AuditLease};
 
 impl AuditConsumer {
@@ -47,17 +46,10 @@ impl AuditConsumer {
         let mut conn = queue::connection(&self.redis).await?;
         // The consumers able to write share the partitions: one whose writes fail stops
         // reporting, and after a lease's life and a half the others take its share too.
-        let now = now_ms();
-        if standing.writes_ok {
-            if let Err(e) =
-                queue::audit_writer_report(&mut *conn, &self.key_prefix, token, now).await
-            {
-                log::debug!("audit: not reported as a writer: {e}");
-            }
-        }
-        let since = now.saturating_sub(self.lease_ms() * 3 / 2);
+        let report = standing.writes_ok.then_some(token.as_str());
+        let window = self.lease_ms() * 3 / 2;
         // Not known this time: as last time (guessing 1 would take every free lease).
-        let live = queue::audit_writers(&mut *conn, &self.key_prefix, since)
+        let live = queue::audit_writers(&mut *conn, &self.key_prefix, report, window)
             .await
             .unwrap_or(standing.writers.max(1));
         let share = fair_share(lanes.len(), live);

@@ -186,24 +186,34 @@ fn writers_key(prefix: &str) -> String {
     format!("{prefix}:audit:writers")
 }
 
-/// Reports `token`'s consumer as able to write, now (`now_ms`); forgets reports older than
-/// a day.
-pub async fn audit_writer_report(
+/// Reports ARGV[1]'s consumer as able to write (unless ARGV[1] is empty), forgets reports
+/// older than a day, and counts those of the last ARGV[2] ms, all on Redis's clock: report
+/// times from each replica's clock miscounted the writers when the clocks drifted apart.
+const AUDIT_WRITERS_LUA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if ARGV[1] ~= '' then
+  redis.call('ZADD', KEYS[1], now, ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 86400000)
+end
+return redis.call('ZCOUNT', KEYS[1], now - tonumber(ARGV[2]), '+inf')
+"#;
+
+/// Reports `report`'s consumer as able to write, if given, and counts the consumers that
+/// reported within the last `window_ms` (at least one: the caller's).
+pub async fn audit_writers(
     conn: &mut impl redis::aio::ConnectionLike,
     prefix: &str,
-    token: &str,
-    now_ms: u64,
-) -> redis::RedisResult<()> {
-    redis::pipe()
-        .zadd(writers_key(prefix), token, now_ms)
-        .ignore()
-        .cmd("ZREMRANGEBYSCORE")
-        .arg(writers_key(prefix))
-        .arg("-inf")
-        .arg(now_ms.saturating_sub(86_400_000))
-        .ignore()
-        .query_async(conn)
-        .await
+    report: Option<&str>,
+    window_ms: u64,
+) -> redis::RedisResult<usize> {
+    let n: usize = redis::Script::new(AUDIT_WRITERS_LUA)
+        .key(writers_key(prefix))
+        .arg(report.unwrap_or(""))
+        .arg(window_ms)
+        .invoke_async(conn)
+        .await?;
+    Ok(n.max(1))
 }
 
 /// Takes `token`'s consumer out of the writers (it stops): the others count it no more.
@@ -217,22 +227,6 @@ pub async fn audit_writer_leave(
         .arg(token)
         .query_async(conn)
         .await
-}
-
-/// How many consumers reported being able to write since `since_ms` (at least one: the
-/// caller's).
-pub async fn audit_writers(
-    conn: &mut impl redis::aio::ConnectionLike,
-    prefix: &str,
-    since_ms: u64,
-) -> redis::RedisResult<usize> {
-    let n: usize = redis::cmd("ZCOUNT")
-        .arg(writers_key(prefix))
-        .arg(since_ms)
-        .arg("+inf")
-        .query_async(conn)
-        .await?;
-    Ok(n.max(1))
 }
 
 /// Where the cursor may go after a write: the first entry read and not written (held back),
@@ -401,5 +395,37 @@ mod tests {
         let names: Vec<&str> = groups.groups.iter().map(|g| g.name.as_str()).collect();
         assert_eq!(names, ["dest:d"]);
         drop_keys(&mut conn, &k).await;
+    }
+
+    #[actix_web::test]
+    async fn writers_report_and_are_counted_within_the_window() {
+        let mut conn = crate::queue::test_connection().await;
+        let prefix = format!("hgtest-{}", uuid::Uuid::new_v4().simple());
+        let count = |report, window| {
+            let prefix = prefix.clone();
+            async move {
+                let mut conn = crate::queue::test_connection().await;
+                audit_writers(&mut conn, &prefix, report, window)
+                    .await
+                    .expect("writers")
+            }
+        };
+        assert_eq!(count(None, 60_000).await, 1, "at least the caller");
+        assert_eq!(count(Some("a"), 60_000).await, 1);
+        assert_eq!(count(Some("b"), 60_000).await, 2);
+        assert_eq!(
+            count(None, 60_000).await,
+            2,
+            "counting alone reports nobody"
+        );
+        audit_writer_leave(&mut conn, &prefix, "a")
+            .await
+            .expect("leave");
+        assert_eq!(count(None, 60_000).await, 1);
+        let _: () = redis::cmd("DEL")
+            .arg(writers_key(&prefix))
+            .query_async(&mut conn)
+            .await
+            .expect("DEL");
     }
 }

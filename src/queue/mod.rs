@@ -16,9 +16,9 @@ mod settle;
 mod trim;
 
 pub use audit_cursor::{
-    audit_commit, audit_lease, audit_lease_free, audit_unlease, audit_writer_leave,
-    audit_writer_report, audit_writers, audited_floor, first_unwritten, AuditLease,
-    AUDIT_COMMIT_LUA, AUDIT_LEASE_LUA, AUDIT_UNLEASE_LUA,
+    audit_commit, audit_lease, audit_lease_free, audit_unlease, audit_writer_leave, audit_writers,
+    audited_floor, first_unwritten, AuditLease, AUDIT_COMMIT_LUA, AUDIT_LEASE_LUA,
+    AUDIT_UNLEASE_LUA,
 };
 pub use enqueue::{
     enqueue_acked, enqueue_batch, replicated, EnqueueError, EnqueueItem, EnqueueOutcome,
