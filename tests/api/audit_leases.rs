@@ -8,8 +8,9 @@ use hookgate::queue::EntryId;
 use hookgate::source::SourceKeys;
 
 use crate::admin::{clean_until_trimmed, config, post_events, TOKEN};
-use crate::helpers::{eventually, spawn_app, TcpProxy, TestEnv};
+use crate::helpers::{eventually, spawn_app, TestEnv};
 use crate::sink::Sink;
+use crate::tcp_proxy::TcpProxy;
 
 /// The replica holding the audit lease of partition `keys`, and how far the audit trail
 /// has written its events (the cursor, if any).

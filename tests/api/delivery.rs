@@ -4,7 +4,6 @@ use hookgate::config::RedisTopology;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use hookgate::circuit;
 use hookgate::send::{sample_body, unix_now};
 use hookgate::source::SourceKeys;
 use hookgate::verify::standard_webhooks;
@@ -12,10 +11,10 @@ use hookgate::verify::standard_webhooks;
 use crate::helpers::{eventually, spawn_app, Signed, TestApp, TestEnv};
 use crate::sink::{Behaviour, Sink};
 
-const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// A GitHub-signed source `name` delivering to the given destinations (TOML tables).
-fn source(name: &str, destinations: &[String], extra: &str) -> String {
+pub(crate) fn source(name: &str, destinations: &[String], extra: &str) -> String {
     let mut s = format!(
         "[[sources]]\nname = \"{name}\"\nkind = \"github\"\nsecrets = [\"s3cret\"]\n{extra}\n"
     );
@@ -27,16 +26,16 @@ fn source(name: &str, destinations: &[String], extra: &str) -> String {
     s
 }
 
-fn dest(name: &str, url: &str, extra: &str) -> String {
+pub(crate) fn dest(name: &str, url: &str, extra: &str) -> String {
     format!("name = \"{name}\"\nurl = \"{url}\"\n{extra}")
 }
 
 /// Quick retries, and a breaker that stays out of the way of retry tests.
-const FAST_RETRY: &str =
+pub(crate) const FAST_RETRY: &str =
     "[sources.retry]\nmax_attempts = 5\nbase_delay_ms = 20\nmax_delay_ms = 100\n[sources.circuit]\nfailure_threshold = 1000";
 
 /// Posts `n` distinct events and returns (event id, body) of each.
-async fn post_many(app: &TestApp, source: &str, n: usize) -> Vec<(String, Vec<u8>)> {
+pub(crate) async fn post_many(app: &TestApp, source: &str, n: usize) -> Vec<(String, Vec<u8>)> {
     let config = app.source(source);
     let base = uuid::Uuid::new_v4().as_u64_pair().0 >> 16;
     let mut out = Vec::with_capacity(n);
@@ -236,127 +235,6 @@ async fn retry_after_is_honoured() {
 }
 
 #[actix_web::test]
-async fn circuit_opens_waits_probes_and_closes() {
-    let env = TestEnv::new();
-    let sink = Sink::start();
-    sink.set("/breaker", Behaviour::Status(500));
-    // One at a time, so nothing is in flight when the circuit opens.
-    let d = dest("breaker", &sink.url("/breaker"), "max_in_flight = 1");
-    let extra = "[sources.retry]\nmax_attempts = 100\nbase_delay_ms = 20\nmax_delay_ms = 50\n\
-                 [sources.circuit]\nfailure_threshold = 3\nopen_seconds = 2";
-    let app = spawn_app(env.settings(&source("orders", &[d], extra))).await;
-    let sent = post_many(&app, "orders", 10).await;
-
-    let keys = SourceKeys::new(&env.prefix, "orders").destination("breaker");
-    let state = eventually(Duration::from_secs(30), "the circuit to open", || async {
-        let mut r = env.redis().await;
-        let s = circuit::read(&mut r, &keys.circuit).await.expect("state");
-        (s.state == "open").then_some(s)
-    })
-    .await;
-    let seen_at_open = sink.received("/breaker").len();
-    assert_eq!(
-        seen_at_open, 3,
-        "exactly the threshold's attempts before opening"
-    );
-    // While open: no attempts at all (checked until shortly before it may half-open).
-    let quiet_until = state.open_until_ms.saturating_sub(150);
-    while circuit::now_ms() < quiet_until {
-        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(
-        sink.received("/breaker").len(),
-        seen_at_open,
-        "attempts while the circuit was open"
-    );
-
-    // The destination recovers: the probe closes the circuit and everything waiting arrives.
-    sink.set("/breaker", Behaviour::Ok);
-    eventually(
-        Duration::from_secs(30),
-        "every event delivered after the probe",
-        || async {
-            let by = sink.by_event("/breaker");
-            sent.iter()
-                .all(|(id, _)| {
-                    by.get(id).is_some_and(|v| {
-                        v.last()
-                            .is_some_and(|r| r.at.elapsed() < Duration::from_secs(60))
-                    })
-                })
-                .then_some(())
-        },
-    )
-    .await;
-    env.await_events("status = 'delivered'", 10, Duration::from_secs(30))
-        .await;
-    let mut r = env.redis().await;
-    assert_eq!(
-        circuit::read(&mut r, &keys.circuit)
-            .await
-            .expect("state")
-            .state,
-        "closed"
-    );
-    // Waiting did not spend attempts: 3 failures in all before the probe.
-    assert_eq!(env.count("delivery_attempts", "status_code = 500").await, 3);
-}
-
-#[actix_web::test]
-async fn circuit_reset_on_one_replica_is_seen_by_another() {
-    let env = TestEnv::new();
-    let sink = Sink::start();
-    sink.set("/reset", Behaviour::Status(500));
-    let d = dest("reset", &sink.url("/reset"), "max_in_flight = 1");
-    let extra = "[sources.retry]\nmax_attempts = 100\nbase_delay_ms = 20\nmax_delay_ms = 50\n\
-                 [sources.circuit]\nfailure_threshold = 2\nopen_seconds = 600";
-    let settings = env.settings(&source("orders", &[d], extra));
-    // Replica A only ingests (and is where the operator resets); replica B delivers.
-    let mut ingest_only = settings.clone();
-    ingest_only.delivery.enabled = false;
-    let a = spawn_app(ingest_only).await;
-    let _b = spawn_app(settings).await;
-    let mut sent = post_many(&a, "orders", 3).await;
-    let keys = SourceKeys::new(&env.prefix, "orders").destination("reset");
-    eventually(Duration::from_secs(30), "the circuit to open", || async {
-        let mut r = env.redis().await;
-        (circuit::read(&mut r, &keys.circuit)
-            .await
-            .expect("state")
-            .state
-            == "open")
-            .then_some(())
-    })
-    .await;
-    sink.set("/reset", Behaviour::Ok);
-    sent.extend(post_many(&a, "orders", 3).await);
-
-    let started = Instant::now();
-    let mut r = env.redis().await;
-    circuit::reset(
-        &mut r,
-        &keys.circuit,
-        std::slice::from_ref(&keys.retry_schedule),
-    )
-    .await
-    .expect("reset");
-    eventually(
-        Duration::from_secs(20),
-        "deliveries after the reset",
-        || async {
-            let by = sink.by_event("/reset");
-            sent.iter()
-                .all(|(id, _)| {
-                    by.get(id)
-                        .is_some_and(|v| v.iter().any(|r| r.at >= started))
-                })
-                .then_some(())
-        },
-    )
-    .await;
-}
-
-#[actix_web::test]
 async fn a_hanging_destination_does_not_delay_others() {
     let env = TestEnv::new();
     let sink = Sink::start();
@@ -475,90 +353,10 @@ async fn a_deleted_consumer_group_is_recreated() {
 }
 
 #[actix_web::test]
-async fn a_busy_low_priority_source_leaves_room_for_a_high_priority_one() {
-    let env = TestEnv::new();
-    let sink = Sink::start();
-    sink.set("/bulk", Behaviour::Hang(Duration::from_millis(500)));
-    sink.set("/critical", Behaviour::Hang(Duration::from_millis(100)));
-    let toml = [
-        source(
-            "bulk",
-            &[dest("app", &sink.url("/bulk"), "max_in_flight = 100")],
-            "priority = 0",
-        ),
-        source(
-            "critical",
-            &[dest("app", &sink.url("/critical"), "max_in_flight = 100")],
-            "priority = 9",
-        ),
-    ]
-    .join("\n");
-    let mut settings = env.settings(&toml);
-    // Budget 20: bulk may fill 20 * 1/10 = 2 of it, critical all 20.
-    settings.delivery.max_in_flight = 20;
-    let app = spawn_app(settings).await;
-    let bulk = post_many(&app, "bulk", 60).await;
-    let critical = post_many(&app, "critical", 60).await;
-    eventually(Duration::from_secs(30), "critical deliveries", || async {
-        (sink.distinct("/critical") == critical.len()).then_some(())
-    })
-    .await;
-    let (b, c) = (
-        sink.max_concurrent("/bulk"),
-        sink.max_concurrent("/critical"),
-    );
-    println!("most in flight at once: bulk {b} (share 2), critical {c} (budget 20)");
-    assert!(b <= 2, "bulk used {b} slots of its share of 2");
-    assert!(c > 2 && c <= 20, "critical used {c} slots");
-    eventually(
-        Duration::from_secs(60),
-        "bulk deliveries, slowly",
-        || async { (sink.distinct("/bulk") == bulk.len()).then_some(()) },
-    )
-    .await;
-}
-
-#[actix_web::test]
-async fn outbound_rate_limit_is_kept() {
-    let env = TestEnv::new();
-    let sink = Sink::start();
-    let d = dest(
-        "limited",
-        &sink.url("/limited"),
-        "rate_limit_per_second = 20",
-    );
-    let app = spawn_app(env.settings(&source("orders", &[d], ""))).await;
-    post_many(&app, "orders", 60).await;
-    eventually(Duration::from_secs(30), "60 deliveries", || async {
-        (sink.distinct("/limited") == 60).then_some(())
-    })
-    .await;
-    // No sliding one-second window may hold more than the limit (plus one window edge).
-    let mut at: Vec<Instant> = sink.received("/limited").iter().map(|r| r.at).collect();
-    at.sort();
-    let busiest = at
-        .iter()
-        .map(|t| {
-            at.iter()
-                .filter(|u| **u >= *t && **u < *t + Duration::from_secs(1))
-                .count()
-        })
-        .max()
-        .unwrap_or(0);
-    let spread = at[at.len() - 1] - at[0];
-    println!("rate limit 20/s: 60 deliveries over {spread:?}, busiest second {busiest}");
-    assert!(busiest <= 40, "{busiest} deliveries in one second");
-    assert!(
-        spread >= Duration::from_millis(1900),
-        "60 deliveries at 20/s took only {spread:?}"
-    );
-}
-
-#[actix_web::test]
 async fn delivery_carries_on_after_redis_drops_every_connection() {
     let env = TestEnv::new();
     let sink = Sink::start();
-    let proxy = crate::helpers::TcpProxy::start(6379, true);
+    let proxy = crate::tcp_proxy::TcpProxy::start(6379, true);
     let mut settings = env.settings(&source("orders", &[dest("app", &sink.url("/app"), "")], ""));
     settings.redis.topology = RedisTopology::Single(format!("redis://127.0.0.1:{}", proxy.port));
     let app = spawn_app(settings).await;

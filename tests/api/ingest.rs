@@ -6,7 +6,8 @@ use hookgate::config::Secret;
 use hookgate::send::{sample_body, unix_now};
 use serde_json::json;
 
-use crate::helpers::{spawn_app, Signed, TestApp, TestEnv, ALL_KINDS};
+use crate::helpers::{spawn_app, Signed, TestApp, TestEnv};
+use crate::kinds::ALL_KINDS;
 
 struct Case {
     source: &'static str,

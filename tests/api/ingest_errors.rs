@@ -10,7 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::helpers::{spawn_app, Signed, TestApp, TestEnv, ALL_KINDS};
+use crate::helpers::{spawn_app, Signed, TestApp, TestEnv};
+use crate::kinds::ALL_KINDS;
 
 #[actix_web::test]
 async fn unknown_source_is_404() {

@@ -1,15 +1,20 @@
 //! Integration tests against the real Redis and PostgreSQL.
 
 mod admin;
+mod admin_cli;
+mod admin_replay;
 mod audit_leases;
 mod cluster;
 mod cluster_script;
 mod dashboard;
 mod delivery;
+mod delivery_circuit;
+mod delivery_limits;
 mod forwarding;
 mod helpers;
 mod ingest;
 mod ingest_errors;
+mod kinds;
 mod metrics;
 mod notify_outage;
 mod openapi;
@@ -27,4 +32,5 @@ mod routing;
 mod sink;
 mod spool;
 mod takeover;
+mod tcp_proxy;
 mod traces;

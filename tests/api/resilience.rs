@@ -7,8 +7,10 @@ use futures_util::future::join_all;
 use hookgate::send::{sample_body, unix_now};
 use tokio::net::TcpListener;
 
-use crate::helpers::{eventually, spawn_app, Signed, TcpProxy, TestEnv, ALL_KINDS};
+use crate::helpers::{eventually, spawn_app, Signed, TestEnv};
+use crate::kinds::ALL_KINDS;
 use crate::redis_server::RedisServer;
+use crate::tcp_proxy::TcpProxy;
 
 #[actix_web::test]
 async fn redis_unreachable_is_503_quickly() {

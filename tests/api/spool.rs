@@ -7,10 +7,11 @@ use std::time::Duration;
 use hookgate::send::{sample_body, unix_now};
 use hookgate::spool::{Journal, SpoolRecord};
 
-use crate::helpers::{eventually, spawn_app, Signed, TcpProxy, TestEnv};
+use crate::helpers::{eventually, spawn_app, Signed, TestEnv};
 use crate::redis_server::RedisServer;
 use crate::sink::Sink;
 use crate::takeover::Gateway;
+use crate::tcp_proxy::TcpProxy;
 
 fn config(env: &TestEnv, sink: &Sink, redis: &RedisServer) -> String {
     format!(
