@@ -51,7 +51,10 @@ impl AuditConsumer {
         // Not known this time: as last time (guessing 1 would take every free lease).
         let live = queue::audit_writers(&mut *conn, &self.key_prefix, report, window)
             .await
-            .unwrap_or(standing.writers.max(1));
+            .unwrap_or_else(|e| {
+                log::debug!("audit: writers not reported or counted ({e}); as last time");
+                standing.writers.max(1)
+            });
         let share = fair_share(lanes.len(), live);
         let mut ours = lanes.iter().filter(|l| l.held()).count();
         let mut give = to_give(standing.writers, live, ours, share, standing.to_give);
