@@ -213,7 +213,7 @@ pub enum Gate {
 
 struct View {
     state: CircuitState,
-    /// The start of the attempt that last changed the state, as of the last refresh (unix ms).
+    /// When the state last changed (see the module doc), as of the last refresh (unix ms).
     changed_at_ms: u64,
     refreshed: Option<Instant>,
     /// The latest start of a success not sent to Redis because the view said closed.

@@ -132,7 +132,6 @@ impl Application {
             settings: settings.audit.clone(),
             known: Default::default(),
             followed: Default::default(),
-            key_prefix: settings.redis.key_prefix.clone(),
             standing: Default::default(),
         };
         audit_arbiter.spawn_fn(move || {

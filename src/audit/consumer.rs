@@ -43,8 +43,6 @@ pub struct AuditConsumer {
     pub known: KnownDays,
     /// The sources' generation and lane count when their partitions were last followed.
     pub followed: std::cell::Cell<(u64, usize)>,
-    /// The Redis key prefix (the replica registry, for the fair share of partitions).
-    pub key_prefix: String,
     /// Where this consumer stands among the writers (see [`Standing`]).
     pub(crate) standing: std::cell::Cell<Standing>,
 }

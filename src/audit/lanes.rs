@@ -181,7 +181,7 @@ pub struct AuditLeases {
     redis: RedisPool,
     sources: Sources,
     /// The Redis key prefix (the writers' registry).
-    key_prefix: String,
+    pub(super) key_prefix: String,
 }
 
 impl AuditLeases {

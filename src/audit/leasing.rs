@@ -49,7 +49,7 @@ impl AuditConsumer {
         let report = standing.writes_ok.then_some(token.as_str());
         let window = self.lease_ms() * 3 / 2;
         // Not known this time: as last time (guessing 1 would take every free lease).
-        let live = queue::audit_writers(&mut *conn, &self.key_prefix, report, window)
+        let live = queue::audit_writers(&mut *conn, &self.leases.key_prefix, report, window)
             .await
             .unwrap_or_else(|e| {
                 log::debug!("audit: writers not reported or counted ({e}); as last time");
@@ -180,7 +180,8 @@ impl AuditConsumer {
         }
         // Counted among the writers no more: the others' share covers its partitions at once.
         if let Some(conn) = &mut conn {
-            let left = queue::audit_writer_leave(&mut **conn, &self.key_prefix, &self.leases.token);
+            let left =
+                queue::audit_writer_leave(&mut **conn, &self.leases.key_prefix, &self.leases.token);
             if let Err(e) = left.await {
                 log::debug!("audit: still counted as a writer: {e}");
             }
